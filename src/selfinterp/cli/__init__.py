@@ -1,0 +1,52 @@
+"""Command-line interface: ``selfinterp COMMAND ...``.
+
+Each command lives in its own module ``selfinterp.cli.<name>`` exposing
+``add_arguments(parser)`` and ``main(args) -> int``; those modules import
+only argparse at top level so that start-up stays fast (numba kernels are
+cached on disk, JAX is imported only when asked for).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .._version import __version__
+from ..errors import InputError, MissingExtraError
+
+# command name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="selfinterp",
+        description="Simulation-first statistics for self-interpretability studies.",
+    )
+    parser.add_argument("--version", action="version", version=f"selfinterp {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_) in COMMANDS.items():
+        mod = importlib.import_module(module)
+        p = sub.add_parser(name, help=help_, description=(mod.__doc__ or help_).strip())
+        mod.add_arguments(p)
+        p.set_defaults(_main=mod.main)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._main(args) or 0)
+    except (InputError, MissingExtraError, FileNotFoundError) as exc:
+        print(f"selfinterp {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

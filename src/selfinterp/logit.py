@@ -1,0 +1,239 @@
+"""Batched binary logit: the array-level estimator API.
+
+One call fits every decision context of an array of shape
+(contexts, trials, attributes).  Backends share one signature and give the
+same results: ``"numpy"`` (the reference), ``"numba"`` (parallel over
+contexts, the CPU default) and ``"jax"`` (jit + vmap; runs on a GPU when JAX
+sees one).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._validate import as_float_array, check_finite, check_range
+from .errors import InputError
+
+__all__ = ["LogitFit", "fit_logit", "normalize_weights", "BACKENDS"]
+
+BACKENDS = ("auto", "numpy", "numba", "jax")
+INTERCEPT_PRIOR_SD = 2.5
+
+
+@dataclass(frozen=True)
+class LogitFit:
+    """Result of :func:`fit_logit` for A contexts and K attributes.
+
+    Attributes
+    ----------
+    coef : ndarray (A, K)
+        Slopes on the likelihood's own scale (not normalised).
+    intercept : ndarray (A,)
+        Intercepts (position bias towards A); zeros when not fitted.
+    stderr : ndarray (A, K)
+        Standard errors of the slopes from the inverse (penalised) Hessian at
+        the estimate.  Meaningless for contexts flagged ``separated`` when
+        ``prior_sd`` is None: the MLE does not exist there.
+    intercept_stderr : ndarray (A,)
+        Standard error of the intercept (zeros when not fitted).
+    converged : ndarray of bool (A,)
+        Newton reached its tolerance at a finite estimate.  Always False for a
+        separated context under plain maximum likelihood.
+    separated : ndarray of bool (A,)
+        The data of the context are (quasi-)completely separated: the maximum
+        likelihood estimate does not exist, whatever the prior used for
+        ``coef``.  False everywhere when ``check_separation=False``.
+    n_iter : ndarray of int (A,)
+        Newton iterations used.
+    """
+
+    coef: np.ndarray
+    intercept: np.ndarray
+    stderr: np.ndarray
+    intercept_stderr: np.ndarray
+    converged: np.ndarray
+    separated: np.ndarray
+    n_iter: np.ndarray
+
+    def normalized(self, max_abs: float = 100.0) -> np.ndarray:
+        """Slopes rescaled per context so the largest |w| is ``max_abs``."""
+        return normalize_weights(self.coef, max_abs)
+
+
+def normalize_weights(coef, max_abs: float = 100.0) -> np.ndarray:
+    """Rescale each row so that its largest absolute value is ``max_abs``.
+
+    This is the paper's normalisation of learned weights (max |w| = 100).
+    A row of zeros stays zeros: it has no direction to rescale.
+    """
+    coef = np.asarray(coef, dtype=np.float64)
+    top = np.max(np.abs(coef), axis=-1, keepdims=True)
+    out = np.zeros_like(coef)
+    np.divide(coef * max_abs, top, out=out, where=top > 0)
+    return out
+
+
+def prepare_outcomes(X, y, mask=None, n=None):
+    """Validate (X, y, mask, n) and return X, the fraction f and the weight w.
+
+    Raises :class:`~selfinterp.errors.InputError` naming the context and trial
+    of the first bad value, before any fitting.
+    """
+    X = as_float_array("X", X, 3)
+    y = as_float_array("y", y, 2)
+    A, T, K = X.shape
+    if A == 0:
+        raise InputError("X has no contexts")
+    if K == 0:
+        raise InputError("X has no attributes")
+    if y.shape != (A, T):
+        raise InputError(f"y has shape {y.shape}, expected {(A, T)} to match X {X.shape}")
+    dims = ("context", "trial", "attribute")
+    if mask is None:
+        used = np.ones((A, T), dtype=bool)
+    else:
+        used = np.asarray(mask)
+        if used.shape != (A, T):
+            raise InputError(f"mask has shape {used.shape}, expected {(A, T)}")
+        if used.dtype != bool:
+            raise InputError(f"mask must be boolean, got dtype {used.dtype}")
+    check_finite("X", np.where(used[..., None], X, 0.0), dims)
+    check_finite("y", np.where(used, y, 0.0), dims[:2])
+    if n is None:
+        w = used.astype(np.float64)
+        check_range("y", np.where(used, y, 0.0), 0.0, 1.0, dims[:2])
+        f = np.where(used, y, 0.0)
+    else:
+        n = as_float_array("n", n, 2)
+        if n.shape != (A, T):
+            raise InputError(f"n has shape {n.shape}, expected {(A, T)}")
+        check_finite("n", np.where(used, n, 1.0), dims[:2])
+        check_range("n", np.where(used, n, 1.0), 0.0, np.inf, dims[:2])
+        yy = np.where(used, y, 0.0)
+        nn = np.where(used, n, 1.0)
+        bad = (yy < 0) | (yy > nn)
+        if bad.any():
+            a, t = np.argwhere(bad)[0]
+            raise InputError(f"y must be a count in [0, n]: got y={yy[a, t]!r} with "
+                             f"n={nn[a, t]!r} at context {a}, trial {t}")
+        w = np.where(used, n, 0.0)
+        f = np.divide(yy, nn, out=np.zeros_like(yy), where=nn > 0)
+    empty = ~np.any(w > 0, axis=1)
+    if empty.any():
+        raise InputError(f"context {int(np.flatnonzero(empty)[0])} has no trials to fit "
+                         f"({int(empty.sum())} empty context(s) in all)")
+    X = np.where(used[..., None], X, 0.0)
+    return np.ascontiguousarray(X), f, w
+
+
+def prior_precision(K: int, intercept: bool, prior_sd, intercept_prior_sd=INTERCEPT_PRIOR_SD):
+    """Prior precision per parameter (slopes first, then the intercept)."""
+    if prior_sd is None:
+        prec = np.zeros(K + int(intercept))
+    else:
+        if not (np.isfinite(prior_sd) and prior_sd > 0):
+            raise InputError(f"prior_sd must be a positive number or None, got {prior_sd!r}")
+        prec = np.full(K + int(intercept), 1.0 / prior_sd**2)
+        if intercept:
+            prec[-1] = 0.0 if intercept_prior_sd is None else 1.0 / intercept_prior_sd**2
+    return prec
+
+
+def fit_logit(X, y, *, mask=None, n=None, intercept: bool = True, prior_sd=1.0,
+              intercept_prior_sd=INTERCEPT_PRIOR_SD, backend: str = "auto",
+              max_iter: int = 100, tol: float = 1e-8,
+              check_separation: bool = True, dtype=np.float64) -> LogitFit:
+    """Fit one binary logit per context, all contexts in one call.
+
+    P(choose A) = sigmoid(X @ coef + intercept), by Newton's method with step
+    halving on the (penalised) log-likelihood.
+
+    Parameters
+    ----------
+    X : array (A, T, K)
+        Attribute differences, option A minus option B (range-normalised in
+        the paper's design, so each lies in [-1, 1]).
+    y : array (A, T)
+        Outcomes: 1 when A was chosen, 0 for B; or the probability of A in
+        [0, 1] (soft labels, e.g. from logprobs); or, with ``n``, the number
+        of times A was chosen out of ``n``.
+    mask : bool array (A, T), optional
+        True for the trials to use (ragged trial counts); masked entries are
+        ignored whatever their value.
+    n : array (A, T), optional
+        Binomial trial counts behind each row of ``y``.
+    intercept : bool
+        Fit an intercept (a bias towards option A).
+    prior_sd : float or None
+        Standard deviation of the normal(0, prior_sd) prior on every slope: the
+        fit is then the posterior mode (MAP).  1.0 is the paper's prior.
+        None gives plain maximum likelihood (no prior on the intercept either).
+    intercept_prior_sd : float or None
+        Standard deviation of the normal prior on the intercept when
+        ``prior_sd`` is not None (weakly informative 2.5 by default).
+    backend : {"auto", "numpy", "numba", "jax"}
+        "auto" is numba.
+    max_iter, tol : int, float
+        Newton stops when the applied step is at most ``tol * (1 + max|theta|)``.
+    check_separation : bool
+        Decide for every context whether its data are separated (costs a short
+        unpenalised Newton run, and a linear program for the rare undecided
+        context).
+    dtype : np.float64 or np.float32
+        Working precision of the JAX backend (the others use float64).
+
+    Returns
+    -------
+    LogitFit
+    """
+    if backend not in BACKENDS:
+        raise InputError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if max_iter < 1:
+        raise InputError(f"max_iter must be at least 1, got {max_iter}")
+    X, f, w = prepare_outcomes(X, y, mask, n)
+    A, T, K = X.shape
+    prec = prior_precision(K, intercept, prior_sd, intercept_prior_sd)
+    if backend in ("auto", "numba"):
+        from ._core.logit_numba import fit_numba
+
+        theta, cov, conv, n_iter, status = fit_numba(X, f, w, intercept, prec, max_iter, tol,
+                                                     check_separation)
+    elif backend == "numpy":
+        from ._core.logit_numpy import fit_numpy
+
+        Z = _design(X, intercept)
+        theta, cov, conv, n_iter, status = fit_numpy(
+            Z, f, w, np.broadcast_to(prec, (A, len(prec))), max_iter, tol, check_separation)
+    else:
+        from ._core.logit_jax import fit_jax
+
+        theta, cov, conv, n_iter, status = fit_jax(X, f, w, intercept, prec, max_iter, tol,
+                                                   check_separation, dtype)
+    separated = status == 1
+    undecided = np.flatnonzero(status == 2)
+    if len(undecided):
+        from ._core.separation import separated_lp
+
+        Z = _design(X[undecided], intercept)
+        separated[undecided] = separated_lp(Z, f[undecided], w[undecided])
+    if prior_sd is None:
+        conv = conv & ~separated
+    se = np.sqrt(np.clip(np.diagonal(cov, axis1=1, axis2=2), 0.0, None))
+    zeros = np.zeros(A)
+    return LogitFit(
+        coef=np.ascontiguousarray(theta[:, :K]),
+        intercept=theta[:, K].copy() if intercept else zeros,
+        stderr=np.ascontiguousarray(se[:, :K]),
+        intercept_stderr=se[:, K].copy() if intercept else zeros.copy(),
+        converged=np.asarray(conv, dtype=bool),
+        separated=np.asarray(separated, dtype=bool),
+        n_iter=np.asarray(n_iter, dtype=np.int64),
+    )
+
+
+def _design(X, intercept):
+    if not intercept:
+        return X
+    return np.concatenate([X, np.ones(X.shape[:2] + (1,))], axis=2)
