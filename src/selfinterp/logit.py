@@ -99,7 +99,12 @@ def prepare_outcomes(X, y, mask=None, n=None):
             raise InputError(f"mask has shape {used.shape}, expected {(A, T)}")
         if used.dtype != bool:
             raise InputError(f"mask must be boolean, got dtype {used.dtype}")
-    check_finite("X", np.where(used[..., None], X, 0.0), dims)
+    if mask is None:
+        # a finite sum proves every term finite, without a temporary the size of X
+        if not np.isfinite(np.sum(X)):
+            check_finite("X", X, dims)
+    else:
+        check_finite("X", np.where(used[..., None], X, 0.0), dims)
     check_finite("y", np.where(used, y, 0.0), dims[:2])
     if n is None:
         w = used.astype(np.float64)
@@ -124,7 +129,8 @@ def prepare_outcomes(X, y, mask=None, n=None):
     if empty.any():
         raise InputError(f"context {int(np.flatnonzero(empty)[0])} has no trials to fit "
                          f"({int(empty.sum())} empty context(s) in all)")
-    X = np.where(used[..., None], X, 0.0)
+    if mask is not None:  # masked entries may hold anything: the kernels must read zeros
+        X = np.where(used[..., None], X, 0.0)
     return np.ascontiguousarray(X), f, w
 
 

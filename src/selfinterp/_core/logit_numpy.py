@@ -10,11 +10,37 @@ when fitted), ``f`` the outcome as a fraction in [0, 1] and ``w`` the number of
 binomial trials behind it (0 for masked rows).  ``prec`` is the prior
 precision (0 for plain maximum likelihood).
 
-Separation is examined afterwards by :func:`separation_status_numpy`: an
-unpenalised Newton run from the fitted value that either converges to a finite
-maximum likelihood estimate (status 0), finds a direction that separates the
-data, a certificate that the MLE does not exist (status 1), or neither within
-its iterations (status 2: the caller settles it exactly with a linear program).
+Newton iteration from theta = 0, per context:
+
+1. (maximum likelihood only) stop if theta separates the data (below);
+2. solve H d = g by Cholesky (stop, not converged, if H is not positive definite);
+3. if max|d| <= tol (1 + max|theta + d|), take the step and stop: converged.
+   The Hessian of the last evaluation (at theta, one tiny step away) serves
+   for the covariance, which saves an evaluation per context;
+4. line search by step halving: a step s d is accepted when it moves no eta_t
+   by more than ``SAFE_ETA_STEP`` (then it raises l for certain, see below),
+   or when it does not lower l by more than 1e-12 |l|.  If no step in
+   ``MAX_HALVING`` halvings is accepted, theta cannot be improved: stop there,
+   converged;
+5. evaluate g and H at the new theta; stop, converged, if the step applied
+   was at most tol (1 + max|theta|).
+
+Why the safe step needs no objective: the logistic weight v = p (1 - p)
+satisfies |d log v / d eta| <= 1, so along a step that moves every eta_t by
+at most m the Hessian is at most e^m times its value at theta (the prior part
+is constant), and l(theta + d) - l(theta) >= lambda^2 (1 - (e^m - 1 - m) / m^2)
+with lambda^2 = g.d > 0: positive for m <= 1.79.  Near the optimum every
+Newton step is of that kind, so the log-likelihood (a log1p per trial) is
+only evaluated in the first iterations.
+
+Separation (the maximum likelihood estimate does not exist) is examined
+afterwards by :func:`separation_status_numpy`: if the fitted theta separates
+the data, status 1; else an unpenalised Newton run, from the last point the
+fit evaluated, stops as soon as its iterate separates the data (status 1) or
+its Newton direction yields a dual certificate that the MLE exists (status 0,
+:func:`dual_signs_ok`, usually at the first or second iterate), or converges
+to a finite MLE (status 0); failing all of these within its iterations,
+status 2: the caller settles it exactly with a linear program.
 """
 
 from __future__ import annotations
@@ -23,6 +49,8 @@ import numpy as np
 
 ETA_MAX = 30.0  # |eta| past which a fitted probability is within 1e-13 of 0 or 1
 MAX_HALVING = 40
+SAFE_ETA_STEP = 1.0  # a Newton step moving no eta by more than this raises l (module docstring)
+CERT_MARGIN = 1e-8  # smallest multiplier, per unit weight, that the dual certificate trusts
 
 
 def softplus(eta):
@@ -34,17 +62,30 @@ def sigmoid(eta):
     return np.where(eta >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
-def _evaluate(Z, f, w, theta, prec):
-    eta = np.einsum("atp,ap->at", Z, theta)
-    p = sigmoid(eta)
-    obj = np.sum(w * (f * eta - softplus(eta)), axis=1) - 0.5 * np.sum(prec * theta**2, axis=1)
-    g = np.einsum("at,atp->ap", w * (f - p), Z) - prec * theta
-    H = np.einsum("at,atp,atq->apq", w * p * (1.0 - p), Z, Z)
+def _linear(Z, theta):
+    return np.einsum("atp,ap->at", Z, theta)
+
+
+def _residuals(eta, f, w):
+    """r = w (f - p) and v = w p (1 - p), with p = sigmoid(eta)."""
+    e = np.exp(-np.abs(eta))
+    inv = 1.0 / (1.0 + e)
+    p = np.where(eta >= 0, inv, e * inv)
+    return w * (f - p), w * (e * inv * inv)
+
+
+def _grad_hess(Z, r, v, theta, prec):
+    g = np.einsum("at,atp->ap", r, Z) - prec * theta
+    H = np.einsum("at,atp,atq->apq", v, Z, Z)
     H = H + prec[..., None] * np.eye(Z.shape[2])
-    return obj, g, H, eta
+    return g, H
 
 
-def _solve(H, g):
+def _objective(eta, f, w, theta, prec):
+    return np.sum(w * (f * eta - softplus(eta)), axis=1) - 0.5 * np.sum(prec * theta**2, axis=1)
+
+
+def _cholesky_solve(H, g):
     """Newton direction per context; ``ok`` is False where H is not positive definite."""
     ok = np.ones(len(g), dtype=bool)
     d = np.zeros_like(g)
@@ -58,9 +99,8 @@ def _solve(H, g):
     return d, ok
 
 
-def _certificate(Z, f, w, theta):
-    """True where ``theta`` (non-zero) classifies every weighted row with the right sign."""
-    eta = np.einsum("atp,ap->at", Z, theta)
+def _signs_agree(eta, f, w):
+    """True where eta (not all zero) has the sign of every weighted outcome."""
     used = w > 0
     bad = used & (((f == 1.0) & (eta < 0)) | ((f == 0.0) & (eta > 0))
                   | ((f > 0.0) & (f < 1.0) & (eta != 0)))
@@ -68,60 +108,103 @@ def _certificate(Z, f, w, theta):
     return nonzero & ~np.any(bad, axis=1)
 
 
-def newton_numpy(Z, f, w, prec, max_iter, tol, theta0=None, stop_on_certificate=False):
-    """Batched Newton; returns theta, inverse Hessian, converged, n_iter, certified."""
+def newton_numpy(Z, f, w, prec, max_iter, tol, theta0=None, stop_on_certificate=False,
+                 stop_on_dual=False):
+    """Batched Newton (module docstring).
+
+    ``stop_on_certificate``: stop where theta separates the data.
+    ``stop_on_dual``: (with ``prec`` = 0) stop where the Newton direction
+    gives a dual certificate that the MLE exists (:func:`dual_signs_ok`).
+
+    Returns a dict: ``theta`` (A, P); ``at`` (A, P), the point of the last
+    evaluation, where ``r``, ``v`` (A, T), ``g`` (A, P) and ``H`` (A, P, P)
+    were computed; ``converged``, ``certified``, ``dual`` (A,) and ``n_iter`` (A,).
+    """
     A, T, P = Z.shape
     theta = np.zeros((A, P)) if theta0 is None else theta0.copy()
-    obj, g, H, eta = _evaluate(Z, f, w, theta, prec)
+    eta = _linear(Z, theta)
+    r, v = _residuals(eta, f, w)
+    g, H = _grad_hess(Z, r, v, theta, prec)
+    at = theta.copy()
+    obj = np.zeros(A)
+    obj_known = np.zeros(A, dtype=bool)
     converged = np.zeros(A, dtype=bool)
     certified = np.zeros(A, dtype=bool)
+    dual = np.zeros(A, dtype=bool)
     n_iter = np.zeros(A, dtype=np.int64)
     active = np.ones(A, dtype=bool)
     for it in range(max_iter):
         if stop_on_certificate:
-            cert = active & _certificate(Z, f, w, theta) & np.any(theta != 0, axis=1)
+            cert = active & np.any(theta != 0, axis=1) & _signs_agree(eta, f, w)
             certified |= cert
             active &= ~cert
         if not active.any():
             break
         idx = np.flatnonzero(active)
-        d, ok = _solve(H[idx], g[idx])
+        d, ok = _cholesky_solve(H[idx], g[idx])
         active[idx[~ok]] = False
-        idx = idx[ok]
-        d = d[ok]
+        idx, d = idx[ok], d[ok]
+        n_iter[idx] = it + 1
+        if stop_on_dual:
+            proof = dual_signs_ok(r[idx] - v[idx] * _linear(Z[idx], d), f[idx], w[idx])
+            dual[idx[proof]] = True
+            active[idx[proof]] = False
+            idx, d = idx[~proof], d[~proof]
+        dmax = np.max(np.abs(d), axis=1)
+        small = dmax <= tol * (1.0 + np.max(np.abs(theta[idx] + d), axis=1))
+        done = idx[small]
+        theta[done] += d[small]
+        converged[done] = True
+        active[done] = False
+        idx, d, dmax = idx[~small], d[~small], dmax[~small]
         step = np.ones(len(idx))
         pending = np.ones(len(idx), dtype=bool)
         new_theta = theta[idx].copy()
-        new = [obj[idx].copy(), g[idx].copy(), H[idx].copy(), eta[idx].copy()]
+        new_eta = eta[idx].copy()
         for _ in range(MAX_HALVING):
             if not pending.any():
                 break
             j = np.flatnonzero(pending)
-            cand = theta[idx[j]] + step[j, None] * d[j]
-            o, gg, hh, ee = _evaluate(Z[idx[j]], f[idx[j]], w[idx[j]], cand, prec[idx[j]])
-            acc = o >= obj[idx[j]] - 1e-12 * np.abs(obj[idx[j]])
+            c = idx[j]
+            cand = theta[c] + step[j, None] * d[j]
+            ec = _linear(Z[c], cand)
+            acc = np.max(np.abs(ec - eta[c]), axis=1) <= SAFE_ETA_STEP
+            obj_known[c[acc]] = False
+            need = ~acc
+            if need.any():
+                cn = c[need]
+                unknown = cn[~obj_known[cn]]
+                obj[unknown] = _objective(eta[unknown], f[unknown], w[unknown], theta[unknown],
+                                          prec[unknown])
+                obj_known[cn] = True
+                o = _objective(ec[need], f[cn], w[cn], cand[need], prec[cn])
+                better = o >= obj[cn] - 1e-12 * np.abs(obj[cn])
+                obj[cn[better]] = o[better]
+                acc[need] = better
             jj = j[acc]
             new_theta[jj] = cand[acc]
-            new[0][jj], new[1][jj], new[2][jj], new[3][jj] = o[acc], gg[acc], hh[acc], ee[acc]
+            new_eta[jj] = ec[acc]
             pending[jj] = False
             step[j[~acc]] *= 0.5
-        moved = ~pending
         # a context whose step could not raise the objective stops where it is
-        theta[idx] = new_theta
-        obj[idx], g[idx], H[idx], eta[idx] = new
-        n_iter[idx] = it + 1
-        applied = np.where(moved[:, None], step[:, None] * d, 0.0)
-        small = np.max(np.abs(applied), axis=1) <= tol * (1.0 + np.max(np.abs(new_theta), axis=1))
-        done = small | ~moved
-        converged[idx[done]] = True
-        active[idx[done]] = False
-    cov = np.zeros_like(H)
-    for a in range(A):
-        cov[a] = _safe_inverse(H[a])
-    return theta, cov, converged, n_iter, certified, eta
+        stuck = idx[pending]
+        converged[stuck] = True
+        active[stuck] = False
+        moved = ~pending
+        m = idx[moved]
+        theta[m] = new_theta[moved]
+        at[m] = theta[m]
+        eta[m] = new_eta[moved]
+        r[m], v[m] = _residuals(eta[m], f[m], w[m])
+        g[m], H[m] = _grad_hess(Z[m], r[m], v[m], theta[m], prec[m])
+        fine = step[moved] * dmax[moved] <= tol * (1.0 + np.max(np.abs(theta[m]), axis=1))
+        converged[m[fine]] = True
+        active[m[fine]] = False
+    return dict(theta=theta, at=at, r=r, v=v, g=g, H=H, converged=converged,
+                certified=certified, dual=dual, n_iter=n_iter)
 
 
-def _safe_inverse(H):
+def safe_inverse(H):
     """Inverse of a symmetric PSD matrix, with the smallest jitter that makes it PD."""
     P = H.shape[0]
     scale = max(np.max(np.abs(np.diag(H))), 1e-300)
@@ -136,26 +219,66 @@ def _safe_inverse(H):
     return np.eye(P) * 1e300
 
 
+def _max_abs_used(eta, w):
+    return np.max(np.abs(eta) * (w > 0), axis=1)
+
+
 def fit_numpy(Z, f, w, prec, max_iter=100, tol=1e-8, check_separation=True):
-    """Fit every context; returns (theta, cov, converged, n_iter, sep_status)."""
+    """Fit every context; returns (theta, cov, converged, n_iter, sep_status).
+
+    ``Z`` (A, T, P), ``f`` and ``w`` (A, T), ``prec`` (A, P).
+    """
     ml = not np.any(prec)
-    theta, cov, conv, n_iter, cert, eta = newton_numpy(
-        Z, f, w, prec, max_iter, tol, stop_on_certificate=ml)
+    st = newton_numpy(Z, f, w, prec, max_iter, tol, stop_on_certificate=ml)
+    theta, conv = st["theta"], st["converged"]
+    cov = np.stack([safe_inverse(h) for h in st["H"]])
+    eta = _linear(Z, theta)
     if ml:
         # a finite MLE needs a clean convergence: not stopped by a certificate
-        conv = conv & ~cert & (np.max(np.abs(eta) * (w > 0), axis=1) < ETA_MAX)
+        conv = conv & ~st["certified"] & (_max_abs_used(eta, w) < ETA_MAX)
     status = np.zeros(len(Z), dtype=np.int8)
     if check_separation:
-        status = separation_status_numpy(Z, f, w, theta, max_iter, tol)
-    return theta, cov, conv, n_iter, status
+        status = separation_status_numpy(Z, f, w, prec, eta, st, max_iter, tol)
+    return theta, cov, conv, st["n_iter"], status
 
 
-def separation_status_numpy(Z, f, w, theta0, max_iter, tol):
-    zero = np.zeros_like(theta0)
-    th, _, conv, _, cert, eta = newton_numpy(Z, f, w, zero, max_iter, tol, theta0=theta0,
-                                             stop_on_certificate=True)
-    clean = conv & ~cert & (np.max(np.abs(eta) * (w > 0), axis=1) < ETA_MAX)
+def dual_signs_ok(lam, f, w):
+    """Dual certificate that the maximum likelihood estimate exists (per context).
+
+    ``lam`` (A, T) are the multipliers r_t - v_t z_t.d of an unpenalised
+    Newton step d from a point with residuals r_t = w_t (f_t - p_t) and
+    weights v_t = w_t p_t (1 - p_t): since H d = g, they satisfy
+    sum_t lam_t z_t = g - H d = 0.  If lam_t > 0 on every row with f_t = 1
+    and < 0 on every row with f_t = 0, no theta can separate the data: a
+    separating theta would make sum_t lam_t z_t.theta strictly positive (rows
+    with a fractional outcome must have z_t.theta = 0 and add nothing), not
+    zero (Gordan's alternative).  Near the MLE the multipliers are close to
+    the residuals, which have those signs, so the test passes after one or
+    two Newton steps from the penalised fit, long before convergence.
+    ``CERT_MARGIN`` keeps rounding from certifying a borderline case.
+    """
+    used = w > 0
+    bad = used & (((f == 1.0) & ~(lam > CERT_MARGIN * w))
+                  | ((f == 0.0) & ~(lam < -CERT_MARGIN * w)))
+    return ~np.any(bad, axis=1)
+def separation_status_numpy(Z, f, w, prec, eta, state, max_iter, tol):
+    """Separation status per context: 0 finite MLE, 1 separated, 2 undecided.
+
+    ``eta`` is Z @ theta at the fit, ``state`` the dict from :func:`newton_numpy`.
+    """
+    theta = state["theta"]
     status = np.full(len(Z), 2, dtype=np.int8)
-    status[clean] = 0
-    status[cert] = 1
+    sep = np.any(theta != 0, axis=1) & _signs_agree(eta, f, w)
+    status[sep] = 1
+    rest = np.flatnonzero(~sep)
+    if len(rest) == 0:
+        return status
+    # unpenalised Newton from the last evaluation point of the fit
+    zero = np.zeros_like(theta[rest])
+    st = newton_numpy(Z[rest], f[rest], w[rest], zero, max_iter, tol, theta0=state["at"][rest],
+                      stop_on_certificate=True, stop_on_dual=True)
+    clean = st["dual"] | (st["converged"] & ~st["certified"]
+                          & (_max_abs_used(_linear(Z[rest], st["theta"]), w[rest]) < ETA_MAX))
+    status[rest[clean]] = 0
+    status[rest[st["certified"]]] = 1
     return status
