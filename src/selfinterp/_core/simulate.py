@@ -2,8 +2,16 @@
 
 Layout of the random draws of one context: trial ``t`` uses draws
 ``t * (2K + 1) + j``; ``j < K`` are option A's normalised attribute values,
-``K <= j < 2K`` option B's, ``j = 2K`` the choice.  Both kernels follow it, so
-their results are bit-identical.
+``K <= j < 2K`` option B's, ``j = 2K`` the choice (drawn, and ignored, under
+the deterministic rule too, so that the layout does not depend on the rule).
+Both kernels follow it and perform the same floating-point operations in the
+same order (no fused multiply-add, the same exp), so their results are
+bit-identical, not merely close.
+
+A logit choice is A when ``u < sigmoid(z)``, ``z = scale * (x . w + b)``,
+with ``u`` the choice draw.  The sigmoid uses :func:`exp_nonpos_np` /
+:func:`exp_nonpos_exact`, a polynomial exp written out operation by
+operation, because NumPy's and libm's ``exp`` may differ in the last bit.
 """
 
 from __future__ import annotations
@@ -11,9 +19,67 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, set_parallel_chunksize, types
+from numba.extending import intrinsic
 
 from .rng import context_seed, context_seed_np, uniform, uniform_np
+
+BLOCK = 64  # contexts per work item
+_LOG2E = 1.4426950408889634
+_LN2_HI = 0.693147180369123816490
+_LN2_LO = 1.90821492927058770002e-10
+# 1/k! for k = 13 down to 2: Taylor coefficients of exp, used by both twins below
+_C = (1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0,
+      1.0 / 362880.0, 1.0 / 40320.0, 1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0,
+      1.0 / 6.0, 0.5)
+
+
+def exp_nonpos_np(x):
+    """exp(x) for x <= 0 (clamped at -700), the NumPy twin of :func:`exp_nonpos_exact`."""
+    x = np.maximum(x, -700.0)
+    n = np.floor(x * _LOG2E + 0.5)
+    r = x - n * _LN2_HI
+    r = r - n * _LN2_LO
+    p = np.full_like(r, _C[0])
+    for c in _C[1:]:
+        p = p * r + c
+    p = p * r + 1.0
+    p = p * r + 1.0
+    return p * ((n.astype(np.int64) + 1023) << 52).view(np.float64)
+
+
+@intrinsic
+def _bits_as_float(typingctx, bits):
+    sig = types.float64(types.int64)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.float64))
+
+    return sig, codegen
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def exp_nonpos_exact(x):
+    """exp(x) for x <= 0, without fast-math: bit-identical to :func:`exp_nonpos_np`."""
+    x = max(x, -700.0)
+    n = math.floor(x * _LOG2E + 0.5)
+    r = x - n * _LN2_HI
+    r = r - n * _LN2_LO
+    p = 1.0 / 6227020800.0
+    p = p * r + 1.0 / 479001600.0
+    p = p * r + 1.0 / 39916800.0
+    p = p * r + 1.0 / 3628800.0
+    p = p * r + 1.0 / 362880.0
+    p = p * r + 1.0 / 40320.0
+    p = p * r + 1.0 / 5040.0
+    p = p * r + 1.0 / 720.0
+    p = p * r + 1.0 / 120.0
+    p = p * r + 1.0 / 24.0
+    p = p * r + 1.0 / 6.0
+    p = p * r + 0.5
+    p = p * r + 1.0
+    p = p * r + 1.0
+    return p * _bits_as_float((np.int64(n) + 1023) << 52)
 
 
 def simulate_numpy(weights, n_trials, scale, intercept, key, first_context=0):
@@ -38,37 +104,56 @@ def simulate_numpy(weights, n_trials, scale, intercept, key, first_context=0):
     sto = ~det
     if sto.any():
         z = scale[sto, None] * eta[sto]
-        p = np.where(z >= 0, 1.0 / (1.0 + np.exp(-np.abs(z))),
-                     np.exp(-np.abs(z)) / (1.0 + np.exp(-np.abs(z))))
+        e = exp_nonpos_np(-np.abs(z))
+        inv = 1.0 / (1.0 + e)
+        p = np.where(z >= 0.0, inv, e * inv)
         y[sto] = u[sto, :, 2 * K] < p
-    return X, y
+    return np.ascontiguousarray(X), y
 
 
-@njit(cache=True, parallel=True, fastmath=False)
-def simulate_numba(weights, n_trials, scale, intercept, key, first_context=0):
-    """numba simulator, parallel over contexts; bit-identical to the reference."""
+@njit(cache=True, parallel=True, error_model="numpy")
+def _simulate_blocks(weights, n_trials, scale, intercept, key, first_context, X, y):
     A, K = weights.shape
     D = 2 * K + 1
+    N = n_trials * D
+    n_blocks = (A + BLOCK - 1) // BLOCK
+    for blk in prange(n_blocks):
+        u = np.empty(N)
+        for a in range(blk * BLOCK, min(A, (blk + 1) * BLOCK)):
+            cs = context_seed(key, first_context + a)
+            # all of the context's draws in one loop: it vectorises (64-bit multiplies)
+            for i in range(N):
+                u[i] = uniform(cs, i)
+            s = scale[a]
+            det = math.isinf(s)
+            b = intercept[a]
+            for t in range(n_trials):
+                base = t * D
+                eta = 0.0
+                for k in range(K):
+                    d = u[base + k] - u[base + K + k]
+                    X[a, t, k] = d
+                    eta += d * weights[a, k]
+                eta += b
+                if det:
+                    y[a, t] = 1.0 if eta > 0.0 else 0.0
+                else:
+                    z = s * eta
+                    e = exp_nonpos_exact(-abs(z))
+                    inv = 1.0 / (1.0 + e)
+                    p = inv if z >= 0.0 else e * inv
+                    y[a, t] = 1.0 if u[base + 2 * K] < p else 0.0
+
+
+def simulate_numba(weights, n_trials, scale, intercept, key, first_context=0):
+    """numba simulator, parallel over blocks of contexts; bit-identical to the reference."""
+    A, K = weights.shape
     X = np.empty((A, n_trials, K))
     y = np.empty((A, n_trials))
-    for a in prange(A):
-        cs = context_seed(key, first_context + a)
-        s = scale[a]
-        det = math.isinf(s)
-        b = intercept[a]
-        for t in range(n_trials):
-            base = t * D
-            eta = 0.0
-            for k in range(K):
-                d = uniform(cs, base + k) - uniform(cs, base + K + k)
-                X[a, t, k] = d
-                eta += d * weights[a, k]
-            eta += b
-            if det:
-                y[a, t] = 1.0 if eta > 0.0 else 0.0
-            else:
-                z = s * eta
-                e = math.exp(-abs(z))
-                p = 1.0 / (1.0 + e) if z >= 0.0 else e / (1.0 + e)
-                y[a, t] = 1.0 if uniform(cs, base + 2 * K) < p else 0.0
+    old = set_parallel_chunksize(1)
+    try:
+        _simulate_blocks(weights, int(n_trials), scale, intercept, np.uint64(key),
+                         int(first_context), X, y)
+    finally:
+        set_parallel_chunksize(old)
     return X, y
