@@ -8,7 +8,7 @@ from ._core.rng import key_from_rng
 from ._validate import as_float_array, broadcast_per_context, check_finite
 from .errors import InputError
 
-__all__ = ["simulate_choices"]
+__all__ = ["simulate_choices", "simulate_choices_jax"]
 
 
 def simulate_choices(weights, n_trials: int, *, scale=1.0, intercept=0.0, rng=None,
@@ -72,3 +72,47 @@ def _key(rng) -> np.uint64:
     if isinstance(rng, np.uint64):
         return rng
     return key_from_rng(rng)
+
+
+def simulate_choices_jax(weights, n_trials: int, *, key, scale=1.0, intercept=0.0,
+                         first_context: int = 0, dtype=np.float32):
+    """Simulate on the JAX default device (a GPU when present), for fitting there.
+
+    Same model and layout as :func:`simulate_choices`, but with JAX's random
+    numbers: context ``first_context + i`` draws from
+    ``jax.random.fold_in(key, first_context + i)``, so results do not depend
+    on batching; they differ from the NumPy/numba draws (another generator).
+
+    Parameters
+    ----------
+    weights : array (A, K)
+    n_trials : int
+    key : jax.random key
+    scale, intercept : float or array (A,)
+    first_context : int
+    dtype : np.float32 or np.float64
+        float64 runs under a local ``jax.enable_x64``.
+
+    Returns
+    -------
+    X : jax.Array (A, n_trials, K), y : jax.Array (A, n_trials), on the device.
+    """
+    from .errors import require
+
+    jax = require("jax", "jax")
+    weights = as_float_array("weights", weights, 2)
+    check_finite("weights", weights, ("context", "attribute"))
+    A, K = weights.shape
+    if A == 0 or K == 0:
+        raise InputError(f"weights must have at least one context and one attribute, got {weights.shape}")
+    if int(n_trials) != n_trials or n_trials < 1:
+        raise InputError(f"n_trials must be a positive integer, got {n_trials!r}")
+    scale = broadcast_per_context("scale", scale, A)
+    intercept = broadcast_per_context("intercept", intercept, A)
+    check_finite("intercept", intercept, ("context",))
+    from ._core.simulate_jax import simulate_jax
+
+    dtype = np.dtype(dtype)
+    with jax.enable_x64(dtype == np.float64):
+        return simulate_jax(weights.astype(dtype), int(n_trials), scale.astype(dtype),
+                            intercept.astype(dtype), key, int(first_context), dtype=dtype)

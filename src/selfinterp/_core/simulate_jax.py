@@ -1,0 +1,55 @@
+"""JAX simulator: draw A/B option differences and choices on the default device.
+
+The same model as :mod:`.simulate` with JAX's own random numbers: context
+``first_context + a`` draws from ``jax.random.fold_in(key, first_context + a)``,
+a (n_trials, 2K + 1) block of uniforms laid out as in :mod:`.simulate`
+(A's attributes, B's attributes, the choice draw).  Results therefore do not
+depend on batching, but they are not the numbers of the NumPy/numba kernels
+(another generator).  JAX is imported on first use only.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+_CACHE: dict = {}
+
+
+def _build():
+    import jax
+    import jax.numpy as jnp
+
+    def one(k, w, s, b, *, n_trials, dtype):
+        K = w.shape[0]
+        u = jax.random.uniform(k, (n_trials, 2 * K + 1), dtype=dtype)
+        x = u[:, :K] - u[:, K:2 * K]
+        eta = x @ w + b
+        stochastic = u[:, 2 * K] < jax.nn.sigmoid(s * eta)
+        y = jnp.where(jnp.isinf(s), eta > 0, stochastic)
+        return x, y.astype(dtype)
+
+    @partial(jax.jit, static_argnames=("n_trials", "dtype"))
+    def simulate(weights, scale, intercept, key, first_context, *, n_trials, dtype):
+        ctx = first_context + jnp.arange(weights.shape[0], dtype=jnp.uint32)
+        keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, ctx)
+        return jax.vmap(partial(one, n_trials=n_trials, dtype=dtype))(keys, weights, scale,
+                                                                         intercept)
+
+    return simulate
+
+
+def simulate_jax(weights, n_trials, scale, intercept, key, first_context=0, dtype=None):
+    """Simulate on the JAX default device; returns JAX arrays X (A, T, K), y (A, T).
+
+    ``weights`` (A, K), ``scale`` and ``intercept`` (A,) (np.inf scale: the
+    deterministic rule, ties to B); ``key`` a ``jax.random`` key.  ``dtype``
+    defaults to the dtype of ``weights``.
+    """
+    import jax.numpy as jnp
+
+    if "sim" not in _CACHE:
+        _CACHE["sim"] = _build()
+    weights = jnp.asarray(weights, dtype=dtype)
+    dtype = weights.dtype
+    return _CACHE["sim"](weights, jnp.asarray(scale, dtype), jnp.asarray(intercept, dtype), key,
+                         jnp.uint32(first_context), n_trials=int(n_trials), dtype=dtype)
