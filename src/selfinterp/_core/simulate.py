@@ -115,34 +115,41 @@ def simulate_numpy(weights, n_trials, scale, intercept, key, first_context=0):
 def _simulate_blocks(weights, n_trials, scale, intercept, key, first_context, X, y):
     A, K = weights.shape
     D = 2 * K + 1
-    N = n_trials * D
+    T = n_trials
+    N = T * D
     n_blocks = (A + BLOCK - 1) // BLOCK
     for blk in prange(n_blocks):
         u = np.empty(N)
+        xt = np.empty((K, T))  # attribute-major, so the loops over trials vectorise
+        eta = np.empty(T)
         for a in range(blk * BLOCK, min(A, (blk + 1) * BLOCK)):
             cs = context_seed(key, first_context + a)
             # all of the context's draws in one loop: it vectorises (64-bit multiplies)
             for i in range(N):
                 u[i] = uniform(cs, i)
-            s = scale[a]
-            det = math.isinf(s)
-            b = intercept[a]
-            for t in range(n_trials):
-                base = t * D
-                eta = 0.0
+            for t in range(T):
+                eta[t] = 0.0
+            for k in range(K):  # same summation order as the reference
+                wk = weights[a, k]
+                for t in range(T):
+                    d = u[t * D + k] - u[t * D + K + k]
+                    xt[k, t] = d
+                    eta[t] += d * wk
+            for t in range(T):
                 for k in range(K):
-                    d = u[base + k] - u[base + K + k]
-                    X[a, t, k] = d
-                    eta += d * weights[a, k]
-                eta += b
-                if det:
-                    y[a, t] = 1.0 if eta > 0.0 else 0.0
-                else:
-                    z = s * eta
+                    X[a, t, k] = xt[k, t]
+            b = intercept[a]
+            s = scale[a]
+            if math.isinf(s):
+                for t in range(T):
+                    y[a, t] = 1.0 if eta[t] + b > 0.0 else 0.0
+            else:
+                for t in range(T):
+                    z = s * (eta[t] + b)
                     e = exp_nonpos_exact(-abs(z))
                     inv = 1.0 / (1.0 + e)
                     p = inv if z >= 0.0 else e * inv
-                    y[a, t] = 1.0 if u[base + 2 * K] < p else 0.0
+                    y[a, t] = 1.0 if u[t * D + 2 * K] < p else 0.0
 
 
 def simulate_numba(weights, n_trials, scale, intercept, key, first_context=0):
