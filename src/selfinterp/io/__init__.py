@@ -1,0 +1,27 @@
+"""Readers and writers of transcripts: the paper's released layout and the toolkit's JSON lines.
+
+Both load into the Datasets of :mod:`selfinterp.labelled` (choices over
+context, trial, attribute) and a reports Dataset over (context, report,
+attribute), so one estimator and one scorer serve simulated agents and real
+models alike.
+"""
+
+from .released import (
+    ReleasedData,
+    align_reports,
+    read_regression,
+    read_released,
+    read_reports,
+    read_scenarios,
+    read_selections,
+    read_target_weights,
+    reports_dataset,
+    scenarios_dataset,
+    write_released,
+)
+
+__all__ = [
+    "ReleasedData", "read_released", "write_released", "read_scenarios", "read_target_weights",
+    "read_selections", "read_reports", "read_regression", "align_reports", "scenarios_dataset",
+    "reports_dataset",
+]
