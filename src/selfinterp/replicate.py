@@ -66,7 +66,7 @@ import xarray as xr
 
 from . import score as sc
 from .errors import InputError
-from .io.released import ReleasedData, align_reports, read_released, report_file
+from .io.released import ReleasedData, read_released, report_file
 from .labelled import fit_dataset
 
 __all__ = ["METRICS", "replicate", "compute", "Replication", "Panel", "learned_weights",

@@ -71,7 +71,7 @@ class Table:
                 except ValueError:
                     value = None
                 if value is None or not np.isfinite(value):
-                    raise InputError(f"{self.where(r)}: column {name!r}: {cells[r, j]!r} is not a "
+                    raise InputError(f"{self.where(r)}: column {name!r}: {str(cells[r, j])!r} is not a "
                                      "finite number")
         raise AssertionError("unreachable: a conversion failed but no cell is bad")  # pragma: no cover
 
