@@ -182,7 +182,8 @@ class _Builder:
                 self._compare_authors(key, fit["weight"], auth)
 
     def _compare_authors(self, key, ours, auth):
-        ctx = [c for c in ours["context"].values if c in set(auth["context"].values)]
+        theirs = set(auth["context"].values)
+        ctx = [c for c in ours["context"].values if c in theirs]
         if len(ctx) == 0:
             self.note(f"authors' {key} regression results share no context with the choices")
             return
@@ -265,7 +266,8 @@ class _Builder:
         # reports vs target
         if "instilled" in reps and tw is not None:
             mean, _ = sc.mean_reports_dataset(reps["instilled"])
-            ctx = [c for c in mean["context"].values if c in set(tw["context"].values)]
+            have = set(tw["context"].values)
+            ctx = [c for c in mean["context"].values if c in have]
             self._score("reports_vs_target", mean.sel(context=ctx).values, tw.sel(context=ctx).values,
                         ctx, "mean reported weight", "target weight")
         else:
@@ -329,7 +331,8 @@ class _Builder:
             if pb is None or pa is None:
                 self.note(f"{key}: needs both {before} and {after}")
                 continue
-            shared = [c for c in pb.contexts if c in set(pa.contexts)]
+            in_after = set(pa.contexts)
+            shared = [c for c in pb.contexts if c in in_after]
             if len(shared) < 2:
                 self.note(f"{key}: fewer than 2 contexts shared by {before} and {after}")
                 continue

@@ -419,7 +419,8 @@ def mean_reports_dataset(reports):
 
 def _aligned(reported, learned):
     """Two (context, attribute) DataArrays on their shared contexts, in ``reported``'s order."""
-    ctx = [c for c in reported["context"].values if c in set(learned["context"].values)]
+    have = set(learned["context"].values)
+    ctx = [c for c in reported["context"].values if c in have]
     if len(ctx) < 2:
         raise InputError(f"reports and learned weights share {len(ctx)} context(s); need at least 2")
     a = reported.sel(context=ctx).transpose("context", "attribute")

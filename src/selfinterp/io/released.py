@@ -229,6 +229,9 @@ def read_regression(path, scenarios: xr.Dataset) -> xr.DataArray:
 
 
 def _check_no_repeated_lines(t: Table) -> None:
+    # joined strings, not tuples: strings are not tracked by the garbage collector
+    if len(set(map("\x00".join, t.rows))) == len(t.rows):
+        return
     first: dict[tuple, int] = {}
     for i, row in enumerate(t.rows):
         key = tuple(row)
