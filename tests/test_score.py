@@ -170,3 +170,29 @@ def test_score_summary_bundles_the_pieces():
     assert s.ci[0] < s.r < s.ci[1]
     d = s.as_dict()
     assert set(d) >= {"r", "ci", "n"} and len(d["ci"]) == 2
+
+
+def test_dataset_wrappers_average_valid_reports_and_align_contexts():
+    import xarray as xr
+
+    from selfinterp.io import reports_dataset, scenarios_dataset
+
+    rng = np.random.default_rng(8)
+    C, R, K = 6, 4, 3
+    names = [f"c{i}" for i in range(C)]
+    scen = scenarios_dataset(names, [[f"a{k}" for k in range(K)]] * C, np.zeros((C, K)), np.ones((C, K)))
+    rep = rng.normal(size=(C, R, K))
+    valid = rng.random((C, R)) < 0.7
+    valid[2] = False  # a context without any valid reply
+    valid[0, 0] = True
+    ds = reports_dataset(rep, valid, context=names, scenarios=scen)
+    learned = xr.DataArray(rng.normal(size=(C, K)), dims=("context", "attribute"),
+                           coords={"context": names[::-1], "attribute": ds["attribute"].values})
+    mean, n_valid = sc.mean_reports_dataset(ds)
+    assert list(mean["context"].values) == [n for n in names if n != "c2"]
+    assert int(n_valid.sel(context="c2")) == 0
+    s = sc.score_reports(ds, learned, n_boot=500, rng=0)
+    keep = [i for i in range(C) if i != 2]
+    ref = np.array([rep[i][valid[i]].mean(0) for i in keep])
+    assert s.r == pytest.approx(sc.pooled_r(ref, learned.sel(context=[names[i] for i in keep]).values))
+    assert s.n_contexts == 5

@@ -8,21 +8,19 @@ context's valid reports and scores them, returning one JSON-ready dict::
 
 ``metrics`` is keyed exactly:
 
-==================================== =========================================================
-key                                  what
-==================================== =========================================================
-``learned_vs_target``                learned (instilled contexts) vs target weights
-``choice_agreement``                 share of choices that the target rule makes too
-``base_reports_vs_learned``          untrained model's reports vs learned (the control)
-``reports_vs_learned``               weight-trained model's reports vs learned
-``reports_vs_target``                the same reports vs target weights
-``itrained_reports_vs_learned``      after introspection training, held-out halves pooled
-``native_reports_vs_learned``        native contexts, before introspection training
-``native_itrained_reports_vs_learned`` native contexts, after introspection training
-``training_effect``                  itrained minus reports_vs_learned (paired by context)
-``native_training_effect``           native after minus before (paired by context)
-``invalid_report_rate``              invalid replies / calls over every report file
-==================================== =========================================================
+| key | what |
+| --- | --- |
+| ``learned_vs_target`` | learned (instilled contexts) vs target weights |
+| ``choice_agreement`` | share of choices that the target rule makes too |
+| ``base_reports_vs_learned`` | untrained model's reports vs learned (the control) |
+| ``reports_vs_learned`` | weight-trained model's reports vs learned |
+| ``reports_vs_target`` | the same reports vs target weights |
+| ``itrained_reports_vs_learned`` | after introspection training, held-out halves pooled |
+| ``native_reports_vs_learned`` | native contexts, before introspection training |
+| ``native_itrained_reports_vs_learned`` | native contexts, after introspection training |
+| ``training_effect`` | itrained minus reports_vs_learned (paired by context) |
+| ``native_training_effect`` | native after minus before (paired by context) |
+| ``invalid_report_rate`` | invalid replies / calls over every report file |
 
 Correlations are ``{"r", "ci", "n", ...}`` with ``n`` the (context,
 attribute) pairs; effects ``{"diff", "ci", ...}``; rates ``{"value", "n"}``.

@@ -2,19 +2,14 @@
 
 The layout of Plunkett et al. (2025) is a directory holding
 
-=============================================  =====================================================
-file                                           content
-=============================================  =====================================================
-``scenarios.csv``                              contexts: ``scenario, question, attr1..K,
-                                               attr1_min..attrK_min, attr1_max..attrK_max``
-``instilled_weights.csv``                      target weights ``scenario, attr1..K``
-``<model>_instilled_selections.csv``           choices on the instilled contexts: ``model, scenario,
-                                               selection (A/B), A_attribute_1..K, B_attribute_1..K``
-``<model>_instilled_latent_selections.csv``    choices on the native ("latent") contexts
-``<model>_<infix>weight_reports.csv``          self-reports: ``explaining_model, version, scenario,
-                                               report_attr1..K, A_attribute_1..K, B_attribute_1..K``
-``<model>_<infix>regression_results.csv``      the authors' learned weights ``scenario, b_attr1..K``
-=============================================  =====================================================
+| file | content |
+| --- | --- |
+| ``scenarios.csv`` | contexts: ``scenario, question, attr1..K, attr1_min..attrK_min, attr1_max..attrK_max`` |
+| ``instilled_weights.csv`` | target weights ``scenario, attr1..K`` |
+| ``<model>_instilled_selections.csv`` | choices on the instilled contexts: ``model, scenario, selection (A/B), A_attribute_1..K, B_attribute_1..K`` |
+| ``<model>_instilled_latent_selections.csv`` | choices on the native ("latent") contexts |
+| ``<model>_<infix>weight_reports.csv`` | self-reports: ``explaining_model, version, scenario, report_attr1..K, A_attribute_1..K, B_attribute_1..K`` |
+| ``<model>_<infix>regression_results.csv`` | the authors' learned weights ``scenario, b_attr1..K`` |
 
 Only ``scenarios.csv`` is required; every other file is optional and, when
 absent, is listed in :attr:`ReleasedData.absent`.  Report files are found by
