@@ -95,8 +95,11 @@ def _open_text(path: Path) -> str:
         raise InputError(f"{path}, line {line}: not valid UTF-8 text") from exc
 
 
-def read_table(path, columns: list[str]) -> Table:
+def read_table(path, columns) -> Table:
     """Read a CSV file whose header must hold exactly ``columns`` (any order).
+
+    ``columns`` is a list of names, or a function of the header returning
+    one (for layouts whose width the header decides).
 
     Raises InputError for a missing or unreadable file, an empty file, a
     header with missing, unknown or repeated columns, a row with the wrong
@@ -114,6 +117,8 @@ def read_table(path, columns: list[str]) -> Table:
             if name in seen:
                 raise InputError(f"{path}, line 1: column {name!r} appears twice in the header")
             seen.add(name)
+        if callable(columns):
+            columns = columns(header)
         missing = [c for c in columns if c not in seen]
         allowed = set(columns)
         unknown = [c for c in header if c not in allowed]

@@ -111,17 +111,16 @@ def _check_unique(table: Table, names: list[str], what: str = "scenario") -> Non
         first[name] = i
 
 
-def _scenario_k(path: Path) -> int:
-    """Number of attributes K from the header of scenarios.csv."""
-    from ._table import _open_text
+def _scenario_columns(path: Path):
+    """The columns of scenarios.csv, K being the number of ``attrN`` columns of its header."""
+    def columns(header):
+        K = sum(1 for n in header if re.fullmatch(r"attr\d+", n))
+        if K == 0:
+            raise InputError(f"{path}, line 1: no attribute columns attr1, attr2, ... in the header")
+        a = _attrs(K)
+        return ["scenario", "question"] + a + [f"{x}_min" for x in a] + [f"{x}_max" for x in a]
 
-    text = _open_text(path)
-    first = text.split("\n", 1)[0].strip("\r")
-    names = first.split(",")
-    K = sum(1 for n in names if re.fullmatch(r"attr\d+", n))
-    if K == 0:
-        raise InputError(f"{path}, line 1: no attribute columns attr1, attr2, ... in the header")
-    return K
+    return columns
 
 
 def scenarios_dataset(context, attribute_name, attr_min, attr_max, question=None) -> xr.Dataset:
@@ -162,10 +161,9 @@ def scenarios_dataset(context, attribute_name, attr_min, attr_max, question=None
 def read_scenarios(path) -> xr.Dataset:
     """Read ``scenarios.csv`` into a scenarios Dataset (see the module docstring)."""
     path = Path(os.fspath(path))
-    K = _scenario_k(path)
+    t = read_table(path, _scenario_columns(path))
+    K = sum(1 for c in t.header if re.fullmatch(r"attr\d+", c))
     a = _attrs(K)
-    cols = ["scenario", "question"] + a + [f"{x}_min" for x in a] + [f"{x}_max" for x in a]
-    t = read_table(path, cols)
     if len(t) == 0:
         raise InputError(f"{path}: no scenarios")
     names = t.strings("scenario")
