@@ -176,3 +176,21 @@ def test_write_read_round_trip(tmp_path_factory, data):
     norm = [{**r, "A": [float(v) for v in r["A"]], "B": [float(v) for v in r["B"]],
              "report": None if r["report"] is None else [float(v) for v in r["report"]]} for r in recs]
     assert back == norm
+
+
+def test_scenarios_from_design_contexts(tmp_path):
+    from selfinterp.design import Attribute, Context
+    from selfinterp.io import scenarios_from_contexts
+
+    ctxs = [Context("tea", (Attribute("caffeine", "mg", 0, 70), Attribute("leaf", "mm", 0.1, 10)), "Which tea?"),
+            Context("pan", (Attribute("size", "cm", 10, 30), Attribute("weight", "kg", 0.5, 3)))]
+    scen = scenarios_from_contexts(ctxs)
+    assert list(scen["context"].values) == ["tea", "pan"]
+    np.testing.assert_array_equal(scen["attr_max"].values, [[70, 10], [30, 3]])
+    assert scen["question"].values[0] == "Which tea?"
+    rec = {"kind": "choice", "model": "m", "request_id": "1", "context": "pan", "A": [20, 1], "B": [10, 3],
+           "reply": "B", "choice": "B"}
+    ch = read_transcript(write_transcript(tmp_path / "t.jsonl", [rec]), scen).choices
+    np.testing.assert_allclose(ch["X"].values[0, 0], [0.5, -0.8])
+    with pytest.raises(InputError, match="share their number of attributes"):
+        scenarios_from_contexts([ctxs[0], Context("x", (Attribute("a", "", 0, 1),))])

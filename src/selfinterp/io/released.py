@@ -70,7 +70,7 @@ from ._table import Table, format_number, read_table, write_table
 __all__ = [
     "ReleasedData", "read_released", "write_released", "read_scenarios", "read_target_weights",
     "read_selections", "read_reports", "read_regression", "align_reports", "scenarios_dataset",
-    "reports_dataset", "selections_dataset", "write_scenarios", "write_target_weights", "write_selections",
+    "reports_dataset", "selections_dataset", "scenarios_from_contexts", "write_scenarios", "write_target_weights", "write_selections",
     "write_reports", "write_regression", "CHOICE_FILES", "REGRESSION_FILES", "STANDARD_REPORTS",
 ]
 
@@ -156,6 +156,21 @@ def scenarios_dataset(context, attribute_name, attr_min, attr_max, question=None
          "attr_min": (CA, lo), "attr_max": (CA, hi)},
         coords={"context": np.asarray(context, dtype=object).astype(str), "attribute": _attrs(K)},
     )
+
+
+def scenarios_from_contexts(contexts) -> xr.Dataset:
+    """Scenarios Dataset of :class:`selfinterp.design.Context` objects (all with the same K)."""
+    contexts = list(contexts)
+    if not contexts:
+        raise InputError("no contexts")
+    Ks = {len(c.attributes) for c in contexts}
+    if len(Ks) != 1:
+        raise InputError(f"contexts must share their number of attributes, got {sorted(Ks)}")
+    return scenarios_dataset([c.name for c in contexts],
+                             [[a.name for a in c.attributes] for c in contexts],
+                             [[a.min for a in c.attributes] for c in contexts],
+                             [[a.max for a in c.attributes] for c in contexts],
+                             [c.question for c in contexts])
 
 
 def read_scenarios(path) -> xr.Dataset:

@@ -30,7 +30,8 @@ be finite.  Example::
      "reply": "{\\"caffeine_content\\": 10, ...}", "report": [10, 0, 20, 50, 20]}
 
 Reading (:func:`read_transcript`) needs the scenarios Dataset (names and
-ranges, e.g. from :func:`selfinterp.io.read_scenarios`) and gives the same
+ranges, from :func:`selfinterp.io.read_scenarios` or, for designs made with
+:mod:`selfinterp.design`, :func:`selfinterp.io.scenarios_from_contexts`) and gives the same
 Datasets as the released layout: a choices Dataset (``X`` range-normalised
 A-minus-B differences, ``y``, ``mask``...) and a reports Dataset
 (``report``, ``report_valid``...).  Unparseable choices and invalid reports
