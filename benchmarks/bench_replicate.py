@@ -39,11 +39,12 @@ def main() -> None:
     t = time.perf_counter()
     res = rp.replicate(a.directory, a.model, n_boot=a.n_boot, rng=0)
     first = time.perf_counter() - t
-    times = []
+    times, cpu = [], []
     for i in range(a.repeat):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         rp.replicate(a.directory, a.model, n_boot=a.n_boot, rng=i)
         times.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
 
     # one call taken apart
     t0 = time.perf_counter()
@@ -54,10 +55,17 @@ def main() -> None:
     t2 = time.perf_counter()
 
     m = res["metrics"]["reports_vs_learned"]
+    try:
+        import os
+
+        print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    except OSError:  # pragma: no cover - not on every platform
+        pass
     print(f"import selfinterp.replicate: {t_import:.2f} s")
     print(f"first replicate() call (numba cache load, lazy imports): {first:.2f} s")
     print(f"replicate() with n_boot={a.n_boot}, median of {a.repeat}: {statistics.median(times):.3f} s "
           f"(min {min(times):.3f}, max {max(times):.3f})")
+    print(f"  CPU time of this process (all threads), median: {statistics.median(cpu):.3f} s")
     print(f"  of which reading the files {t1 - t0:.3f} s, fitting both choice sets {t2 - t1:.3f} s, "
           f"scoring and resampling the rest")
     print(f"target 2 s: median is {statistics.median(times) / 2.0:.2f} of it")
