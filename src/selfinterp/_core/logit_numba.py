@@ -31,6 +31,10 @@ from numba.extending import intrinsic
 from .logit_numpy import CERT_MARGIN, ETA_MAX, MAX_HALVING, SAFE_ETA_STEP
 
 FASTMATH = {"contract", "arcp", "nsz", "reassoc"}
+# Without reassociation: the range reduction of exp (x - n ln2_hi - n ln2_lo)
+# must not be regrouped.  LLVM inlines these small functions into the loops,
+# keeping each instruction's own flags, so the loops still vectorise.
+SCALAR_FASTMATH = {"contract", "arcp", "nsz"}
 BLOCK = 64  # contexts per work item: buffers are allocated once per block
 
 _LOG2E = 1.4426950408889634
@@ -49,7 +53,7 @@ def _bits_as_float(typingctx, bits):
     return sig, codegen
 
 
-@njit(cache=True, inline="always", fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, fastmath=SCALAR_FASTMATH, error_model="numpy")
 def exp_nonpos(x):
     """exp(x) for x <= 0, vectorisable; arguments below -700 are clamped there."""
     x = max(x, -700.0)
@@ -133,7 +137,7 @@ def _grad_hess(Zt, r, v, tmp, theta, prec, g, H):
         H[p, p] += prec[p]
 
 
-@njit(cache=True, inline="always", fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, fastmath=SCALAR_FASTMATH, error_model="numpy")
 def log1p_unit(e):
     """log(1 + e) for e in [0, 1], vectorisable: 2 atanh(s) with s = e / (2 + e) <= 1/3."""
     s = e / (2.0 + e)

@@ -1,0 +1,98 @@
+"""JAX backend and JAX simulator; the vectorisable exp/log1p of the numba kernel."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import selfinterp as si
+from selfinterp._core.logit_numba import exp_nonpos, log1p_unit
+from selfinterp._core.simulate import exp_nonpos_np
+
+jax = pytest.importorskip("jax")
+
+
+def _problem():
+    """Ordinary, separated, one-class and quasi-separated contexts in one batch."""
+    rng = np.random.default_rng(12)
+    w = rng.uniform(-2.5, 2.5, (60, 4))
+    X, y = si.simulate_choices(w, 40, rng=3)
+    y[0] = X[0, :, 0] > 0  # complete separation
+    y[1] = 1.0  # one class
+    X[2, :8, 1] = 0.0  # quasi-complete: separated except at ties, which are mixed
+    y[2] = X[2, :, 1] > 0
+    y[2, :4] = 1.0 - y[2, :4]
+    return X, y
+
+
+@pytest.mark.parametrize("prior_sd", [1.0, None])
+def test_jax_float64_equals_numba(prior_sd):
+    X, y = _problem()
+    nb = si.fit_logit(X, y, prior_sd=prior_sd, backend="numba")
+    jx = si.fit_logit(X, y, prior_sd=prior_sd, backend="jax", dtype=np.float64)
+    assert np.array_equal(nb.separated, jx.separated)
+    assert np.array_equal(nb.converged, jx.converged)
+    assert np.array_equal(nb.n_iter, jx.n_iter)  # the same iterates, step for step
+    ok = nb.converged
+    np.testing.assert_allclose(jx.coef[ok], nb.coef[ok], rtol=0, atol=1e-8)
+    np.testing.assert_allclose(jx.stderr[ok], nb.stderr[ok], rtol=1e-8, atol=1e-10)
+    assert nb.separated[:2].all()
+    assert not jax.config.jax_enable_x64  # float64 ran under a local context only
+
+
+def test_jax_float32_close_to_numba():
+    X, y = _problem()
+    nb = si.fit_logit(X, y, backend="numba")
+    jx = si.fit_logit(X, y, backend="jax", dtype=np.float32)
+    assert np.array_equal(nb.separated, jx.separated)
+    assert jx.converged.all()
+    # single precision: relative rounding 6e-8 per operation, amplified by the
+    # condition of the Hessian (below 1e3 here); 1e-3 leaves a wide margin
+    np.testing.assert_allclose(jx.coef, nb.coef, atol=1e-3)
+    assert jx.coef.dtype == np.float64
+
+
+def test_jax_second_call_does_not_recompile():
+    from selfinterp._core.logit_jax import fit_batch_jax
+
+    X, y = _problem()
+    si.fit_logit(X, y, backend="jax")
+    n = fit_batch_jax()._cache_size()
+    si.fit_logit(X + 0.0, 1.0 - y, backend="jax")
+    assert fit_batch_jax()._cache_size() == n
+
+
+def test_jax_simulator_batching_rule_and_recovery():
+    from selfinterp.simulate import simulate_choices_jax
+
+    w = np.random.default_rng(1).uniform(-2, 2, (300, 3))
+    key = jax.random.key(7)
+    X, y = simulate_choices_jax(w, 400, key=key, dtype=np.float64)
+    X2, y2 = simulate_choices_jax(w[100:], 400, key=key, first_context=100, dtype=np.float64)
+    assert np.array_equal(np.asarray(X)[100:], np.asarray(X2))
+    assert np.array_equal(np.asarray(y)[100:], np.asarray(y2))
+    Xd, yd = simulate_choices_jax(w, 50, key=key, scale=np.inf, dtype=np.float64)
+    expect = (np.einsum("atk,ak->at", np.asarray(Xd), w) > 0).astype(float)
+    assert np.array_equal(np.asarray(yd), expect)
+    fit = si.fit_logit(np.asarray(X), np.asarray(y), prior_sd=None)
+    # 400 trials per context: the MLE's sd is about 0.2 here; over 900 weights a
+    # deviation beyond 6 sd has probability below 1e-6
+    z = (fit.coef - w) / fit.stderr
+    assert np.max(np.abs(z)) < 6
+
+
+@given(st.floats(-745.0, 0.0))
+def test_polynomial_exp_within_two_ulp(x):
+    ref = np.exp(max(x, -700.0))
+    assert abs(exp_nonpos(x) - ref) <= 2 * np.spacing(ref)
+    assert exp_nonpos_np(np.array([x]))[0] == pytest.approx(ref, rel=4e-16, abs=0)
+
+
+@given(st.floats(0.0, 1.0))
+def test_series_log1p_within_four_ulp(e):
+    # the division s = e / (2 + e) and 17 Horner steps: a few ulp, ample for the
+    # line search, which compares log-likelihoods with a 1e-12 relative slack
+    ref = np.log1p(e)
+    assert abs(log1p_unit(e) - ref) <= 4 * np.spacing(ref) + 1e-300
