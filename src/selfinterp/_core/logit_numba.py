@@ -18,6 +18,10 @@ module is about doing it fast.
   only evaluated when the line search needs it (see :data:`.logit_numpy.SAFE_ETA_STEP`).
 * ``error_model="numpy"``: no ZeroDivisionError branch in the loops, which
   would stop vectorisation (no division here can be by zero).
+
+numba's on-disk cache is keyed on this file alone: the constants imported
+from :mod:`.logit_numpy` are frozen into the cached code, so changing one of
+them there must come with a change here (or a cleared ``__pycache__``).
 """
 
 from __future__ import annotations

@@ -12,6 +12,9 @@ A logit choice is A when ``u < sigmoid(z)``, ``z = scale * (x . w + b)``,
 with ``u`` the choice draw.  The sigmoid uses :func:`exp_nonpos_np` /
 :func:`exp_nonpos_exact`, a polynomial exp written out operation by
 operation, because NumPy's and libm's ``exp`` may differ in the last bit.
+
+numba's on-disk cache is keyed on this file alone: a change to :mod:`.rng`
+must come with a change here (or a cleared ``__pycache__``).
 """
 
 from __future__ import annotations
