@@ -105,6 +105,15 @@ def prepare_outcomes(X, y, mask=None, n=None):
             check_finite("X", X, dims)
     else:
         check_finite("X", np.where(used[..., None], X, 0.0), dims)
+    if mask is None and n is None:
+        # the common case, without (A, T) temporaries: 1e6 x 50 fits in 4 GB
+        if T == 0:
+            raise InputError("context 0 has no trials to fit (X has 0 trials)")
+        if not np.isfinite(np.sum(y)):
+            check_finite("y", y, dims[:2])
+        if y.min() < 0.0 or y.max() > 1.0:
+            check_range("y", y, 0.0, 1.0, dims[:2])
+        return np.ascontiguousarray(X), y, np.broadcast_to(1.0, (A, T))
     check_finite("y", np.where(used, y, 0.0), dims[:2])
     if n is None:
         w = used.astype(np.float64)

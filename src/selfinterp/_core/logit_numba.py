@@ -505,15 +505,19 @@ def _fit_blocks(X, f, w, fit_intercept, prec, max_iter, tol, check_separation,
         col = np.empty(P)
         th2 = np.empty(P)
         theta = np.empty(P)
+        fa = np.empty(T)  # contiguous copies: ``w`` may be a broadcast view (stride 0)
+        wa = np.empty(T)
         for a in range(b * BLOCK, min(A, (b + 1) * BLOCK)):
             for t in range(T):
                 for k in range(K):
                     Zt[k, t] = X[a, t, k]
+                fa[t] = f[a, t]
+                wa[t] = w[a, t]
             if fit_intercept:
                 for t in range(T):
                     Zt[K, t] = 1.0
             conv, n_iter, status = _fit_one(
-                Zt, f[a], w[a], prec, zero_prec, ml, max_iter, tol, check_separation, theta,
+                Zt, fa, wa, prec, zero_prec, ml, max_iter, tol, check_separation, theta,
                 cov_out[a], eta, eta_c, r, v, r_c, v_c, tmp, g, H, L, d, cand, at, H2, e, col, th2)
             for p in range(P):
                 theta_out[a, p] = theta[p]
