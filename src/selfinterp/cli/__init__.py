@@ -17,6 +17,7 @@ from ..errors import InputError, MissingExtraError
 
 # command name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("selfinterp.cli.run", "run an experiment against OpenAI or an OpenAI-compatible server"),
 }
 
 
