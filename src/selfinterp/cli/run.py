@@ -29,12 +29,15 @@ def main(args) -> int:
     from ..llm.pipeline import ExperimentRun
 
     exp = load_experiment(args.experiment, base_url=args.base_url, model=args.model, out=args.out)
+    run = ExperimentRun(exp)
     try:
-        summary = ExperimentRun(exp).run()
+        summary = run.run()
     except LLMError as exc:
         print(f"selfinterp run: stopped: {exc}\n(everything received so far is kept in {exp.out}; "
               "run the same command again to resume)", file=sys.stderr)
         return 1
+    finally:
+        run.close()
     print(json.dumps({"out": str(exp.out), "scores": summary["scores"],
                       "total_usd": summary["cost"]["total_usd"]}, indent=2))
     return 0

@@ -16,7 +16,7 @@ from typing import Sequence
 from ..errors import InputError
 from .cache import RequestCache, request_key
 
-__all__ = ["LLMError", "api_key", "make_clients", "Requester", "CHAT"]
+__all__ = ["LLMError", "api_key", "make_client", "Requester", "CHAT"]
 
 CHAT = "/v1/chat/completions"
 # servers such as llama.cpp's accept any key; the client insists on one being set
@@ -37,12 +37,15 @@ def api_key(base_url: str | None) -> str:
     return _PLACEHOLDER_KEY
 
 
-def make_clients(base_url: str | None, *, max_retries: int, timeout: float):
-    """(sync ``OpenAI``, async ``AsyncOpenAI``) clients for ``base_url`` (None: OpenAI)."""
+def make_client(base_url: str | None, *, max_retries: int, timeout: float, asynchronous: bool = False):
+    """An ``OpenAI`` (or ``AsyncOpenAI``) client for ``base_url`` (None: OpenAI).
+
+    An async client belongs to one event loop: make one per ``asyncio.run``.
+    """
     import openai
 
     kw = dict(api_key=api_key(base_url), base_url=base_url, max_retries=max_retries, timeout=timeout)
-    return openai.OpenAI(**kw), openai.AsyncOpenAI(**kw)
+    return (openai.AsyncOpenAI if asynchronous else openai.OpenAI)(**kw)
 
 
 def describe_error(exc: BaseException) -> str:

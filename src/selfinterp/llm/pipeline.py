@@ -32,7 +32,7 @@ from ..logit import fit_logit, normalize_weights
 from . import released
 from .batch import run_batch
 from .cache import RequestCache, request_key
-from .client import CHAT, Requester, make_clients
+from .client import CHAT, Requester, make_client
 from .config import Experiment
 from .contexts import draw_contexts, load_catalog, load_roles
 from .elicit import choice_bodies, first_text, read_choices, read_reports, report_bodies
@@ -41,7 +41,28 @@ from .finetune_data import (deterministic_choice, introspection_examples, prefer
 from .jobs import Backoff, start_finetune, wait_finetune
 from .manifest import Manifest
 
-__all__ = ["ExperimentRun", "pearson"]
+__all__ = ["ExperimentRun", "design", "pearson", "stream"]
+
+
+def stream(seed: int, name: str) -> np.random.SeedSequence:
+    """A fresh SeedSequence for the named stream of ``seed`` (the same children every time it is spawned)."""
+    return np.random.SeedSequence(seed, spawn_key=(zlib.crc32(name.encode()),))
+
+
+def design(exp: Experiment) -> tuple[list[Context], np.ndarray]:
+    """The experiment's contexts (instilled first, then native) and target weights (n_contexts, K).
+
+    Drawn from the named streams "contexts" and "targets" of the experiment's seed.
+    """
+    catalog = load_catalog(exp.catalog)
+    roles = load_roles(exp.roles) if exp.roles else None
+    n_total = exp.n_instilled + exp.n_native
+    contexts = draw_contexts(catalog, roles, n_total, stream(exp.seed, "contexts"))
+    K = {len(c.attributes) for c in contexts}
+    if len(K) != 1:
+        raise InputError(f"{exp.catalog}: the drawn choice types have different numbers of attributes {sorted(K)}; "
+                         "one experiment needs one number")
+    return contexts, draw_target_weights(n_total, K.pop(), stream(exp.seed, "targets"))
 
 
 def pearson(x, y) -> float:
@@ -74,16 +95,9 @@ class ExperimentRun:
         self.out = exp.out
         for sub in ("data", "transcripts", "released", "logs"):
             (self.out / sub).mkdir(parents=True, exist_ok=True)
-        catalog = load_catalog(exp.catalog)
-        roles = load_roles(exp.roles) if exp.roles else None
         n_total = exp.n_instilled + exp.n_native
-        self.contexts = draw_contexts(catalog, roles, n_total, self.stream("contexts"))
-        K = {len(c.attributes) for c in self.contexts}
-        if len(K) != 1:
-            raise InputError(f"{exp.catalog}: the drawn choice types have different numbers of attributes {sorted(K)}; "
-                             "one experiment needs one number")
-        self.K = K.pop()
-        self.targets = draw_target_weights(n_total, self.K, self.stream("targets"))
+        self.contexts, self.targets = design(exp)
+        self.K = self.targets.shape[1]
         self.instilled = np.arange(exp.n_instilled)
         self.native = np.arange(exp.n_instilled, n_total)
         self.manifest = Manifest(self.out / "manifest.json", exp.fingerprint(), name=exp.name)
@@ -94,14 +108,12 @@ class ExperimentRun:
         self.manifest.record_file(exp.catalog, exp.catalog.parent)
         self.manifest.save()
         self.cache = RequestCache(self.out / "requests.sqlite")
-        self.sync, aclient = make_clients(exp.base_url, max_retries=exp.max_retries, timeout=exp.timeout)
-        self.requester = Requester(aclient, self.cache, concurrency=exp.concurrency)
+        self.sync = make_client(exp.base_url, max_retries=exp.max_retries, timeout=exp.timeout)
         self.summary: dict = {}
 
     # ------------------------------------------------------------------ randomness
     def stream(self, name: str) -> np.random.SeedSequence:
-        """A fresh SeedSequence for the named stream (the same children every time it is spawned)."""
-        return np.random.SeedSequence(self.exp.seed, spawn_key=(zlib.crc32(name.encode()),))
+        return stream(self.exp.seed, name)
 
     def pairs(self, name: str, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """(A, B) option values (n, K) per context from the named stream, context i from its own child."""
@@ -120,7 +132,17 @@ class ExperimentRun:
             if counts["asked"]:
                 self.echo(f"[{stage}] batch answered {counts['stored']} of {counts['asked']}"
                           f" ({counts['errors']} in its error file); the rest are asked directly")
-        return asyncio.run(self.requester.chat_many(bodies, desc=stage))
+        return asyncio.run(self._chat_many(bodies, stage))
+
+    async def _chat_many(self, bodies: list[dict], stage: str) -> list[dict]:
+        exp = self.exp
+        async with make_client(exp.base_url, max_retries=exp.max_retries, timeout=exp.timeout,
+                               asynchronous=True) as client:
+            return await Requester(client, self.cache, concurrency=exp.concurrency).chat_many(bodies, desc=stage)
+
+    def close(self) -> None:
+        self.sync.close()
+        self.cache.close()
 
     # ------------------------------------------------------------------ fine-tuning
     def _finetune_file(self, name: str, records: list[dict], model: str) -> Path:
