@@ -30,10 +30,21 @@ def test_run_recovers_hidden_weights_and_reports(tmp_path, shared, api_key, caps
     summary = json.loads((out / "summary.json").read_text())
     w = np.load(out / "weights.npz")
     scores = summary["scores"]
-    # learned (from the instilled model's logprob choices) vs the targets it was trained on:
-    # measured 0.96 at this seed; the fake's acting weights are fits to 30 choices each,
-    # so the bound leaves room for that noise
-    assert scores["learned_vs_target"] > 0.85, scores
+    # the hidden weights the server's fine-tuned model acts on (fitted by the server to the
+    # 30 training choices of each context), recovered from 80 logprob replies per context:
+    # measured r = 0.974 (everything here is seeded and the fake is deterministic, so this
+    # test has no false alarms: the bounds guard against regressions)
+    model = fake.models[summary["choices"]["model"]]
+    contexts = [json.loads(s)["context_index"] for s in (out / "transcripts" / "choices.jsonl").read_text().splitlines()]
+    from selfinterp.llm.pipeline import design, pearson
+    ctxs, targets = design(exp)
+    hidden = np.array([model.acting[ctxs[i].question] for i in range(10)])
+    r_hidden = pearson(w["learned"], hidden)
+    assert r_hidden > 0.93, r_hidden
+    # and the targets the instillation aimed at: measured 0.94 here (0.88-0.94 over seeds 7-9),
+    # the gap being the server's own imperfect learning from 30 deterministic choices
+    assert scores["learned_vs_target"] > 0.8, scores
+    assert sorted(set(contexts)) == list(range(10))
 
     # the reports scored are exactly the replies the server generated, parsed
     n_checked = n_invalid = 0
