@@ -84,6 +84,7 @@ class FakeOpenAI:
         self.log: list[dict] = []
         self.replies: dict = {}  # (model, user prompt) -> reply text
         self.faults: list[dict] = []  # consumed one per chat request: {"status", "retry_after"} | {"close"} | {"sleep"}
+        self.killed_at = None
         self.malformed = 0  # the next this-many chat replies are cut off mid-JSON
         self.invalid: set = set()  # (model, prompt) of the replies made invalid on purpose
         self.lock = threading.RLock()
@@ -97,7 +98,11 @@ class FakeOpenAI:
         class Handler(_Handler):
             fake = server
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            def handle_error(self, request, client_address):  # clients that vanish are part of the tests
+                pass
+
+        self._httpd = Server(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
         return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
@@ -376,7 +381,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _chat(self, body):
         f = self.fake
         entry = {"path": "chat", "key": body_key(body), "model": body.get("model"), "delivered": False}
+        received = time.monotonic()
         with f.lock:
+            if f.killed_at is not None and received < f.killed_at:
+                # in flight when the client was killed: the reply would go to a dead socket
+                entry["fault"] = "client gone"
+                f.log.append(entry)
+                self.close_connection = True
+                return
             fault = f.faults.pop(0) if f.faults else None
             if fault is None and f.kill is not None:
                 n, pid = f.kill
@@ -385,6 +397,7 @@ class _Handler(BaseHTTPRequestHandler):
                     # let the client store every response it has been sent, then kill it mid-stage
                     time.sleep(1.0)
                     os.kill(pid, signal.SIGKILL)
+                    f.killed_at = time.monotonic()
                     entry["fault"] = "killed client"
                     f.log.append(entry)
                     self.close_connection = True
