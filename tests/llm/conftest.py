@@ -15,7 +15,8 @@ SECRET = "sk-test-DO-NOT-LEAK-4f9c2a7e51"
 def write_experiment(tmp_path, shared, **over) -> object:
     """An experiment file on the paper's catalog and roles, small enough for a test."""
     settings = dict(seed=7, n_instilled=10, n_native=4, n_train=30, n_validation=5, n_pairs=40, n_pairs_native=40,
-                    method="logprobs", n_reports=4, examples=3, concurrency=8, batch="false", name="fake-run")
+                    method="logprobs", n_reports=4, examples=3, concurrency=8, batch="false", name="fake-run",
+                    timeout=5, report_max_tokens=200)
     settings.update(over)
     text = textwrap.dedent(f"""\
         name = "{settings['name']}"
@@ -41,6 +42,7 @@ def write_experiment(tmp_path, shared, **over) -> object:
 
         [reports]
         n_reports = {settings['n_reports']}
+        max_tokens = {settings['report_max_tokens']}
 
         [introspection]
         examples_per_context = {settings['examples']}
@@ -48,7 +50,7 @@ def write_experiment(tmp_path, shared, **over) -> object:
         [requests]
         concurrency = {settings['concurrency']}
         max_retries = 3
-        timeout = 5
+        timeout = {settings["timeout"]}
         batch = {settings['batch']}
         poll_first = 0.01
         poll_max = 0.05

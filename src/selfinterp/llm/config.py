@@ -21,7 +21,7 @@ from .prompts import PromptTemplate, load_template
 __all__ = ["Experiment", "load_experiment"]
 
 _SECTIONS = {
-    "": {"name", "seed", "model", "base_url", "out", "template", "contexts", "instill", "choices", "reports",
+    "": {"name", "seed", "model", "base_url", "out", "template", "finetune", "contexts", "instill", "choices", "reports",
          "introspection", "requests", "prices"},
     "contexts": {"catalog", "roles", "n_instilled", "n_native"},
     "instill": {"n_train", "n_validation", "suffix", "hyperparameters"},
@@ -66,6 +66,7 @@ class Experiment:
     poll_first: float = 5.0
     poll_max: float = 120.0
     prices: PriceTable = PriceTable.from_config(None)
+    finetune: bool = True
     source: Path | None = None
 
     def fingerprint(self) -> str:
@@ -154,6 +155,7 @@ def load_experiment(path, *, base_url: str | None = None, model: str | None = No
         poll_first=_get(req, "poll_first", float, 5.0, w + " [requests]", minimum=0.0),
         poll_max=_get(req, "poll_max", float, 120.0, w + " [requests]", minimum=0.0),
         prices=PriceTable.from_config(raw.get("prices")),
+        finetune=_get(raw, "finetune", bool, True, w),
         source=path.resolve(),
     )
     if exp.n_train + exp.n_validation < 1 or exp.n_instilled * exp.n_train < 10:

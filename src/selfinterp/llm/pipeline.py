@@ -280,6 +280,36 @@ class ExperimentRun:
 
     # ------------------------------------------------------------------ the whole run
     def run(self) -> dict:
+        """Every stage (or, with ``finetune = false``, the base model's choices and reports only)."""
+        return self._run_full() if self.exp.finetune else self._run_untrained()
+
+    def _run_untrained(self) -> dict:
+        """Native preferences and self-reports of the base model in every context, no fine-tuning.
+
+        For servers that cannot fine-tune (a local llama.cpp or vLLM): learned
+        weights from the model's choices, its reports, and their agreement.
+        """
+        exp, base = self.exp, self.exp.model
+        idx = np.arange(len(self.contexts))
+        learned, _, sel_rows = self.choices(base, idx, exp.n_pairs, "choices")
+        rep, rows = self.reports("reports_base", base, idx)
+        self.summary["scores"] = {"reports_vs_learned": pearson(rep, learned)}
+        rel, lab = self.out / "released", _safe(base)
+        released.write_scenarios(rel / "scenarios.csv", self.contexts)
+        released.write_selections(rel / f"{lab}_selections.csv", base, sel_rows)
+        released.write_regression(rel / f"{lab}_regression_results.csv", self.contexts, learned)
+        released.write_reports(rel / f"{lab}_weight_reports.csv", base, f"native_{len(idx)}", rows)
+        return self._finish({"learned": learned, "reports_base": rep})
+
+    def _finish(self, arrays: dict) -> dict:
+        self.summary["cost"] = self.costs()
+        self.manifest.data["summary"] = self.summary
+        self.manifest.save()
+        (self.out / "summary.json").write_text(json.dumps(self.summary, indent=2, allow_nan=True), encoding="utf-8")
+        np.savez(self.out / "weights.npz", target=self.targets, **arrays)
+        return self.summary
+
+    def _run_full(self) -> dict:
         exp = self.exp
         base = exp.model
         first, last = two_fold(exp.n_instilled)
@@ -349,14 +379,9 @@ class ExperimentRun:
             released.write_reports(rel / f"{lab}_instilled_latent_weight_reports.csv", m1, version, rows_m1_native)
             released.write_reports(rel / f"{lab}_itrained_all_{n}_{n * exp.itrain_examples}ex_latent_weight_reports.csv",
                                    m3, version, rows_m3)
-        self.summary["cost"] = self.costs()
-        self.manifest.data["summary"] = self.summary
-        self.manifest.save()
-        (self.out / "summary.json").write_text(json.dumps(self.summary, indent=2, allow_nan=True), encoding="utf-8")
-        np.savez(self.out / "weights.npz", target=self.targets, learned=learned,
-                 native_learned=native_learned if native_learned is not None else np.zeros((0, self.K)),
-                 reports_base=rep_base, reports_instilled=rep_m1, reports_heldout=heldout)
-        return self.summary
+        return self._finish({"learned": learned, "reports_base": rep_base, "reports_instilled": rep_m1,
+                             "reports_heldout": heldout,
+                             "native_learned": native_learned if native_learned is not None else np.zeros((0, self.K))})
 
     def costs(self) -> dict:
         """Tokens and dollars from the usage of every stored response and job (unknown models: cost None)."""
