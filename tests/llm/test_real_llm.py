@@ -86,12 +86,12 @@ def test_choices_and_reports_through_a_real_model(tmp_path, shared, llama_server
     assert len(choices) == 2 * 2 * 2
     # logprobs came back through the client: a probability for the first-listed option, the
     # mass on other tokens recorded
-    assert all(c["p_first"] is not None or c["error"] for c in choices)
-    assert sum(c["p_first"] is not None for c in choices) >= len(choices) // 2
-    assert all(c["leftover"] is not None and 0 <= c["leftover"] <= 1 for c in choices if c["p_first"] is not None)
+    assert all(c["p_a"] is not None or c["metadata"]["error"] for c in choices)
+    assert sum(c["p_a"] is not None for c in choices) >= len(choices) // 2
+    assert all(0 <= c["metadata"]["leftover"] <= 1 for c in choices if c["p_a"] is not None)
     reports = [json.loads(s) for s in (out / "transcripts" / "reports_base.jsonl").read_text().splitlines()]
     assert len(reports) == 2
-    assert all(isinstance(r["reply"], str) and (r["report"] is not None) != bool(r["error"]) for r in reports)
+    assert all(isinstance(r["reply"], str) and (r["report"] is not None) != bool(r["metadata"]["error"]) for r in reports)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["choices"]["n_requests"] == 8
     assert sum(r["prompt_tokens"] for r in summary["cost"]["inference"]) > 0

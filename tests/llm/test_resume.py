@@ -71,7 +71,7 @@ def test_sigkill_in_choice_stage_then_resume(tmp_path, shared, api_key):
     # complete transcripts: every question of the choice stage has its reply
     recs = [json.loads(s) for s in (exp.out / "transcripts" / "choices.jsonl").read_text().splitlines()]
     assert len(recs) == 800 and all(r["reply"] in ("A", "B") for r in recs)
-    assert len({r["request_key"] for r in recs}) == 800
+    assert len({r["request_id"] for r in recs}) == 800
     man = json.loads((exp.out / "manifest.json").read_text())
     assert len(man["runs"]) == 1  # the second start is recorded beside the first
     _no_key_in(exp.out, api_key)
@@ -102,7 +102,7 @@ def test_batch_path_partial_and_out_of_order(tmp_path, shared, api_key):
     errors = (exp.out / "logs" / "choices.batch_errors.jsonl").read_text().splitlines()
     assert len(errors) == done[0]["errors"]
     recs = (exp.out / "transcripts" / "choices.jsonl").read_text().splitlines()
-    assert len(recs) == 240 and all(json.loads(r)["p_first"] is not None for r in recs)
+    assert len(recs) == 240 and all(json.loads(r)["p_a"] is not None for r in recs)
     # batch usage is priced at the batch discount (here: tokens counted, the fake model unpriced)
     assert {r["source"] for r in summary["cost"]["inference"]} == {"batch", "sync"}
 

@@ -36,6 +36,7 @@ from .client import CHAT, Requester, make_client
 from .config import Experiment
 from .contexts import draw_contexts, load_catalog, load_roles
 from .elicit import choice_bodies, first_text, read_choices, read_reports, report_bodies
+from .parse import parse_choice
 from .finetune_data import (deterministic_choice, introspection_examples, preference_examples, split_pairs,
                             two_fold, validate_examples, write_jsonl)
 from .jobs import Backoff, start_finetune, wait_finetune
@@ -186,7 +187,14 @@ class ExperimentRun:
 
     # ------------------------------------------------------------------ elicitation stages
     def choices(self, model: str, idx: np.ndarray, n_pairs: int, stage: str):
-        """Learned weights from the model's choices in contexts ``idx``; writes the transcript."""
+        """The model's choices in contexts ``idx``; writes the stage's transcript.
+
+        Returns
+        -------
+        learned : (len(idx), K) normalised learned weights (NaN rows where no reply was valid)
+        y : (len(idx), n_pairs) soft labels P(A)
+        shown : dict for :func:`released.write_layout` (one trial per order and pair)
+        """
         exp, spec = self.exp, self.exp.choices
         pairs = self.pairs(stage, n_pairs)
         bodies, spans = [], []
@@ -196,10 +204,13 @@ class ExperimentRun:
             spans.append((len(bodies), len(bodies) + len(bb)))
             bodies += bb
         responses = self.elicit(stage, bodies)
-        X = np.zeros((len(idx), n_pairs, self.K))
-        y = np.full((len(idx), n_pairs), np.nan)
-        records, rows, leftovers, invalid = [], [], [], 0
         n_orders = 2 if spec.both_orders else 1
+        C, T = len(idx), n_orders * n_pairs
+        X = np.zeros((C, n_pairs, self.K))
+        y = np.full((C, n_pairs), np.nan)
+        shown = {"idx": np.asarray(idx), "A": np.zeros((C, T, self.K)), "B": np.zeros((C, T, self.K)),
+                 "y": np.zeros((C, T)), "mask": np.zeros((C, T), bool), "model": model}
+        records, leftovers, invalid = [], [], 0
         for j, (i, (s, e)) in enumerate(zip(idx, spans)):
             ctx, (a, b) = self.contexts[i], pairs[i]
             X[j] = (a - b) / (ctx.hi - ctx.lo)
@@ -209,20 +220,28 @@ class ExperimentRun:
             for o in range(n_orders):
                 for t in range(n_pairs):
                     first, second = (a[t], b[t]) if o == 0 else (b[t], a[t])
-                    r = responses[s + o * n_pairs + t]
-                    pf = det["p_first"][o, t]
-                    records.append({"stage": stage, "kind": "choice", "model": model, "context": ctx.name,
-                                    "context_index": int(i), "trial": t, "order": "AB" if o == 0 else "BA",
-                                    "shown_A": first.tolist(), "shown_B": second.tolist(),
-                                    "reply": first_text(r), "p_first": None if np.isnan(pf) else float(pf),
-                                    "leftover": None if np.isnan(det["leftover"][o, t]) else float(det["leftover"][o, t]),
-                                    "error": det["error"][o, t], "request_key": request_key(CHAT, bodies[s + o * n_pairs + t]),
-                                    "usage": r.get("usage")})
-                    rows.append((ctx, first, second, None if np.isnan(pf) else pf))
+                    k = s + o * n_pairs + t
+                    pf, left = det["p_first"][o, t], det["leftover"][o, t]
+                    text = first_text(responses[k])
+                    label = parse_choice(text, exp.template.label_a, exp.template.label_b)
+                    records.append({
+                        "kind": "choice", "model": model, "request_id": request_key(CHAT, bodies[k]),
+                        "context": ctx.name, "A": first.tolist(), "B": second.tolist(), "reply": text or "",
+                        "choice": None if label is None else "AB"[1 - label],
+                        "p_a": None if np.isnan(pf) or spec.method == "sample" else float(pf),
+                        "metadata": {"stage": stage, "context_index": int(i), "trial": t,
+                                     "order": "AB" if o == 0 else "BA", "method": spec.method,
+                                     "leftover": None if np.isnan(left) else float(left),
+                                     "error": det["error"][o, t], "reply_missing": text is None,
+                                     "usage": responses[k].get("usage")}})
+                    tt = o * n_pairs + t
+                    shown["A"][j, tt], shown["B"][j, tt] = first, second
+                    if not np.isnan(pf):
+                        shown["y"][j, tt], shown["mask"][j, tt] = float(pf > 0.5), True
         self._transcript(stage, records)
         mask = np.isfinite(y)
         fitted = mask.any(axis=1)
-        learned = np.full((len(idx), self.K), np.nan)
+        learned = np.full((C, self.K), np.nan)
         if fitted.any():
             fit = fit_logit(X[fitted], np.where(mask, y, 0.5)[fitted], mask=mask[fitted])
             learned[fitted] = normalize_weights(fit.coef)
@@ -232,15 +251,16 @@ class ExperimentRun:
             a, b = pairs[i]
             want = deterministic_choice(self.contexts[i], self.targets[i], a, b)
             agree.append(np.where(want, y[j], 1 - y[j]))
+        lo = np.concatenate([x.ravel() for x in leftovers])
         self.summary[stage] = {"model": model, "n_requests": len(bodies), "invalid_replies": invalid,
                                "contexts_without_valid_choice": int((~fitted).sum()),
-                               "mean_leftover_mass": float(np.nanmean(np.concatenate(leftovers)))
-                               if np.isfinite(np.concatenate(leftovers)).any() else None,
+                               "mean_leftover_mass": float(np.nanmean(lo)) if np.isfinite(lo).any() else None,
                                "agreement_with_target": float(np.nanmean(np.concatenate(agree)))}
-        return learned, y, rows
+        return learned, y, shown
 
     def reports(self, stage: str, model: str, idx: np.ndarray):
-        """Mean valid report per context (len(idx), K) (NaN where none is valid); writes the transcript."""
+        """Mean valid report per context (len(idx), K) (NaN where none is valid), and the reports
+        for :func:`released.write_layout`; writes the stage's transcript."""
         exp = self.exp
         pairs = self.pairs("reports", exp.n_reports)
         bodies, spans = [], []
@@ -251,31 +271,37 @@ class ExperimentRun:
             spans.append((len(bodies), len(bodies) + len(bb)))
             bodies += bb
         responses = self.elicit(stage, bodies)
-        means = np.full((len(idx), self.K), np.nan)
-        records, rows, invalid = [], [], 0
+        C, R = len(idx), exp.n_reports
+        means = np.full((C, self.K), np.nan)
+        out = {"idx": np.asarray(idx), "report": np.full((C, R, self.K), np.nan), "valid": np.zeros((C, R), bool),
+               "A": np.stack([pairs[i][0] for i in idx]), "B": np.stack([pairs[i][1] for i in idx]), "model": model}
+        records, invalid = [], 0
         for j, (i, (s, e)) in enumerate(zip(idx, spans)):
             ctx, (a, b) = self.contexts[i], pairs[i]
             rep, raw, errors = read_reports(responses[s:e], ctx)
             ok = np.all(np.isfinite(rep), axis=1)
             invalid += int((~ok).sum())
+            out["report"][j], out["valid"][j] = rep, ok
             if ok.any():
                 means[j] = rep[ok].mean(axis=0)
             for t in range(len(raw)):
-                records.append({"stage": stage, "kind": "report", "model": model, "context": ctx.name,
-                                "context_index": int(i), "trial": t, "shown_A": a[t].tolist(),
-                                "shown_B": b[t].tolist(), "reply": raw[t],
-                                "report": rep[t].tolist() if ok[t] else None, "error": errors[t],
-                                "request_key": request_key(CHAT, bodies[s + t]), "usage": responses[s + t].get("usage")})
-                rows.append((ctx, rep[t], a[t], b[t]))
+                records.append({
+                    "kind": "report", "model": model, "request_id": request_key(CHAT, bodies[s + t]),
+                    "context": ctx.name, "A": a[t].tolist(), "B": b[t].tolist(), "reply": raw[t] or "",
+                    "report": rep[t].tolist() if ok[t] else None,
+                    "metadata": {"stage": stage, "context_index": int(i), "trial": t, "error": errors[t],
+                                 "reply_missing": raw[t] is None, "usage": responses[s + t].get("usage")}})
         self._transcript(stage, records)
         self.summary[stage] = {"model": model, "n_requests": len(bodies), "invalid_replies": invalid,
                                "contexts_without_valid_report": int((~np.isfinite(means).all(axis=1)).sum())}
-        return means, rows
+        return means, out
 
     def _transcript(self, stage: str, records: list[dict]) -> None:
+        """One JSON-lines file per stage, in the toolkit's transcript format (:mod:`selfinterp.io.transcript`)."""
         path = self.out / "transcripts" / f"{stage}.jsonl"
         tmp = path.with_name(path.name + ".part")
-        tmp.write_text("".join(json.dumps(r, allow_nan=False) + "\n" for r in records), encoding="utf-8")
+        tmp.write_text("".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in records),
+                       encoding="utf-8")
         tmp.replace(path)
 
     # ------------------------------------------------------------------ the whole run
@@ -291,14 +317,12 @@ class ExperimentRun:
         """
         exp, base = self.exp, self.exp.model
         idx = np.arange(len(self.contexts))
-        learned, _, sel_rows = self.choices(base, idx, exp.n_pairs, "choices")
+        learned, _, shown = self.choices(base, idx, exp.n_pairs, "choices")
         rep, rows = self.reports("reports_base", base, idx)
         self.summary["scores"] = {"reports_vs_learned": pearson(rep, learned)}
-        rel, lab = self.out / "released", _safe(base)
-        released.write_scenarios(rel / "scenarios.csv", self.contexts)
-        released.write_selections(rel / f"{lab}_selections.csv", base, sel_rows)
-        released.write_regression(rel / f"{lab}_regression_results.csv", self.contexts, learned)
-        released.write_reports(rel / f"{lab}_weight_reports.csv", base, f"native_{len(idx)}", rows)
+        # the released layout's names: the model's own choices are "latent" (never trained)
+        released.write_layout(self.out / "released", base, self.contexts, None, choices={"latent": shown},
+                              reports={"base": rows}, regression={"latent": _finite(idx, learned)})
         return self._finish({"learned": learned, "reports_base": rep})
 
     def _finish(self, arrays: dict) -> dict:
@@ -318,10 +342,10 @@ class ExperimentRun:
         self.job("instill", base, train, val, exp.instill_suffix, exp.instill_hyperparameters)
         m1 = self.wait("instill")
 
-        learned, y_inst, sel_rows = self.choices(m1, self.instilled, exp.n_pairs, "choices")
-        native_learned, native_rows = None, []
+        learned, _, shown = self.choices(m1, self.instilled, exp.n_pairs, "choices")
+        native_learned, shown_native = None, None
         if exp.n_native:
-            native_learned, _, native_rows = self.choices(m1, self.native, exp.n_pairs_native, "choices_native")
+            native_learned, _, shown_native = self.choices(m1, self.native, exp.n_pairs_native, "choices_native")
 
         rep_base, rows_base = self.reports("reports_base", base, self.instilled)
         rep_m1, rows_m1 = self.reports("reports_instilled", m1, self.instilled)
@@ -358,27 +382,20 @@ class ExperimentRun:
             scores["native_reports_vs_learned_after"] = pearson(rep_m3, native_learned)
         self.summary["scores"] = scores
 
-        # the released layout, file names as the paper's (sizes from this experiment)
-        rel, lab = self.out / "released", _safe(base)
-        ctx_all = self.contexts
-        released.write_scenarios(rel / "scenarios.csv", ctx_all)
-        released.write_weights(rel / "instilled_weights.csv", ctx_all, self.targets)
-        released.write_selections(rel / f"{lab}_instilled_selections.csv", m1, sel_rows)
-        released.write_regression(rel / f"{lab}_regression_results.csv", [ctx_all[i] for i in self.instilled], learned)
-        released.write_reports(rel / f"{lab}_weight_reports.csv", base, f"instilled_{n}", rows_base)
-        released.write_reports(rel / f"{lab}_instilled_weight_reports.csv", m1, f"instilled_{n}", rows_m1)
-        released.write_reports(rel / f"{lab}_itrained_first_{h}_of_{n}_{h * exp.itrain_examples}ex_weight_reports.csv",
-                               m2a, f"instilled_{n}", rows_a)
-        released.write_reports(rel / f"{lab}_itrained_last_{n - h}_of_{n}_{(n - h) * exp.itrain_examples}ex_weight_reports.csv",
-                               m2b, f"instilled_{n}", rows_b)
+        # the released layout, report conditions named as the paper's (sizes from this experiment)
+        e = exp.itrain_examples
+        reports = {"base": rows_base, "instilled": rows_m1,
+                   f"itrained_first_{h}_of_{n}_{h * e}ex": rows_a,
+                   f"itrained_last_{n - h}_of_{n}_{(n - h) * e}ex": rows_b}
+        choices = {"instilled": shown}
+        regression = {"instilled": _finite(self.instilled, learned)}
         if exp.n_native:
-            version = f"latent_{n + 1}-{n + exp.n_native}"
-            released.write_selections(rel / f"{lab}_instilled_latent_selections.csv", m1, native_rows)
-            released.write_regression(rel / f"{lab}_latent_regression_results.csv",
-                                      [ctx_all[i] for i in self.native], native_learned)
-            released.write_reports(rel / f"{lab}_instilled_latent_weight_reports.csv", m1, version, rows_m1_native)
-            released.write_reports(rel / f"{lab}_itrained_all_{n}_{n * exp.itrain_examples}ex_latent_weight_reports.csv",
-                                   m3, version, rows_m3)
+            reports["instilled_latent"] = rows_m1_native
+            reports[f"itrained_all_{n}_{n * e}ex_latent"] = rows_m3
+            choices["latent"] = shown_native
+            regression["latent"] = _finite(self.native, native_learned)
+        released.write_layout(self.out / "released", base, self.contexts, self.targets, choices=choices,
+                              reports=reports, regression=regression)
         return self._finish({"learned": learned, "reports_base": rep_base, "reports_instilled": rep_m1,
                              "reports_heldout": heldout,
                              "native_learned": native_learned if native_learned is not None else np.zeros((0, self.K))})
@@ -404,5 +421,7 @@ class ExperimentRun:
         return out
 
 
-def _safe(model: str) -> str:
-    return model.replace("/", "_").replace(":", "_")
+def _finite(idx, weights):
+    """(contexts, weights) of the rows that were fitted (a context without a valid choice has none)."""
+    ok = np.all(np.isfinite(weights), axis=1)
+    return np.asarray(idx)[ok], weights[ok]

@@ -1,15 +1,28 @@
-"""Writing a run's results in the paper's released layout (CSV files named by model).
+"""A run's results in the paper's released layout (CSV files named by model).
 
-This is the LLM layer's own adapter: the toolkit's released-layout writer
-(``selfinterp.io``) was not available when it was written.  Column names and
-file names follow ``../shared/data/plunkett2025/README.md``; for logprob
-choices the hard ``selection`` (the more probable label) is followed by the
-soft label in an extra column ``p_A``.
+Written through :func:`selfinterp.io.write_released` (the toolkit's
+released-layout writer) when that module is installed, else through the
+small writer below that produces the same files (same columns, same number
+formatting), so that ``selfinterp replicate`` reads either.  The layout has
+no soft labels: a logprob choice appears as its more probable option (the
+probabilities are in the JSON-lines transcripts), and an invalid reply has no
+row, as in the paper's files.
+
+Inputs are plain arrays:
+
+- ``choices[key] = dict(idx (C,), A, B (C, T, K) shown options, y (C, T) 1 when
+  the option shown first was chosen, mask (C, T), model)``, keys
+  ``"instilled"`` and ``"latent"``;
+- ``reports[condition] = dict(idx (C,), report (C, R, K), valid (C, R), A, B
+  (C, R, K), model)``, conditions as the paper's (``"base"``, ``"instilled"``,
+  ``"itrained_first_50_of_100_50ex"``, ...);
+- ``regression[key] = (idx (C,), weights (C, K))``.
 """
 
 from __future__ import annotations
 
 import csv
+import importlib.util
 from pathlib import Path
 from typing import Sequence
 
@@ -17,64 +30,94 @@ import numpy as np
 
 from ..design import Context
 
-__all__ = ["write_scenarios", "write_weights", "write_selections", "write_reports", "write_regression"]
+__all__ = ["write_layout", "file_safe"]
+
+CHOICE_FILES = {"instilled": "instilled_selections.csv", "latent": "instilled_latent_selections.csv"}
+REGRESSION_FILES = {"instilled": "regression_results.csv", "latent": "latent_regression_results.csv"}
 
 
-def _fmt(v) -> str:
-    return str(float(v))
+def file_safe(model: str) -> str:
+    """A model name usable in the layout's file names."""
+    return "".join("_" if ch in '/\\:*?["\0' else ch for ch in model)
 
 
-def _write(path: Path, header: list[str], rows: list[list]) -> Path:
+def _num(x) -> str:
+    x = float(x)
+    if x.is_integer() and abs(x) < 2**53:
+        return "-0" if x == 0 and np.signbit(x) else str(int(x))
+    return repr(x)
+
+
+def _write(path: Path, header: list[str], rows: list[list]) -> None:
     tmp = path.with_name(path.name + ".part")
     with open(tmp, "w", encoding="utf-8", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(header)
         w.writerows(rows)
     tmp.replace(path)
-    return path
 
 
-def write_scenarios(path: Path, contexts: Sequence[Context]) -> Path:
+def _opts(K: int) -> list[str]:
+    return [f"A_attribute_{k}" for k in range(1, K + 1)] + [f"B_attribute_{k}" for k in range(1, K + 1)]
+
+
+def _write_own(directory: Path, model: str, contexts, targets, choices, reports, regression) -> None:
     K = len(contexts[0].attributes)
-    header = (["scenario", "question"] + [f"attr{k}" for k in range(1, K + 1)]
-              + [f"attr{k}_min" for k in range(1, K + 1)] + [f"attr{k}_max" for k in range(1, K + 1)])
-    rows = [[c.name, c.question] + [a.name for a in c.attributes] + [_fmt(a.min) for a in c.attributes]
-            + [_fmt(a.max) for a in c.attributes] for c in contexts]
-    return _write(path, header, rows)
+    a = [f"attr{k}" for k in range(1, K + 1)]
+    _write(directory / "scenarios.csv", ["scenario", "question"] + a + [f"{x}_min" for x in a] + [f"{x}_max" for x in a],
+           [[c.name, c.question] + [t.name for t in c.attributes] + [repr(float(t.min)) for t in c.attributes]
+            + [repr(float(t.max)) for t in c.attributes] for c in contexts])
+    if targets is not None:
+        _write(directory / "instilled_weights.csv", ["scenario"] + a,
+               [[c.name] + [_num(x) for x in w] for c, w in zip(contexts, targets)])
+    for key, d in choices.items():
+        rows = [[d["model"], contexts[i].name, "A" if d["y"][j, t] == 1 else "B"]
+                + [repr(float(x)) for x in d["A"][j, t]] + [repr(float(x)) for x in d["B"][j, t]]
+                for j, i in enumerate(d["idx"]) for t in np.flatnonzero(d["mask"][j])]
+        _write(directory / f"{model}_{CHOICE_FILES[key]}", ["model", "scenario", "selection"] + _opts(K), rows)
+    for cond, d in reports.items():
+        rows = [[d["model"], cond, contexts[i].name] + [_num(x) for x in d["report"][j, r]]
+                + [repr(float(x)) for x in d["A"][j, r]] + [repr(float(x)) for x in d["B"][j, r]]
+                for j, i in enumerate(d["idx"]) for r in np.flatnonzero(d["valid"][j])]
+        name = f"{model}_weight_reports.csv" if cond == "base" else f"{model}_{cond}_weight_reports.csv"
+        _write(directory / name, ["explaining_model", "version", "scenario"]
+               + [f"report_attr{k}" for k in range(1, K + 1)] + _opts(K), rows)
+    for key, (idx, w) in regression.items():
+        _write(directory / f"{model}_{REGRESSION_FILES[key]}", ["scenario"] + [f"b_attr{k}" for k in range(1, K + 1)],
+               [[contexts[i].name] + [_num(x) for x in row] for i, row in zip(idx, w) if np.all(np.isfinite(row))])
 
 
-def write_weights(path: Path, contexts: Sequence[Context], weights: np.ndarray) -> Path:
-    K = weights.shape[1]
-    return _write(path, ["scenario"] + [f"attr{k}" for k in range(1, K + 1)],
-                  [[c.name] + [int(round(x)) for x in w] for c, w in zip(contexts, weights)])
+def _write_io(directory: Path, model: str, contexts, targets, choices, reports, regression) -> None:
+    import xarray as xr
+
+    from .. import io
+
+    scen = io.scenarios_from_contexts(contexts)
+    attrs = scen["attribute"].values
+
+    def da(idx, w):
+        return xr.DataArray(np.asarray(w, dtype=np.float64), dims=("context", "attribute"),
+                            coords={"context": [contexts[i].name for i in idx], "attribute": attrs})
+
+    target = None if targets is None else da(range(len(contexts)), targets)
+    data = io.ReleasedData(
+        model=model, scenarios=scen, target_weight=target,
+        choices={k: io.selections_dataset(d["A"], d["B"], d["y"], mask=d["mask"],
+                                          context=[contexts[i].name for i in d["idx"]], scenarios=scen,
+                                          model_id=d["model"], target_weight=target)
+                 for k, d in choices.items()},
+        reports={c: io.reports_dataset(d["report"], d["valid"], context=[contexts[i].name for i in d["idx"]],
+                                       scenarios=scen, A=d["A"], B=d["B"], explaining_model=d["model"], version=c)
+                 for c, d in reports.items()},
+        regression={k: da(idx, w) for k, (idx, w) in regression.items()})
+    io.write_released(directory, model, data)
 
 
-def write_regression(path: Path, contexts: Sequence[Context], weights: np.ndarray) -> Path:
-    K = weights.shape[1]
-    return _write(path, ["scenario"] + [f"b_attr{k}" for k in range(1, K + 1)],
-                  [[c.name] + [int(round(x)) if np.isfinite(x) else "" for x in w]
-                   for c, w in zip(contexts, weights)])
-
-
-def write_selections(path: Path, model: str, rows: Sequence[tuple]) -> Path:
-    """``rows``: (context, values shown as A (K,), values shown as B (K,), P(label A) or None)."""
-    K = len(rows[0][1]) if rows else 5
-    header = (["model", "scenario", "selection"] + [f"A_attribute_{k}" for k in range(1, K + 1)]
-              + [f"B_attribute_{k}" for k in range(1, K + 1)] + ["p_A"])
-    out = []
-    for ctx, a, b, p in rows:
-        if p is None or not np.isfinite(p):
-            continue  # an invalid reply has no row, as in the paper's files
-        out.append([model, ctx.name, "A" if p > 0.5 else "B"] + [_fmt(x) for x in a] + [_fmt(x) for x in b]
-                   + [repr(float(p))])
-    return _write(path, header, out)
-
-
-def write_reports(path: Path, model: str, version: str, rows: Sequence[tuple]) -> Path:
-    """``rows``: (context, report (K,) or NaN, values of A (K,), values of B (K,)); invalid reports have no row."""
-    K = len(rows[0][2]) if rows else 5
-    header = (["explaining_model", "version", "scenario"] + [f"report_attr{k}" for k in range(1, K + 1)]
-              + [f"A_attribute_{k}" for k in range(1, K + 1)] + [f"B_attribute_{k}" for k in range(1, K + 1)])
-    out = [[model, version, ctx.name] + [_fmt(x) for x in r] + [_fmt(x) for x in a] + [_fmt(x) for x in b]
-           for ctx, r, a, b in rows if np.all(np.isfinite(r))]
-    return _write(path, header, out)
+def write_layout(directory, model: str, contexts: Sequence[Context], targets, *, choices: dict, reports: dict,
+                 regression: dict) -> Path:
+    """Write the released layout for ``model`` into ``directory`` (see the module docstring)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    writer = _write_io if importlib.util.find_spec("selfinterp.io") is not None else _write_own
+    writer(directory, file_safe(model), list(contexts), targets, choices, reports, regression)
+    return directory
