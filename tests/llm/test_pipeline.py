@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from selfinterp.cli import main as cli_main
 from selfinterp.llm.config import load_experiment
@@ -101,3 +102,72 @@ def test_run_recovers_hidden_weights_and_reports(tmp_path, shared, api_key, caps
         fake.stop()
     assert len(fake.log) == n_log
     assert json.loads((out / "summary.json").read_text())["scores"] == scores
+
+
+PAPER_FILES = {  # our file -> the paper's file of the same kind (headers must agree)
+    "scenarios.csv": "scenarios.csv", "instilled_weights.csv": "instilled_weights.csv",
+    "base-model-1_instilled_selections.csv": "gpt-4o-2024-08-06_instilled_selections.csv",
+    "base-model-1_instilled_latent_selections.csv": "gpt-4o-2024-08-06_instilled_latent_selections.csv",
+    "base-model-1_weight_reports.csv": "gpt-4o-2024-08-06_weight_reports.csv",
+    "base-model-1_instilled_weight_reports.csv": "gpt-4o-2024-08-06_instilled_weight_reports.csv",
+    "base-model-1_itrained_first_3_of_6_12ex_weight_reports.csv":
+        "gpt-4o-2024-08-06_itrained_first_50_of_100_50ex_weight_reports.csv",
+    "base-model-1_itrained_all_6_24ex_latent_weight_reports.csv":
+        "gpt-4o-2024-08-06_itrained_all_100_50ex_latent_weight_reports.csv",
+    "base-model-1_regression_results.csv": "gpt-4o-2024-08-06_regression_results.csv",
+    "base-model-1_latent_regression_results.csv": "gpt-4o-2024-08-06_latent_regression_results.csv",
+}
+
+
+def test_released_layout_matches_the_papers_files(tmp_path, shared, api_key):
+    path = write_experiment(tmp_path, shared, n_instilled=6, n_native=2, n_train=20, n_pairs=20,
+                            n_pairs_native=10, n_reports=3, examples=4, method="sample")
+    exp = load_experiment(path)
+    fake = fake_for(exp)
+    exp = load_experiment(path, base_url=fake.start())
+    try:
+        from selfinterp.llm.pipeline import ExperimentRun
+
+        run = ExperimentRun(exp, echo=lambda s: None)
+        run.run()
+        run.close()
+    finally:
+        fake.stop()
+    rel = exp.out / "released"
+    for ours, theirs in PAPER_FILES.items():
+        assert (rel / ours).read_text().split("\n")[0] == (shared / theirs).read_text().split("\n")[0].rstrip("\r")
+    sel = (rel / "base-model-1_instilled_selections.csv").read_text().splitlines()[1:]
+    assert len(sel) == 6 * 20 * 2 and all(r.split(",")[2] in ("A", "B") for r in sel)
+    # each report row is a valid reply of the transcript, with the option values it showed
+    recs = [json.loads(s) for s in (exp.out / "transcripts" / "reports_instilled.jsonl").read_text().splitlines()]
+    valid = [r for r in recs if r["report"] is not None]
+    rows = (rel / "base-model-1_instilled_weight_reports.csv").read_text().splitlines()[1:]
+    assert len(rows) == len(valid) and len(recs) == 6 * 3
+    for row, rec in zip(rows, valid):
+        cells = row.split(",")
+        assert cells[2] == rec["context"]
+        assert [float(x) for x in cells[3:8]] == rec["report"]
+        assert [float(x) for x in cells[8:13]] == rec["A"] and [float(x) for x in cells[13:18]] == rec["B"]
+
+
+def test_selfinterp_io_reads_the_run(tmp_path, shared, api_key):
+    """Once the toolkit's transcript module is present (the replicate branch), it reads what a run wrote."""
+    io = pytest.importorskip("selfinterp.io", reason="selfinterp.io comes with the replicate branch")
+    path = write_experiment(tmp_path, shared, n_instilled=6, n_native=2, n_train=20, n_pairs=20,
+                            n_pairs_native=10, n_reports=3, examples=4)
+    exp = load_experiment(path)
+    fake = fake_for(exp)
+    exp = load_experiment(path, base_url=fake.start())
+    try:
+        from selfinterp.llm.pipeline import ExperimentRun
+
+        run = ExperimentRun(exp, echo=lambda s: None)
+        run.run()
+        run.close()
+    finally:
+        fake.stop()
+    data = io.read_released(exp.out / "released", "base-model-1", calls_per_context=3)
+    assert data.choices["instilled"].sizes["trial"] == 40 and len(data.reports) == 6
+    scen = io.scenarios_from_contexts(run.contexts)
+    t = io.read_transcript(exp.out / "transcripts" / "choices.jsonl", scen, outcome="p_a")
+    assert t.choices.sizes["trial"] == 40 and t.choices.attrs["n_invalid"] == 0
