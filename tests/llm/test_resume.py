@@ -218,3 +218,46 @@ def test_manifest_of_another_experiment_and_cache_of_another_version(tmp_path, s
     (tmp_path / "junk.sqlite").write_bytes(b"not a database at all" * 100)
     with pytest.raises(InputError, match="not a selfinterp request cache"):
         RequestCache(tmp_path / "junk.sqlite")
+
+
+class _Crash(Exception):
+    pass
+
+
+def _crash(_seconds):
+    raise _Crash  # the process "dies" while waiting between two polls
+
+
+def test_restart_picks_up_the_running_job_and_batch(tmp_path, shared, api_key):
+    from selfinterp.llm.batch import run_batch
+    from selfinterp.llm.jobs import Backoff
+
+    path = write_experiment(tmp_path, shared, n_instilled=6, n_native=0, n_train=10)
+    exp = load_experiment(path)
+    fake = fake_for(exp, job_polls=3, batch_polls=2)
+    exp = load_experiment(path, base_url=fake.start())
+    try:
+        run = ExperimentRun(exp, echo=lambda s: None, sleep=_crash)
+        train, val = run.instill_files()
+        run.job("instill", exp.model, train, val, "instill", {})
+        with pytest.raises(_Crash):
+            run.wait("instill")
+        run.close()
+        # started again: the job is read from the manifest, not created again, and its model used
+        run = ExperimentRun(exp, echo=lambda s: None, sleep=lambda s: None)
+        run.job("instill", exp.model, train, val, "instill", {})
+        model = run.wait("instill")
+        assert model.startswith("ft:base-model-1:fake-org:instill:")
+        assert sum(e["path"] == "/v1/fine_tuning/jobs" for e in fake.log) == 1
+        assert sum(e["path"] == "/v1/files" for e in fake.log) == 2  # training and validation, once each
+        bodies = _bodies(exp)
+        with pytest.raises(_Crash):
+            run_batch(run.sync, run.cache, run.manifest, "s", bodies, workdir=tmp_path, backoff=Backoff(0, 1, 0),
+                      sleep=_crash)
+        counts = run_batch(run.sync, run.cache, run.manifest, "s", bodies, workdir=tmp_path,
+                           backoff=Backoff(0, 1, 0), sleep=lambda s: None)
+        run.close()
+    finally:
+        fake.stop()
+    assert sum(e["path"] == "/v1/batches" for e in fake.log) == 1
+    assert counts == {"asked": 12, "stored": 12, "errors": 0}
