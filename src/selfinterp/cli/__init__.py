@@ -18,6 +18,7 @@ from ..errors import InputError, MissingExtraError
 # command name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "replicate": ("selfinterp.cli.replicate", "reproduce the paper's results table from released transcripts"),
+    "run": ("selfinterp.cli.run", "run an experiment against OpenAI or an OpenAI-compatible server"),
 }
 
 
