@@ -37,6 +37,7 @@ import resource
 import subprocess
 import sys
 import time
+import tracemalloc
 import warnings
 
 import numpy as np
@@ -65,6 +66,21 @@ def timed(fn, repeats):
         walls.append(time.perf_counter() - t0)
         cpus.append(time.process_time() - c0)
     return float(np.median(walls)), float(np.median(cpus)), out
+
+
+def peak_traced(fn):
+    """Peak of the memory allocated through Python and NumPy during ``fn()`` (bytes).
+
+    tracemalloc sees NumPy's arrays (the outputs and temporaries that scale
+    with the data), not numba's per-block work buffers (a few kB) nor JAX's
+    device buffers; measured in a separate, untimed call.
+    """
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
 
 
 def numpy_simulator(weights, T, rng):
@@ -140,6 +156,11 @@ def bench_size(A, T, n_loop, repeats, rng, use_jax, rows):
     # --- simulator ---
     t_sim, c_sim, (X, y) = timed(lambda: si.simulate_choices(w, T, rng=1), repeats)
     t_np, c_np, _ = timed(lambda: numpy_simulator(w, T, np.random.default_rng(1)), repeats)
+    print(f"data: X {X.nbytes / 1e6:.0f} MB, y {y.nbytes / 1e6:.0f} MB")
+    mem = {"simulate numba": peak_traced(lambda: si.simulate_choices(w, T, rng=1)),
+           "simulate numpy": peak_traced(lambda: numpy_simulator(w, T, np.random.default_rng(1))),
+           "fit numba": peak_traced(lambda: si.fit_logit(X, y))}
+    print("peak traced memory (MB): " + ", ".join(f"{k} {v / 1e6:.0f}" for k, v in mem.items()))
     print(f"simulate  numba  {n / t_sim:10.3g} choices/s  (CPU {n / c_sim:.3g} choices per CPU-s)")
     print(f"simulate  numpy  {n / t_np:10.3g} choices/s  (CPU {n / c_np:.3g})   numba/numpy = {t_np / t_sim:.1f}x")
     rows.append((A, T, "simulate numba", n / t_sim, n / c_sim, t_np / t_sim))
