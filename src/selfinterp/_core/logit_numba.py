@@ -8,20 +8,22 @@ module is about doing it fast.
   ``Zt`` (P, T), parameter-major, so that every loop over trials is contiguous
   and LLVM vectorises it (AVX-512 here).  Only per-context buffers are
   allocated, one set per block of contexts: ``X`` is never copied whole.
-* exp: numba has no vector math library on this machine (no SVML), so
-  ``math.exp`` keeps a loop scalar.  :func:`exp_nonpos` is a branch-free exp
-  (Cody-Waite range reduction, degree-13 Taylor polynomial, exponent bits
-  assembled as an integer and reinterpreted), accurate to 1 ulp on
-  [-700, 0], which vectorises.
-* Few passes per Newton iteration: eta = Z theta, then residuals and weights,
-  then gradient and Hessian; the log-likelihood itself (log1p per trial) is
-  only evaluated when the line search needs it (see :data:`.logit_numpy.SAFE_ETA_STEP`).
+* exp and log1p: numba has no vector math library on this machine (no
+  SVML), so ``math.exp`` keeps a loop scalar; :mod:`.vecmath` has
+  branch-free polynomial versions that vectorise.
+* Two sweeps over the trials per Newton iteration: eta = Z theta, then
+  residuals, weights, gradient and Hessian together, unrolled for the number
+  of parameters P (:mod:`._gram`, generated), so that the 27 sums of P = 6
+  are register accumulators of one vectorised loop; the log-likelihood itself
+  (log1p per trial) is only evaluated when the line search needs it (see
+  :data:`.logit_numpy.SAFE_ETA_STEP`).
 * ``error_model="numpy"``: no ZeroDivisionError branch in the loops, which
   would stop vectorisation (no division here can be by zero).
 
-numba's on-disk cache is keyed on this file alone: the constants imported
-from :mod:`.logit_numpy` are frozen into the cached code, so changing one of
-them there must come with a change here (or a cleared ``__pycache__``).
+numba's on-disk cache is keyed on each function's own file: the constants
+imported from :mod:`.logit_numpy` and the functions of :mod:`.vecmath` and
+:mod:`._gram` are frozen into the cached code of this file, so changing them
+must come with a change here (or a cleared ``__pycache__``).
 """
 
 from __future__ import annotations
@@ -29,56 +31,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange, set_parallel_chunksize, types
-from numba.extending import intrinsic
+from numba import njit, prange, set_parallel_chunksize
 
+from . import _gram
 from .logit_numpy import CERT_MARGIN, ETA_MAX, MAX_HALVING, SAFE_ETA_STEP
+from .vecmath import FASTMATH, log1p_unit, logistic
 
-FASTMATH = {"contract", "arcp", "nsz", "reassoc"}
-# Without reassociation: the range reduction of exp (x - n ln2_hi - n ln2_lo)
-# must not be regrouped.  LLVM inlines these small functions into the loops,
-# keeping each instruction's own flags, so the loops still vectorise.
-SCALAR_FASTMATH = {"contract", "arcp", "nsz"}
 BLOCK = 64  # contexts per work item: buffers are allocated once per block
-
-_LOG2E = 1.4426950408889634
-_LN2_HI = 0.693147180369123816490  # ln 2 split in two (Cody & Waite) so n * _LN2_HI is exact
-_LN2_LO = 1.90821492927058770002e-10
-
-
-@intrinsic
-def _bits_as_float(typingctx, bits):
-    """Reinterpret the 64 bits of an int64 as a float64 (no conversion)."""
-    sig = types.float64(types.int64)
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(types.float64))
-
-    return sig, codegen
-
-
-@njit(cache=True, fastmath=SCALAR_FASTMATH, error_model="numpy")
-def exp_nonpos(x):
-    """exp(x) for x <= 0, vectorisable; arguments below -700 are clamped there."""
-    x = max(x, -700.0)
-    n = math.floor(x * _LOG2E + 0.5)
-    r = x - n * _LN2_HI
-    r = r - n * _LN2_LO  # |r| <= ln(2) / 2, so 14 Taylor terms reach 1e-17
-    p = 1.0 / 6227020800.0
-    p = p * r + 1.0 / 479001600.0
-    p = p * r + 1.0 / 39916800.0
-    p = p * r + 1.0 / 3628800.0
-    p = p * r + 1.0 / 362880.0
-    p = p * r + 1.0 / 40320.0
-    p = p * r + 1.0 / 5040.0
-    p = p * r + 1.0 / 720.0
-    p = p * r + 1.0 / 120.0
-    p = p * r + 1.0 / 24.0
-    p = p * r + 1.0 / 6.0
-    p = p * r + 0.5
-    p = p * r + 1.0
-    p = p * r + 1.0
-    return p * _bits_as_float((np.int64(n) + 1023) << 52)
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy")
@@ -98,12 +57,9 @@ def _linear(Zt, theta, eta):
 def _residuals(eta, f, w, r, v):
     """r = w (f - sigmoid(eta)) and v = w sigmoid(eta) (1 - sigmoid(eta)), one sweep."""
     for t in range(eta.shape[0]):
-        x = eta[t]
-        e = exp_nonpos(-abs(x))
-        inv = 1.0 / (1.0 + e)
-        pr = inv if x >= 0.0 else e * inv
+        _, pr, pq = logistic(eta[t])
         r[t] = w[t] * (f[t] - pr)
-        v[t] = w[t] * (e * inv * inv)  # p (1 - p) without cancellation on either side
+        v[t] = w[t] * pq
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy")
@@ -141,31 +97,6 @@ def _grad_hess(Zt, r, v, tmp, theta, prec, g, H):
         H[p, p] += prec[p]
 
 
-@njit(cache=True, fastmath=SCALAR_FASTMATH, error_model="numpy")
-def log1p_unit(e):
-    """log(1 + e) for e in [0, 1], vectorisable: 2 atanh(s) with s = e / (2 + e) <= 1/3."""
-    s = e / (2.0 + e)
-    s2 = s * s
-    q = 1.0 / 33.0  # the series sum_k s^(2k) / (2k + 1), truncated where (1/9)^17 / 35 < 1e-17
-    q = q * s2 + 1.0 / 31.0
-    q = q * s2 + 1.0 / 29.0
-    q = q * s2 + 1.0 / 27.0
-    q = q * s2 + 1.0 / 25.0
-    q = q * s2 + 1.0 / 23.0
-    q = q * s2 + 1.0 / 21.0
-    q = q * s2 + 1.0 / 19.0
-    q = q * s2 + 1.0 / 17.0
-    q = q * s2 + 1.0 / 15.0
-    q = q * s2 + 1.0 / 13.0
-    q = q * s2 + 1.0 / 11.0
-    q = q * s2 + 1.0 / 9.0
-    q = q * s2 + 1.0 / 7.0
-    q = q * s2 + 1.0 / 5.0
-    q = q * s2 + 1.0 / 3.0
-    q = q * s2 + 1.0
-    return 2.0 * s * q
-
-
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def _objective_residuals(eta, f, w, theta, prec, r, v):
     """Penalised log-likelihood at eta, and :func:`_residuals` in the same sweep.
@@ -175,11 +106,9 @@ def _objective_residuals(eta, f, w, theta, prec, r, v):
     obj = 0.0
     for t in range(eta.shape[0]):
         x = eta[t]
-        e = exp_nonpos(-abs(x))
-        inv = 1.0 / (1.0 + e)
-        pr = inv if x >= 0.0 else e * inv
+        e, pr, pq = logistic(x)
         r[t] = w[t] * (f[t] - pr)
-        v[t] = w[t] * (e * inv * inv)
+        v[t] = w[t] * pq
         obj += w[t] * (f[t] * x - (max(x, 0.0) + log1p_unit(e)))
     for p in range(theta.shape[0]):
         obj -= 0.5 * prec[p] * theta[p] * theta[p]
@@ -187,20 +116,56 @@ def _objective_residuals(eta, f, w, theta, prec, r, v):
 
 
 @njit(cache=True, error_model="numpy")
+def _evaluate(Zt, eta, f, w, r, v, tmp, theta, prec, g, H):
+    """Residuals, weights, gradient and Hessian at eta = Z theta.
+
+    For P <= 8 parameters, one sweep over the trials unrolled for that P
+    (:mod:`._gram`); beyond, the generic passes.
+    """
+    P = Zt.shape[0]
+    if P == 6:
+        _gram.eval_6(Zt, eta, f, w, r, v, theta, prec, g, H)
+    elif P == 5:
+        _gram.eval_5(Zt, eta, f, w, r, v, theta, prec, g, H)
+    elif P == 7:
+        _gram.eval_7(Zt, eta, f, w, r, v, theta, prec, g, H)
+    elif P == 4:
+        _gram.eval_4(Zt, eta, f, w, r, v, theta, prec, g, H)
+    elif P == 3:
+        _gram.eval_3(Zt, eta, f, w, r, v, theta, prec, g, H)
+    elif P == 2:
+        _gram.eval_2(Zt, eta, f, w, r, v, theta, prec, g, H)
+    elif P == 1:
+        _gram.eval_1(Zt, eta, f, w, r, v, theta, prec, g, H)
+    elif P == 8:
+        _gram.eval_8(Zt, eta, f, w, r, v, theta, prec, g, H)
+    else:
+        _residuals(eta, f, w, r, v)
+        _grad_hess(Zt, r, v, tmp, theta, prec, g, H)
+
+
+@njit(cache=True, error_model="numpy")
 def _cholesky(H, L):
-    """Lower Cholesky factor of H into L; False if H is not positive definite."""
+    """Lower Cholesky factor of H into L; False if H is not positive definite.
+
+    Column by column, with one division per column: at P = 6 the latency of
+    the divisions was most of the cost.
+    """
     P = H.shape[0]
-    for i in range(P):
-        for j in range(i + 1):
+    for j in range(P):
+        s = H[j, j]
+        for k in range(j):
+            s -= L[j, k] * L[j, k]
+        if not s > 0.0:
+            return False
+        ljj = math.sqrt(s)
+        L[j, j] = ljj
+        inv = 1.0 / ljj
+        for i in range(j + 1, P):
             s = H[i, j]
             for k in range(j):
                 s -= L[i, k] * L[j, k]
-            if i == j:
-                if not s > 0.0:
-                    return False
-                L[i, i] = math.sqrt(s)
-            else:
-                L[i, j] = s / L[j, j]
+            L[i, j] = s * inv
     return True
 
 
@@ -333,8 +298,7 @@ def _newton(Zt, f, w, prec, theta, max_iter, tol, stop_on_certificate, stop_on_d
     P = Zt.shape[0]
     if not resume:  # else eta, r, v, g and H already hold their values at theta
         _linear(Zt, theta, eta)
-        _residuals(eta, f, w, r, v)
-        _grad_hess(Zt, r, v, tmp, theta, prec, g, H)
+        _evaluate(Zt, eta, f, w, r, v, tmp, theta, prec, g, H)
     for p in range(P):
         at[p] = theta[p]
     obj = 0.0
@@ -370,7 +334,6 @@ def _newton(Zt, f, w, prec, theta, max_iter, tol, stop_on_certificate, stop_on_d
             break
         step = 1.0
         moved = False
-        fresh = False  # r_c, v_c already hold the residuals at the accepted candidate
         for _ in range(MAX_HALVING):
             for p in range(P):
                 cand[p] = theta[p] + step * d[p]
@@ -385,7 +348,6 @@ def _newton(Zt, f, w, prec, theta, max_iter, tol, stop_on_certificate, stop_on_d
             o = _objective_residuals(eta_c, f, w, cand, prec, r_c, v_c)
             if o >= obj - 1e-12 * abs(obj):
                 moved = True
-                fresh = True
                 obj = o
                 break
             step *= 0.5
@@ -402,9 +364,7 @@ def _newton(Zt, f, w, prec, theta, max_iter, tol, stop_on_certificate, stop_on_d
         r, r_c = r_c, r
         v, v_c = v_c, v
         flipped = not flipped
-        if not fresh:
-            _residuals(eta, f, w, r, v)
-        _grad_hess(Zt, r, v, tmp, theta, prec, g, H)
+        _evaluate(Zt, eta, f, w, r, v, tmp, theta, prec, g, H)
         factored = False
         if step * dmax <= tol * (1.0 + big):
             converged = True

@@ -9,12 +9,13 @@ same order (no fused multiply-add, the same exp), so their results are
 bit-identical, not merely close.
 
 A logit choice is A when ``u < sigmoid(z)``, ``z = scale * (x . w + b)``,
-with ``u`` the choice draw.  The sigmoid uses :func:`exp_nonpos_np` /
-:func:`exp_nonpos_exact`, a polynomial exp written out operation by
-operation, because NumPy's and libm's ``exp`` may differ in the last bit.
+with ``u`` the choice draw.  The sigmoid uses the polynomial exp of
+:mod:`.vecmath` (:func:`~.vecmath.exp_nonpos_np` / :func:`~.vecmath.logistic`),
+written out operation by operation, because NumPy's and libm's ``exp`` may
+differ in the last bit.
 
 numba's on-disk cache is keyed on this file alone: a change to :mod:`.rng`
-must come with a change here (or a cleared ``__pycache__``).
+or :mod:`.vecmath` must come with a change here (or a cleared ``__pycache__``).
 """
 
 from __future__ import annotations
@@ -22,67 +23,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange, set_parallel_chunksize, types
-from numba.extending import intrinsic
+from numba import njit, prange, set_parallel_chunksize
 
 from .rng import context_seed, context_seed_np, uniform, uniform_np
+from .vecmath import exp_nonpos_np, logistic
 
 BLOCK = 64  # contexts per work item
-_LOG2E = 1.4426950408889634
-_LN2_HI = 0.693147180369123816490
-_LN2_LO = 1.90821492927058770002e-10
-# 1/k! for k = 13 down to 2: Taylor coefficients of exp, used by both twins below
-_C = (1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0,
-      1.0 / 362880.0, 1.0 / 40320.0, 1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0,
-      1.0 / 6.0, 0.5)
-
-
-def exp_nonpos_np(x):
-    """exp(x) for x <= 0 (clamped at -700), the NumPy twin of :func:`exp_nonpos_exact`."""
-    x = np.maximum(x, -700.0)
-    n = np.floor(x * _LOG2E + 0.5)
-    r = x - n * _LN2_HI
-    r = r - n * _LN2_LO
-    p = np.full_like(r, _C[0])
-    for c in _C[1:]:
-        p = p * r + c
-    p = p * r + 1.0
-    p = p * r + 1.0
-    return p * ((n.astype(np.int64) + 1023) << 52).view(np.float64)
-
-
-@intrinsic
-def _bits_as_float(typingctx, bits):
-    sig = types.float64(types.int64)
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(types.float64))
-
-    return sig, codegen
-
-
-@njit(cache=True, inline="always", error_model="numpy")
-def exp_nonpos_exact(x):
-    """exp(x) for x <= 0, without fast-math: bit-identical to :func:`exp_nonpos_np`."""
-    x = max(x, -700.0)
-    n = math.floor(x * _LOG2E + 0.5)
-    r = x - n * _LN2_HI
-    r = r - n * _LN2_LO
-    p = 1.0 / 6227020800.0
-    p = p * r + 1.0 / 479001600.0
-    p = p * r + 1.0 / 39916800.0
-    p = p * r + 1.0 / 3628800.0
-    p = p * r + 1.0 / 362880.0
-    p = p * r + 1.0 / 40320.0
-    p = p * r + 1.0 / 5040.0
-    p = p * r + 1.0 / 720.0
-    p = p * r + 1.0 / 120.0
-    p = p * r + 1.0 / 24.0
-    p = p * r + 1.0 / 6.0
-    p = p * r + 0.5
-    p = p * r + 1.0
-    p = p * r + 1.0
-    return p * _bits_as_float((np.int64(n) + 1023) << 52)
 
 
 def simulate_numpy(weights, n_trials, scale, intercept, key, first_context=0):
@@ -148,10 +94,7 @@ def _simulate_blocks(weights, n_trials, scale, intercept, key, first_context, X,
                     y[a, t] = 1.0 if eta[t] + b > 0.0 else 0.0
             else:
                 for t in range(T):
-                    z = s * (eta[t] + b)
-                    e = exp_nonpos_exact(-abs(z))
-                    inv = 1.0 / (1.0 + e)
-                    p = inv if z >= 0.0 else e * inv
+                    p = logistic(s * (eta[t] + b))[1]
                     y[a, t] = 1.0 if u[t * D + 2 * K] < p else 0.0
 
 
