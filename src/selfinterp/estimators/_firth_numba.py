@@ -32,6 +32,8 @@ from numba import njit, prange
 
 MAX_STEP = 5.0  # logistf's maxstep: largest change of any parameter per iteration
 MAX_HALVING = 30
+INNER_ITER = 50  # Newton iterations per profile point (exact Hessian: a handful suffice)
+OUTER_ITER = 60  # root-finding iterations per bound
 
 
 @njit(cache=True)
@@ -307,17 +309,27 @@ def _profile_bound(Zt, f, w, b_hat, obj_hat, cov, j, direction, q, max_iter, tol
     g_out = 0.0
     se = math.sqrt(max(cov[j, j], 0.0))
     c = b_hat[j] + direction * math.sqrt(q) * max(se, 1e-3)
+    c_prev = b_hat[j]
     for it in range(max_iter):
-        for p in range(P):
-            alt[p] = b_hat[p] + (c - b_hat[j]) * cov[p, j] / cov[j, j]
-        obj_alt, ok_alt, _ = _maximise(Zt, f, w, alt, j, 200, tol, ws)
-        nuis[j] = c
-        obj, ok, _ = _maximise(Zt, f, w, nuis, j, 200, tol, ws)
-        if obj_alt > obj:
+        # the second start is needed only after a jump: a short move keeps
+        # the continuation on its branch
+        jump = it == 0 or abs(c - c_prev) > se
+        if it == 0:
             for p in range(P):
-                nuis[p] = alt[p]
-            obj, ok = obj_alt, ok_alt
-            _evaluate(Zt, f, w, nuis, ws[0], ws[1], ws[2], ws[3], ws[4], ws[5], ws[6], ws[7])
+                nuis[p] = b_hat[p] + (c - b_hat[j]) * cov[p, j] / cov[j, j]
+        nuis[j] = c
+        obj, ok, _ = _maximise(Zt, f, w, nuis, j, INNER_ITER, tol, ws)
+        if jump and it > 0:
+            for p in range(P):
+                alt[p] = b_hat[p] + (c - b_hat[j]) * cov[p, j] / cov[j, j]
+            obj_alt, ok_alt, _ = _maximise(Zt, f, w, alt, j, INNER_ITER, tol, ws)
+            if obj_alt > obj:
+                for p in range(P):
+                    nuis[p] = alt[p]
+                obj, ok = obj_alt, ok_alt
+            else:
+                _evaluate(Zt, f, w, nuis, ws[0], ws[1], ws[2], ws[3], ws[4], ws[5], ws[6], ws[7])
+        c_prev = c
         if not ok and obj == -np.inf:
             return c, False
         g = obj - target
@@ -410,9 +422,9 @@ def firth_numba(X, f, w, fit_intercept, intervals, q, max_iter, tol):
             alt = np.empty(P)
             all_ok = True
             for k in range(K):
-                lo, ok_lo = _profile_bound(Zt, f[a], w[a], b, obj, cov[a], k, -1.0, q, 100, tol,
+                lo, ok_lo = _profile_bound(Zt, f[a], w[a], b, obj, cov[a], k, -1.0, q, OUTER_ITER, tol,
                                            ws, nuis, alt)
-                hi, ok_hi = _profile_bound(Zt, f[a], w[a], b, obj, cov[a], k, 1.0, q, 100, tol,
+                hi, ok_hi = _profile_bound(Zt, f[a], w[a], b, obj, cov[a], k, 1.0, q, OUTER_ITER, tol,
                                            ws, nuis, alt)
                 lower[a, k] = lo
                 upper[a, k] = hi

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import chi2
+from scipy.special import ndtri
 
 from ..logit import fit_logit, prepare_outcomes
 from ._result import EstimateResult
@@ -89,7 +89,7 @@ def fit_firth(X, y, *, mask=None, n=None, intercept: bool = True, intervals: boo
         raise InputError(f"level must lie in (0, 1), got {level!r}")
     Xc, f, w = prepare_outcomes(X, y, mask, n)
     A, T, K = Xc.shape
-    q = float(chi2.ppf(level, 1))
+    q = float(ndtri(0.5 + level / 2.0)) ** 2  # chi-square(1) quantile at level
     beta, cov, lower, upper, conv, ci_conv, n_iter = firth_numba(
         Xc, f, w, intercept, intervals, q, int(max_iter), float(tol))
     se = np.sqrt(np.clip(np.diagonal(cov, axis1=1, axis2=2), 0.0, None))

@@ -126,7 +126,7 @@ class PosteriorMean:
     """
 
     prior_sd: float = 1.0
-    n_draws: int = 2000
+    n_draws: int = 1000
     df: int = 5
     min_ess_share: float = 0.1
     first_context: int = 0
