@@ -17,6 +17,7 @@ from ..errors import InputError, MissingExtraError
 
 # command name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "bench-estimators": ("selfinterp.cli.bench_estimators", "benchmark weight-recovery estimators"),
 }
 
 

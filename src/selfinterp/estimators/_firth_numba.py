@@ -137,16 +137,22 @@ def _neg_hessian(Zt, w, p_buf, m_buf, Inf, L, Hn, M, B, C):
         for r in range(P):
             c = v1 * Zt[r, t]
             zr = Zt[r, t]
-            for p in range(P):
+            # B is symmetric in all three indices: accumulate r >= p >= q only
+            for p in range(r + 1):
                 cp = c * Zt[p, t]
                 for q in range(p + 1):
                     B[r, p, q] += cp * Zt[q, t]
             for s_ in range(r + 1):
                 Hn[r, s_] -= 0.5 * v2 * zr * Zt[s_, t]
     for r in range(P):
-        for p in range(P):
-            for q in range(p):
-                B[r, q, p] = B[r, p, q]
+        for p in range(r + 1):
+            for q in range(p + 1):
+                x = B[r, p, q]
+                B[r, q, p] = x
+                B[p, r, q] = x
+                B[p, q, r] = x
+                B[q, r, p] = x
+                B[q, p, r] = x
     for s_ in range(P):
         for r in range(s_):
             Hn[r, s_] = Hn[s_, r]
@@ -310,7 +316,11 @@ def _profile_bound(Zt, f, w, b_hat, obj_hat, cov, j, direction, q, max_iter, tol
     se = math.sqrt(max(cov[j, j], 0.0))
     c = b_hat[j] + direction * math.sqrt(q) * max(se, 1e-3)
     c_prev = b_hat[j]
+    g = np.inf
     for it in range(max_iter):
+        # inexact Newton: far from the root the profile need not be exact;
+        # the inner iteration is quadratic, so the final points cost little more
+        tol_in = tol if abs(g) < 1e-3 else max(tol, 1e-6)
         # the second start is needed only after a jump: a short move keeps
         # the continuation on its branch
         jump = it == 0 or abs(c - c_prev) > se
@@ -318,11 +328,11 @@ def _profile_bound(Zt, f, w, b_hat, obj_hat, cov, j, direction, q, max_iter, tol
             for p in range(P):
                 nuis[p] = b_hat[p] + (c - b_hat[j]) * cov[p, j] / cov[j, j]
         nuis[j] = c
-        obj, ok, _ = _maximise(Zt, f, w, nuis, j, INNER_ITER, tol, ws)
+        obj, ok, _ = _maximise(Zt, f, w, nuis, j, INNER_ITER, tol_in, ws)
         if jump and it > 0:
             for p in range(P):
                 alt[p] = b_hat[p] + (c - b_hat[j]) * cov[p, j] / cov[j, j]
-            obj_alt, ok_alt, _ = _maximise(Zt, f, w, alt, j, INNER_ITER, tol, ws)
+            obj_alt, ok_alt, _ = _maximise(Zt, f, w, alt, j, INNER_ITER, tol_in, ws)
             if obj_alt > obj:
                 for p in range(P):
                     nuis[p] = alt[p]
@@ -334,7 +344,7 @@ def _profile_bound(Zt, f, w, b_hat, obj_hat, cov, j, direction, q, max_iter, tol
             return c, False
         g = obj - target
         slope = U[j]  # d g / d c at the profiled point
-        if abs(g) <= 1e-11 * max(1.0, abs(target)):
+        if abs(g) <= 1e-10 * max(1.0, abs(target)) and tol_in == tol:
             return c, ok
         if g > 0.0:
             inside = c

@@ -368,11 +368,12 @@ def plot_benchmark(ds, path) -> None:
         cell = sub.isel(regime=cols)
         order = np.argsort(cell.n_trials.values)
         T = cell.n_trials.values[order]
-        for e in ds.estimator.values:
+        for n, e in enumerate(ds.estimator.values):
             for i, m in enumerate(("r_pooled", "coverage")):
                 v = cell.sel(estimator=e)[m].mean("replicate").values[order]
                 if np.isfinite(v).any():
-                    axes[i, j].plot(T, v, marker="o", ms=3, label=str(e))
+                    # one colour per estimator in every panel
+                    axes[i, j].plot(T, v, marker="o", ms=3, label=str(e), color=f"C{n % 10}")
         axes[0, j].set_title("deterministic" if math.isinf(s) else f"scale {s:g}")
         axes[1, j].axhline(0.95, color="grey", lw=0.8, ls="--")
         axes[1, j].set_xlabel("trials per context")
