@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 
 from selfinterp.estimators import fit_firth

@@ -16,7 +16,8 @@ def _log_posterior(theta, X, y, prior_sd=1.0, intercept_sd=2.5):
     """theta (G, 3): slopes then intercept; X (T, 2)."""
     eta = theta[:, :2] @ X.T + theta[:, 2:3]
     ll = np.sum(y * -np.logaddexp(0, -eta) + (1 - y) * -np.logaddexp(0, eta), axis=1)
-    return ll - 0.5 * np.sum(theta[:, :2] ** 2, axis=1) / prior_sd**2 - 0.5 * theta[:, 2] ** 2 / intercept_sd**2
+    prior = np.sum(theta[:, :2] ** 2, axis=1) / prior_sd**2 + theta[:, 2] ** 2 / intercept_sd**2
+    return ll - 0.5 * prior
 
 
 def _quadrature_mean_sd(X, y, n=61, half_width=9.0):

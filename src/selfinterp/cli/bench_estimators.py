@@ -131,12 +131,10 @@ def main(args) -> int:
                   f"sep. = share of separated contexts)\n")
             print(markdown_table(ds, metric, digits=3 if metric == "time_s" else 2))
     else:
-        failed = sorted({(str(e), str(m)) for e, m in zip(
-            ds.estimator.values.repeat(ds.sizes["regime"] * ds.sizes["replicate"]),
-            ds.error.values.ravel()) if str(m)})
         print(markdown_table(ds, "r_pooled"))
-        for e, m in failed:
-            print(f"{e} failed: {m}")
+        for rec in summarise(ds):
+            for msg in rec["errors"]:
+                print(f"{rec['estimator']} failed in {rec['regime']}: {msg}")
     if not args.quiet:
         print(f"benchmark: {len(grid)} regimes x {args.replicates} replicates x {len(ests)} "
               f"estimators in {elapsed:.1f} s", file=sys.stderr)

@@ -44,7 +44,8 @@ __all__ = ["Regime", "default_grid", "run_benchmark", "summarise", "markdown_tab
 
 METRICS = {
     "r_pooled": "Pearson r of normalised estimated vs true weights, pooled over contexts and attributes",
-    "r_context": "mean over contexts of the per-context Pearson r (contexts with a constant estimate left out)",
+    "r_context": ("mean over contexts of the per-context Pearson r (contexts with a constant "
+                  "estimate left out)"),
     "nrmse": "root mean squared error of the weights normalised to max |w| = 100",
     "sign_accuracy": "share of weights (true w != 0) whose estimated sign is right",
     "coverage": "share of 95% intervals covering the likelihood-scale estimand",
@@ -95,7 +96,8 @@ class Regime:
     @property
     def label(self) -> str:
         noise = "det" if math.isinf(self.scale) else f"s={self.scale:g}"
-        extra = (f" bias={self.bias:g}" if self.bias else "") + (f" lapse={self.lapse:g}" if self.lapse else "")
+        extra = ((f" bias={self.bias:g}" if self.bias else "")
+                 + (f" lapse={self.lapse:g}" if self.lapse else ""))
         return f"T={self.n_trials} K={self.n_attributes} {noise}{extra}"
 
     @property

@@ -33,4 +33,3 @@ class MaximumLikelihood:
         lower, upper = wald_interval(fit.coef, fit.stderr)
         return EstimateResult(coef=fit.coef, converged=fit.converged, lower=lower, upper=upper,
                               separated=fit.separated, intercept=fit.intercept)
-
