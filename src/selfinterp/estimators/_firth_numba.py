@@ -308,6 +308,8 @@ def _profile_bound(Zt, f, w, b_hat, obj_hat, cov, j, direction, q, max_iter, tol
     P = b_hat.shape[0]
     target = obj_hat - 0.5 * q
     U = ws[4]
+    col = np.empty(P)
+    tangent = np.zeros(P)
     for p in range(P):
         nuis[p] = b_hat[p]
     inside = b_hat[j]          # g > 0 here
@@ -339,6 +341,15 @@ def _profile_bound(Zt, f, w, b_hat, obj_hat, cov, j, direction, q, max_iter, tol
                 obj, ok = obj_alt, ok_alt
             else:
                 _evaluate(Zt, f, w, nuis, ws[0], ws[1], ws[2], ws[3], ws[4], ws[5], ws[6], ws[7])
+                _neg_hessian(Zt, w, ws[0], ws[3], ws[5], ws[6], ws[14], ws[15], ws[16], ws[17])
+        # tangent of the profile path, from U_s(b_s(c), c) = 0:
+        # d b_s / d c = -Hn_ss^{-1} Hn_sj (predictor for the next point)
+        Hn = ws[14]
+        for p in range(P):
+            col[p] = Hn[p, j]
+        if not _solve_sub(Hn, col, j, tangent, ws[12], ws[13]):
+            for p in range(P):
+                tangent[p] = 0.0
         c_prev = c
         if not ok and obj == -np.inf:
             return c, False
@@ -370,6 +381,9 @@ def _profile_bound(Zt, f, w, b_hat, obj_hat, cov, j, direction, q, max_iter, tol
                 return c, ok
         if abs(c_new - c) <= 1e-12 * max(1.0, abs(c)):
             return c_new, ok
+        for p in range(P):
+            if p != j:
+                nuis[p] -= (c_new - c) * tangent[p]
         c = c_new
     return c, False
 
