@@ -139,7 +139,7 @@ def main(n_contexts: int = 400, n_trials: int = 50) -> float:
     batched(X[:2], y[:2])  # compile / load the numba caches
     looped(X[:2], y[:2])
     t_b, fit = median_time(batched, X, y)
-    t_l, (coef, ci, conv) = median_time(looped, X, y, repeats=1)
+    t_l, (coef, ci, conv) = median_time(looped, X, y, repeats=3)
     n_np = min(n_contexts, 50)  # the NumPy loop is slow: time a subset, scale per context
     t_np, (coef_np, lo_np, hi_np) = median_time(looped_numpy, X[:n_np], y[:n_np], repeats=1)
     t_np_all = t_np * n_contexts / n_np
@@ -150,7 +150,7 @@ def main(n_contexts: int = 400, n_trials: int = 50) -> float:
     ratio = t_l / t_b
     print(f"{n_contexts} contexts x {n_trials} trials x 5 attributes, estimate + profile 95% intervals")
     print(f"  batched fit_firth (numba, parallel): {t_b:.3f} s (median of 3)")
-    print(f"  firthmodels looped per context:      {t_l:.3f} s")
+    print(f"  firthmodels looped per context:      {t_l:.3f} s (median of 3)")
     print(f"  NumPy per-context Newton looped:     {t_np_all:.3f} s (timed on {n_np} contexts, "
           f"scaled to {n_contexts})")
     print(f"  speed-up vs firthmodels loop: {ratio:.0f}x")
