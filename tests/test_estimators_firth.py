@@ -134,3 +134,22 @@ def test_firth_handles_soft_labels_like_duplicated_rows():
     y2 = np.concatenate([y, np.roll(y, 1, axis=1)], axis=1)
     b = fit_firth(X2, y2, intervals=False, check_separation=False)
     np.testing.assert_allclose(a.coef, b.coef, atol=1e-8)
+
+
+def test_firth_without_intercept_matches_direct_optimisation():
+    X, y = _simulated(n=3, T=30, scale=0.03, seed=31)
+    fit = fit_firth(X, y, intercept=False)
+    assert np.all(fit.intercept == 0.0)
+    for a in range(len(X)):
+        b, lo, hi = firth_reference(X[a], y[a], intercept=False)
+        np.testing.assert_allclose(fit.coef[a], b, atol=1e-6)
+        np.testing.assert_allclose(fit.lower[a], lo, atol=1e-6)
+        np.testing.assert_allclose(fit.upper[a], hi, atol=1e-6)
+
+
+def test_firth_rejects_a_bad_level():
+    from selfinterp import InputError
+
+    X, y = _simulated(n=2)
+    with pytest.raises(InputError, match="level"):
+        fit_firth(X, y, level=1.5)
