@@ -300,10 +300,13 @@ def _profile_bound(Zt, f, w, b_hat, obj_hat, cov, j, direction, q, max_iter, tol
     interval and negative outside; its root is the bound.
 
     Under separation l* can have several local maxima in the other
-    parameters at a fixed ``b_j``, so each profile point is maximised from two
-    starts, the previous profile point (continuation) and the first-order
-    prediction ``b_hat + (c - b_hat_j) cov[:, j] / cov[j, j]``, and the better
-    maximum is kept.
+    parameters at a fixed ``b_j``: each profile point is maximised from the
+    previous one, moved along the tangent of the profile path (a predictor:
+    a few Newton steps then suffice), and, after a jump of more than one
+    standard error in ``b_j``, also from the first-order prediction
+    ``b_hat + (c - b_hat_j) cov[:, j] / cov[j, j]``; the better maximum is
+    kept.  The bound is thus the first crossing found by following the
+    profile outward from the estimate.
     """
     P = b_hat.shape[0]
     target = obj_hat - 0.5 * q
