@@ -19,6 +19,7 @@ from ..errors import InputError, MissingExtraError
 COMMANDS: dict[str, tuple[str, str]] = {
     "replicate": ("selfinterp.cli.replicate", "reproduce the paper's results table from released transcripts"),
     "run": ("selfinterp.cli.run", "run an experiment against OpenAI or an OpenAI-compatible server"),
+    "bench-estimators": ("selfinterp.cli.bench_estimators", "benchmark weight-recovery estimators"),
 }
 
 
