@@ -17,6 +17,7 @@ from ..errors import InputError, MissingExtraError
 
 # command name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "replicate": ("selfinterp.cli.replicate", "reproduce the paper's results table from released transcripts"),
 }
 
 

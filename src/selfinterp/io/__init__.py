@@ -19,9 +19,10 @@ from .released import (
     scenarios_dataset,
     write_released,
 )
+from .transcript import Transcript, read_records, read_transcript, to_records, write_transcript
 
 __all__ = [
     "ReleasedData", "read_released", "write_released", "read_scenarios", "read_target_weights",
     "read_selections", "read_reports", "read_regression", "align_reports", "scenarios_dataset",
-    "reports_dataset",
+    "reports_dataset", "Transcript", "read_transcript", "read_records", "write_transcript", "to_records",
 ]

@@ -1,0 +1,49 @@
+"""Reproduce the paper's whole results table from one model's files in the released layout.
+
+Reads DIR (scenarios.csv, instilled_weights.csv, MODEL_instilled_selections.csv,
+MODEL_*weight_reports.csv, ...), learns each context's weights from the
+model's choices and scores its self-reports.  Prints a table, or with --json
+one JSON object {"model", "metrics", "notes", "details"}.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("directory", metavar="DIR", help="directory in the released layout")
+    parser.add_argument("--model", required=True, metavar="NAME",
+                        help="model name of the file names, e.g. gpt-4o-2024-08-06")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument("--plot", metavar="FILE.png",
+                        help="draw reported vs learned weights, one panel per condition (needs the 'plot' extra)")
+    parser.add_argument("--n-boot", type=int, default=2000, metavar="N",
+                        help="bootstrap resamples per interval (default 2000)")
+    parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the resampling (default 0)")
+    parser.add_argument("--calls-per-context", type=int, default=10, metavar="R",
+                        help="report calls made per context; missing rows are invalid replies (default 10)")
+
+
+def main(args: argparse.Namespace) -> int:
+    import json
+
+    from ..errors import InputError, require
+    from ..replicate import compute, format_table, plot_replication
+
+    if args.n_boot < 1:
+        raise InputError(f"--n-boot must be at least 1, got {args.n_boot}")
+    if args.plot:
+        # fail before the work when the extra is missing
+        require("matplotlib", "plot")
+    rep = compute(args.directory, args.model, n_boot=args.n_boot, rng=args.seed,
+                  calls_per_context=args.calls_per_context)
+    if args.plot:
+        plot_replication(rep, args.plot)
+    if args.json:
+        print(json.dumps(rep.result, allow_nan=False))
+    else:
+        print(format_table(rep.result))
+        if args.plot:
+            print(f"\nplot written to {args.plot}")
+    return 0
