@@ -15,44 +15,46 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import ndtri
 
+from ..score import _r_from_totals
+
 __all__ = ["context_sums", "r_from_sums", "pooled_r", "jackknife", "paired_test", "fisher_ci"]
 
 
 def context_sums(x, y, w=None):
-    """Per-context sums (n, Sx, Sy, Sxx, Syy, Sxy), each (N, C).
+    """Per-context sufficient statistics (N, C, 6): n, Sx, Sy, Sxx, Syy, Sxy.
 
-    ``w`` (N, C) in {0, 1} leaves contexts out (e.g. no valid report).
+    ``x``, ``y`` (N, C, K); ``w`` (N, C) in {0, 1} leaves contexts out (e.g.
+    no valid report).  Each study's values are centred on its own means first
+    (r does not change; the sums stay small, so no precision is lost), as
+    :func:`selfinterp.score` does for one study.
     """
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     K = x.shape[-1]
     w = np.ones(x.shape[:2]) if w is None else np.asarray(w, dtype=np.float64)
+    wk = w[..., None]
+    cnt = np.maximum(wk.sum(axis=1, keepdims=True) * K, 1.0)
+    x = x - (x * wk).sum(axis=(1, 2), keepdims=True) / cnt
+    y = y - (y * wk).sum(axis=(1, 2), keepdims=True) / cnt
     return np.stack([w * K, w * x.sum(-1), w * y.sum(-1), w * (x * x).sum(-1),
-                     w * (y * y).sum(-1), w * (x * y).sum(-1)])
+                     w * (y * y).sum(-1), w * (x * y).sum(-1)], axis=-1)
 
 
 def r_from_sums(s):
-    """Pearson r from stacked sums (6, ...); NaN where a variance is zero (r undefined)."""
-    n, sx, sy, sxx, syy, sxy = s
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cxy = sxy - sx * sy / n
-        vx = sxx - sx * sx / n
-        vy = syy - sy * sy / n
-        den = np.sqrt(vx * vy)
-        # relative guard: a variance lost to cancellation counts as zero
-        ok = (vx > 1e-12 * np.maximum(sxx, 1e-300)) & (vy > 1e-12 * np.maximum(syy, 1e-300))
-        return np.where(ok, cxy / np.where(ok, den, 1.0), np.nan)
+    """Pearson r from sums (..., 6) (the scorer's own kernel); NaN where a variance is zero."""
+    r, ok = _r_from_totals(s)
+    return np.where(ok, r, np.nan)
 
 
 def pooled_r(x, y, w=None) -> np.ndarray:
     """Pooled r of each study (N,) over its (context, attribute) pairs."""
-    return r_from_sums(context_sums(x, y, w).sum(axis=-1))
+    return r_from_sums(context_sums(x, y, w).sum(axis=1))
 
 
 def jackknife(sums):
     """Full-sample r (N,) and every leave-one-context-out r (N, C) from :func:`context_sums`."""
-    total = sums.sum(axis=-1)
-    return r_from_sums(total), r_from_sums(total[..., None] - sums)
+    total = sums.sum(axis=1)
+    return r_from_sums(total), r_from_sums(total[:, None, :] - sums)
 
 
 def _jack_se(loo):
