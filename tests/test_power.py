@@ -158,7 +158,7 @@ def test_power_cli_errors_before_the_sweep(capsys):
     assert cli(["power", "--contexts", "0", "--replicates", "5"]) == 2
     assert "contexts" in capsys.readouterr().err
     assert cli(["power", "--contexts", "10", "--replicates", "5", "--scheduler", "tcp://127.0.0.1:9",
-                "--no-progress"]) == 2
+                "--connect-timeout", "1", "--no-progress"]) == 2
     assert "cannot reach the dask scheduler" in capsys.readouterr().err
 
 

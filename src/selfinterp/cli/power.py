@@ -75,6 +75,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="run on a local dask cluster of N worker processes (needs the 'dask' extra)")
     o.add_argument("--scheduler", metavar="ADDRESS",
                    help="run on the dask cluster of this scheduler, e.g. tcp://10.0.0.5:8786")
+    o.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="how long to try reaching --scheduler before giving up (default 10)")
     o.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -96,7 +98,7 @@ def _connect(args):
                                dashboard_address=None)
         return Client(cluster), cluster
     try:
-        return Client(args.scheduler, timeout="10s"), None
+        return Client(args.scheduler, timeout=f"{args.connect_timeout}s"), None
     except (OSError, TimeoutError, ValueError) as exc:
         raise InputError(f"cannot reach the dask scheduler at {args.scheduler!r}: {exc}") from None
 
