@@ -88,16 +88,23 @@ def simulate_reports(w_eff: np.ndarray, model: ReportModel, n_reports: int,
 
     Returns
     -------
-    reports : ndarray (n, n_reports, k) float64
+    reports : ndarray (n, n_reports, k) float32
         Rounded to multiples of ``model.grid`` and clipped to [-100, 100].
     valid : ndarray (n, n_reports) bool
         False for invalid replies (their ``reports`` row is meaningless).
     """
     n, k = w_eff.shape
-    latent = model.offset + model.slope * normalize_weights(w_eff)
-    latent = latent[:, None, :] + model.sd_context * gen.standard_normal((n, 1, k))
-    latent = latent + model.sd_report * gen.standard_normal((n, n_reports, k))
-    reports = np.clip(np.round(latent / model.grid) * model.grid, -100.0, 100.0)
+    # float32 draws and in-place arithmetic: reports are coarse integers-on-a-grid in
+    # [-100, 100], far inside float32's exact range, and this is the engine's hot loop
+    centre = model.offset + model.slope * normalize_weights(w_eff)
+    centre = (centre[:, None, :] + model.sd_context * gen.standard_normal((n, 1, k))).astype(np.float32)
+    reports = gen.standard_normal((n, n_reports, k), dtype=np.float32)
+    reports *= np.float32(model.sd_report)
+    reports += centre
+    reports *= np.float32(1.0 / model.grid)
+    np.round(reports, out=reports)
+    reports *= np.float32(model.grid)
+    np.clip(reports, -100.0, 100.0, out=reports)
     valid = gen.random((n, n_reports)) >= model.invalid_rate
     return reports, valid
 
@@ -109,7 +116,7 @@ def mean_reports(reports: np.ndarray, valid: np.ndarray):
     scorers must leave them out (they carry no report).
     """
     n_valid = valid.sum(axis=1)
-    total = np.einsum("nrk,nr->nk", reports, valid.astype(np.float64))
+    total = np.einsum("nrk,nr->nk", reports, valid.astype(reports.dtype)).astype(np.float64)
     mean = np.divide(total, n_valid[:, None], out=np.zeros_like(total), where=n_valid[:, None] > 0)
     return mean, n_valid
 
