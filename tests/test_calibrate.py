@@ -35,15 +35,26 @@ def real(shared_data):
             "reports": data.reports["instilled"], "context": [str(c) for c in ch["context"].values]}
 
 
+# Calibration is a Monte-Carlo fit: recalibrating with another seed moves the parameters by
+# up to about 4% (offsets, near 0, by up to 2 report points; the mean position bias by 0.02
+# logits).  The tolerances are twice that, so the test holds if the simulator's random
+# streams change, and fails if the calibration or the defaults really move.
+RTOL = 0.08
+ATOL = {"offset": 2.0, "bias": 0.05}
+
+
+def _close(a, b):
+    return {k: (getattr(a, k), getattr(b, k)) for k in vars(a)
+            if not np.isclose(getattr(a, k), getattr(b, k), rtol=RTOL, atol=ATOL.get(k, 1e-9))}
+
+
 def test_calibration_reproduces_the_built_in_defaults(calibrated):
     # the defaults' provenance: this very computation (seed 0, 20 tiles)
     assert calibrated.design == DEFAULT_MODEL.design
     for part in ("instilled", "native"):
-        a, b = getattr(calibrated, part), getattr(DEFAULT_MODEL, part)
-        assert np.allclose(list(vars(a).values()), list(vars(b).values()), rtol=1e-6, atol=1e-9)
+        assert _close(getattr(calibrated, part), getattr(DEFAULT_MODEL, part)) == {}, part
     for cond, rm in calibrated.reports.items():
-        assert np.allclose(list(vars(rm).values()), list(vars(DEFAULT_MODEL.reports[cond]).values()),
-                           rtol=1e-6, atol=1e-9), cond
+        assert _close(rm, DEFAULT_MODEL.reports[cond]) == {}, cond
     mom = calibrated.provenance["moments"]
     assert mom["instilled_choices"]["r_learned_target"][0] == pytest.approx(0.8439, abs=1e-4)
     assert calibrated.reports["instilled"].grid == 10 and calibrated.reports["base"].grid == 5
