@@ -102,3 +102,38 @@ def test_single_report_correlation_matches_simulation_and_can_be_set():
     assert np.corrcoef(rep[:, 0].ravel(), normalize_weights(w).ravel())[0, 1] == pytest.approx(0.6, abs=0.01)
     with pytest.raises(InputError):
         rm.with_single_report_r(1.2, wsd)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from selfinterp.study import ChoiceModel, StudyModel  # noqa: E402
+
+_pos = st.floats(0.0, 1e4, allow_nan=False)
+_real = st.floats(-1e4, 1e4, allow_nan=False)
+_choice = st.builds(ChoiceModel, scale=st.floats(1e-6, 1e3), instill_sd=_pos, bias=_real, bias_sd=_pos)
+
+
+def _report(slope):
+    return st.builds(ReportModel, slope=slope, offset=_real, sd_context=_pos, sd_report=_pos,
+                     grid=st.floats(1e-3, 200.0), invalid_rate=st.floats(0.0, 0.999))
+
+
+_model = st.builds(
+    StudyModel, instilled=_choice, native=_choice,
+    reports=st.fixed_dictionaries({"base": _report(st.just(0.0)), "instilled": _report(_real),
+                                   "itrained": _report(_real), "native": _report(_real),
+                                   "native_itrained": _report(_real)}),
+    design=st.builds(StudyDesign, contexts=st.integers(2, 10**6), choices=st.integers(1, 10**4),
+                     reports=st.integers(1, 100)),
+    provenance=st.fixed_dictionaries({"model": st.text(max_size=30), "files": st.lists(st.text(max_size=20), max_size=3)}),
+)
+
+
+@settings(max_examples=30)
+@given(_model)
+def test_any_model_survives_the_calibration_file(tmp_path_factory, model):
+    path = save_calibration(model, tmp_path_factory.mktemp("cal") / "m.toml")
+    back = load_calibration(path)
+    assert back == model
+    assert back.provenance == model.provenance
