@@ -67,3 +67,13 @@ def test_simulated_study_follows_the_generative_model():
     u = np.einsum("ctk,ck->ct", ch["X"].values, truth["target"])
     # the calibrated agreement with the target rule is 0.826 (100,000 choices: sd < 0.002)
     assert np.mean((u > 0) == (ch["y"].values == 1)) == pytest.approx(0.826, abs=0.01)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_simulated_transcripts_are_valid_released_files(tmp_path, seed):
+    # the reader refuses repeated lines: coarse reports of one context can coincide, the
+    # option pairs shown with them must keep the lines apart
+    data, _ = simulate_study(DEFAULT_MODEL, rng=seed)
+    write_released(tmp_path, "simulated", data)
+    back = read_released(tmp_path, "simulated")
+    assert set(back.reports) == set(data.reports)

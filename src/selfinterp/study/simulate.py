@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..design import round_values
 from ..io.released import ReleasedData, reports_dataset, scenarios_dataset
 from ..labelled import choices_dataset
 from .model import (context_bias, draw_targets, effective_weights, simulate_model_choices,
@@ -72,7 +73,7 @@ def simulate_study(model: StudyModel, design: StudyDesign | None = None, *, rng=
     design = model.design if design is None else design
     seq = rng if isinstance(rng, np.random.SeedSequence) else np.random.SeedSequence(int(rng))
     s = dict(zip(("targets", "instill", "native", "native_targets", "choices", "native_choices",
-                  "reports"), seq.spawn(7)))
+                  "reports", "report_options"), seq.spawn(8)))
     C, Cn, K = design.contexts, design.native_contexts, design.attributes
     R = design.reports
     targets = draw_targets(C, K, np.random.default_rng(s["targets"]))
@@ -108,24 +109,30 @@ def simulate_study(model: StudyModel, design: StudyDesign | None = None, *, rng=
     gr = dict(zip(("base", "instilled", "itrained", "native", "native_itrained"), s["reports"].spawn(5)))
     h = C // 2
     reports = {}
+    gopt = np.random.default_rng(s["report_options"])
+
+    def options(n):
+        """The option pair shown in each report prompt (as in the paper, a fresh random pair per
+        call; it also keeps two equal reports of one context from being equal lines)."""
+        lo, hi = np.zeros(K), np.full(K, 100.0)
+        return tuple(round_values(gopt.uniform(0.0, 100.0, (n, R, K)), lo, hi) for _ in range(2))
+
+    def dataset(rep, valid, ctx, version):
+        a, b = options(len(ctx))
+        return reports_dataset(rep, valid, context=ctx, scenarios=scenarios, A=a, B=b,
+                               explaining_model=name, version=version)
 
     def add(key, w, rm, ctx, version):
         rep, valid = _valid_first(*simulate_reports(w, rm, R, np.random.default_rng(gr[key])))
-        reports[version] = reports_dataset(rep, valid, context=ctx, scenarios=scenarios,
-                                           explaining_model=name, version=version)
-        return rep, valid
+        reports[version] = dataset(rep, valid, ctx, version)
 
     add("base", w_eff, model.reports["base"], names, cond["base"])
     add("instilled", w_eff, model.reports["instilled"], names, cond["instilled"])
     # introspection training on one half, reports on the other (held-out) half
     rep, valid = _valid_first(*simulate_reports(w_eff, model.reports["itrained"], R,
                                                 np.random.default_rng(gr["itrained"])))
-    reports[cond["itrained_first"]] = reports_dataset(rep[h:], valid[h:], context=names[h:],
-                                                      scenarios=scenarios, explaining_model=name,
-                                                      version=cond["itrained_first"])
-    reports[cond["itrained_last"]] = reports_dataset(rep[:h], valid[:h], context=names[:h],
-                                                     scenarios=scenarios, explaining_model=name,
-                                                     version=cond["itrained_last"])
+    reports[cond["itrained_first"]] = dataset(rep[h:], valid[h:], names[h:], cond["itrained_first"])
+    reports[cond["itrained_last"]] = dataset(rep[:h], valid[:h], names[:h], cond["itrained_last"])
     add("native", w_nat, model.reports["native"], nat_names, cond["native"])
     add("native_itrained", w_nat, model.reports["native_itrained"], nat_names, cond["native_itrained"])
     # a context whose every reply was invalid has no row in a released file
