@@ -5,6 +5,7 @@ Array API (stable): :func:`simulate_choices`, :func:`fit_logit` (returns
 with dims ``context``, ``trial``, ``attribute`` (:mod:`selfinterp.labelled`).
 """
 
+from . import agents, design
 from ._version import __version__
 from .errors import InputError, MissingExtraError
 from .labelled import choices_dataset, fit_dataset, open_dataset, simulate_dataset, to_netcdf

@@ -8,21 +8,19 @@ context's valid reports and scores them, returning one JSON-ready dict::
 
 ``metrics`` is keyed exactly:
 
-==================================== =========================================================
-key                                  what
-==================================== =========================================================
-``learned_vs_target``                learned (instilled contexts) vs target weights
-``choice_agreement``                 share of choices that the target rule makes too
-``base_reports_vs_learned``          untrained model's reports vs learned (the control)
-``reports_vs_learned``               weight-trained model's reports vs learned
-``reports_vs_target``                the same reports vs target weights
-``itrained_reports_vs_learned``      after introspection training, held-out halves pooled
-``native_reports_vs_learned``        native contexts, before introspection training
-``native_itrained_reports_vs_learned`` native contexts, after introspection training
-``training_effect``                  itrained minus reports_vs_learned (paired by context)
-``native_training_effect``           native after minus before (paired by context)
-``invalid_report_rate``              invalid replies / calls over every report file
-==================================== =========================================================
+| key | what |
+| --- | --- |
+| ``learned_vs_target`` | learned (instilled contexts) vs target weights |
+| ``choice_agreement`` | share of choices that the target rule makes too |
+| ``base_reports_vs_learned`` | untrained model's reports vs learned (the control) |
+| ``reports_vs_learned`` | weight-trained model's reports vs learned |
+| ``reports_vs_target`` | the same reports vs target weights |
+| ``itrained_reports_vs_learned`` | after introspection training, held-out halves pooled |
+| ``native_reports_vs_learned`` | native contexts, before introspection training |
+| ``native_itrained_reports_vs_learned`` | native contexts, after introspection training |
+| ``training_effect`` | itrained minus reports_vs_learned (paired by context) |
+| ``native_training_effect`` | native after minus before (paired by context) |
+| ``invalid_report_rate`` | invalid replies / calls over every report file |
 
 Correlations are ``{"r", "ci", "n", ...}`` with ``n`` the (context,
 attribute) pairs; effects ``{"diff", "ci", ...}``; rates ``{"value", "n"}``.
@@ -66,7 +64,7 @@ import xarray as xr
 
 from . import score as sc
 from .errors import InputError
-from .io.released import ReleasedData, align_reports, read_released, report_file
+from .io.released import ReleasedData, read_released, report_file
 from .labelled import fit_dataset
 
 __all__ = ["METRICS", "replicate", "compute", "Replication", "Panel", "learned_weights",
@@ -182,7 +180,8 @@ class _Builder:
                 self._compare_authors(key, fit["weight"], auth)
 
     def _compare_authors(self, key, ours, auth):
-        ctx = [c for c in ours["context"].values if c in set(auth["context"].values)]
+        theirs = set(auth["context"].values)
+        ctx = [c for c in ours["context"].values if c in theirs]
         if len(ctx) == 0:
             self.note(f"authors' {key} regression results share no context with the choices")
             return
@@ -265,7 +264,8 @@ class _Builder:
         # reports vs target
         if "instilled" in reps and tw is not None:
             mean, _ = sc.mean_reports_dataset(reps["instilled"])
-            ctx = [c for c in mean["context"].values if c in set(tw["context"].values)]
+            have = set(tw["context"].values)
+            ctx = [c for c in mean["context"].values if c in have]
             self._score("reports_vs_target", mean.sel(context=ctx).values, tw.sel(context=ctx).values,
                         ctx, "mean reported weight", "target weight")
         else:
@@ -329,7 +329,8 @@ class _Builder:
             if pb is None or pa is None:
                 self.note(f"{key}: needs both {before} and {after}")
                 continue
-            shared = [c for c in pb.contexts if c in set(pa.contexts)]
+            in_after = set(pa.contexts)
+            shared = [c for c in pb.contexts if c in in_after]
             if len(shared) < 2:
                 self.note(f"{key}: fewer than 2 contexts shared by {before} and {after}")
                 continue

@@ -148,9 +148,12 @@ def fisher_ci(r: float, n: int, level: float = 0.95) -> tuple[float, float]:
         raise InputError(f"the Fisher interval needs n > 3 pairs, got {n}")
     if not -1 <= r <= 1:
         raise InputError(f"r must lie in [-1, 1], got {r!r}")
-    z = np.arctanh(np.clip(r, -1 + 1e-15, 1 - 1e-15))
+    if abs(r) == 1:
+        return float(r), float(r)  # a perfect correlation has a degenerate interval
+    z = np.arctanh(r)
     h = special.ndtri((1 + level) / 2) / np.sqrt(n - 3)
-    return float(np.tanh(z - h)), float(np.tanh(z + h))
+    # tanh rounding could leave r a hair outside its interval
+    return min(float(np.tanh(z - h)), r), max(float(np.tanh(z + h)), r)
 
 
 def regression_ci(r: float, n: int, level: float = 0.95) -> tuple[float, float]:
@@ -416,7 +419,8 @@ def mean_reports_dataset(reports):
 
 def _aligned(reported, learned):
     """Two (context, attribute) DataArrays on their shared contexts, in ``reported``'s order."""
-    ctx = [c for c in reported["context"].values if c in set(learned["context"].values)]
+    have = set(learned["context"].values)
+    ctx = [c for c in reported["context"].values if c in have]
     if len(ctx) < 2:
         raise InputError(f"reports and learned weights share {len(ctx)} context(s); need at least 2")
     a = reported.sel(context=ctx).transpose("context", "attribute")

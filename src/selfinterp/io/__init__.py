@@ -17,6 +17,8 @@ from .released import (
     read_target_weights,
     reports_dataset,
     scenarios_dataset,
+    scenarios_from_contexts,
+    selections_dataset,
     write_released,
 )
 from .transcript import Transcript, read_records, read_transcript, to_records, write_transcript
@@ -24,5 +26,5 @@ from .transcript import Transcript, read_records, read_transcript, to_records, w
 __all__ = [
     "ReleasedData", "read_released", "write_released", "read_scenarios", "read_target_weights",
     "read_selections", "read_reports", "read_regression", "align_reports", "scenarios_dataset",
-    "reports_dataset", "Transcript", "read_transcript", "read_records", "write_transcript", "to_records",
+    "reports_dataset", "selections_dataset", "scenarios_from_contexts", "Transcript", "read_transcript", "read_records", "write_transcript", "to_records",
 ]

@@ -56,22 +56,25 @@ class Table:
         that is not a finite number.
         """
         idx = [self._index[n] for n in names]
-        cells = np.array([[r[i] for i in idx] for r in self.rows], dtype=str).reshape(len(self.rows), len(idx))
+        # column by column: a few long lists, not one small list per row (which the
+        # garbage collector would keep rescanning)
         try:
-            out = cells.astype(np.float64)
+            out = np.empty((len(self.rows), len(idx)))
+            for j, i in enumerate(idx):
+                out[:, j] = np.array([r[i] for r in self.rows], dtype=np.float64)
         except ValueError:
             out = None
         if out is not None and np.isfinite(out).all():
             return out
         # slow path only to name the first bad cell
-        for r in range(cells.shape[0]):
-            for j, name in enumerate(names):
+        for r, row in enumerate(self.rows):
+            for name, i in zip(names, idx):
                 try:
-                    value = float(cells[r, j])
+                    value = float(row[i])
                 except ValueError:
                     value = None
                 if value is None or not np.isfinite(value):
-                    raise InputError(f"{self.where(r)}: column {name!r}: {cells[r, j]!r} is not a "
+                    raise InputError(f"{self.where(r)}: column {name!r}: {row[i]!r} is not a "
                                      "finite number")
         raise AssertionError("unreachable: a conversion failed but no cell is bad")  # pragma: no cover
 
@@ -92,8 +95,11 @@ def _open_text(path: Path) -> str:
         raise InputError(f"{path}, line {line}: not valid UTF-8 text") from exc
 
 
-def read_table(path, columns: list[str]) -> Table:
+def read_table(path, columns) -> Table:
     """Read a CSV file whose header must hold exactly ``columns`` (any order).
+
+    ``columns`` is a list of names, or a function of the header returning
+    one (for layouts whose width the header decides).
 
     Raises InputError for a missing or unreadable file, an empty file, a
     header with missing, unknown or repeated columns, a row with the wrong
@@ -111,8 +117,11 @@ def read_table(path, columns: list[str]) -> Table:
             if name in seen:
                 raise InputError(f"{path}, line 1: column {name!r} appears twice in the header")
             seen.add(name)
+        if callable(columns):
+            columns = columns(header)
         missing = [c for c in columns if c not in seen]
-        unknown = [c for c in header if c not in set(columns)]
+        allowed = set(columns)
+        unknown = [c for c in header if c not in allowed]
         if missing or unknown:
             parts = []
             if missing:

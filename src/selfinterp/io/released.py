@@ -2,19 +2,14 @@
 
 The layout of Plunkett et al. (2025) is a directory holding
 
-=============================================  =====================================================
-file                                           content
-=============================================  =====================================================
-``scenarios.csv``                              contexts: ``scenario, question, attr1..K,
-                                               attr1_min..attrK_min, attr1_max..attrK_max``
-``instilled_weights.csv``                      target weights ``scenario, attr1..K``
-``<model>_instilled_selections.csv``           choices on the instilled contexts: ``model, scenario,
-                                               selection (A/B), A_attribute_1..K, B_attribute_1..K``
-``<model>_instilled_latent_selections.csv``    choices on the native ("latent") contexts
-``<model>_<infix>weight_reports.csv``          self-reports: ``explaining_model, version, scenario,
-                                               report_attr1..K, A_attribute_1..K, B_attribute_1..K``
-``<model>_<infix>regression_results.csv``      the authors' learned weights ``scenario, b_attr1..K``
-=============================================  =====================================================
+| file | content |
+| --- | --- |
+| ``scenarios.csv`` | contexts: ``scenario, question, attr1..K, attr1_min..attrK_min, attr1_max..attrK_max`` |
+| ``instilled_weights.csv`` | target weights ``scenario, attr1..K`` |
+| ``<model>_instilled_selections.csv`` | choices on the instilled contexts: ``model, scenario, selection (A/B), A_attribute_1..K, B_attribute_1..K`` |
+| ``<model>_instilled_latent_selections.csv`` | choices on the native ("latent") contexts |
+| ``<model>_<infix>weight_reports.csv`` | self-reports: ``explaining_model, version, scenario, report_attr1..K, A_attribute_1..K, B_attribute_1..K`` |
+| ``<model>_<infix>regression_results.csv`` | the authors' learned weights ``scenario, b_attr1..K`` |
 
 Only ``scenarios.csv`` is required; every other file is optional and, when
 absent, is listed in :attr:`ReleasedData.absent`.  Report files are found by
@@ -49,7 +44,9 @@ are scenario names, ``attribute`` coordinates ``attr1..attrK``):
 - reports: ``report`` (context, report, attribute), ``report_valid``
   (context, report), the option values shown ``A`` and ``B`` (context,
   report, attribute), ``explaining_model`` and ``version`` (context,
-  report); invalid slots hold NaN and "".
+  report); invalid slots hold NaN and "".  Because ``report`` shares its
+  dimension's name, xarray lists it among the coordinates (not the
+  ``data_vars``); ``ds["report"]`` reaches it as usual.
 
 Duplicated rows are errors: a repeated scenario in ``scenarios.csv``,
 ``instilled_weights.csv`` or a regression file, and an exactly repeated line
@@ -73,7 +70,7 @@ from ._table import Table, format_number, read_table, write_table
 __all__ = [
     "ReleasedData", "read_released", "write_released", "read_scenarios", "read_target_weights",
     "read_selections", "read_reports", "read_regression", "align_reports", "scenarios_dataset",
-    "reports_dataset", "write_scenarios", "write_target_weights", "write_selections",
+    "reports_dataset", "selections_dataset", "scenarios_from_contexts", "write_scenarios", "write_target_weights", "write_selections",
     "write_reports", "write_regression", "CHOICE_FILES", "REGRESSION_FILES", "STANDARD_REPORTS",
 ]
 
@@ -114,17 +111,16 @@ def _check_unique(table: Table, names: list[str], what: str = "scenario") -> Non
         first[name] = i
 
 
-def _scenario_k(path: Path) -> int:
-    """Number of attributes K from the header of scenarios.csv."""
-    from ._table import _open_text
+def _scenario_columns(path: Path):
+    """The columns of scenarios.csv, K being the number of ``attrN`` columns of its header."""
+    def columns(header):
+        K = sum(1 for n in header if re.fullmatch(r"attr\d+", n))
+        if K == 0:
+            raise InputError(f"{path}, line 1: no attribute columns attr1, attr2, ... in the header")
+        a = _attrs(K)
+        return ["scenario", "question"] + a + [f"{x}_min" for x in a] + [f"{x}_max" for x in a]
 
-    text = _open_text(path)
-    first = text.split("\n", 1)[0].strip("\r")
-    names = first.split(",")
-    K = sum(1 for n in names if re.fullmatch(r"attr\d+", n))
-    if K == 0:
-        raise InputError(f"{path}, line 1: no attribute columns attr1, attr2, ... in the header")
-    return K
+    return columns
 
 
 def scenarios_dataset(context, attribute_name, attr_min, attr_max, question=None) -> xr.Dataset:
@@ -162,13 +158,27 @@ def scenarios_dataset(context, attribute_name, attr_min, attr_max, question=None
     )
 
 
+def scenarios_from_contexts(contexts) -> xr.Dataset:
+    """Scenarios Dataset of :class:`selfinterp.design.Context` objects (all with the same K)."""
+    contexts = list(contexts)
+    if not contexts:
+        raise InputError("no contexts")
+    Ks = {len(c.attributes) for c in contexts}
+    if len(Ks) != 1:
+        raise InputError(f"contexts must share their number of attributes, got {sorted(Ks)}")
+    return scenarios_dataset([c.name for c in contexts],
+                             [[a.name for a in c.attributes] for c in contexts],
+                             [[a.min for a in c.attributes] for c in contexts],
+                             [[a.max for a in c.attributes] for c in contexts],
+                             [c.question for c in contexts])
+
+
 def read_scenarios(path) -> xr.Dataset:
     """Read ``scenarios.csv`` into a scenarios Dataset (see the module docstring)."""
     path = Path(os.fspath(path))
-    K = _scenario_k(path)
+    t = read_table(path, _scenario_columns(path))
+    K = sum(1 for c in t.header if re.fullmatch(r"attr\d+", c))
     a = _attrs(K)
-    cols = ["scenario", "question"] + a + [f"{x}_min" for x in a] + [f"{x}_max" for x in a]
-    t = read_table(path, cols)
     if len(t) == 0:
         raise InputError(f"{path}: no scenarios")
     names = t.strings("scenario")
@@ -227,6 +237,9 @@ def read_regression(path, scenarios: xr.Dataset) -> xr.DataArray:
 
 
 def _check_no_repeated_lines(t: Table) -> None:
+    # joined strings, not tuples: strings are not tracked by the garbage collector
+    if len(set(map("\x00".join, t.rows))) == len(t.rows):
+        return
     first: dict[tuple, int] = {}
     for i, row in enumerate(t.rows):
         key = tuple(row)
@@ -290,16 +303,53 @@ def read_selections(path, scenarios: xr.Dataset, target_weight: xr.DataArray | N
     y[g, slot] = np.asarray([s == "A" for s in sel], dtype=np.float64)
     mask[g, slot] = True
     model_id[g, slot] = t.strings("model")
-    sub = scenarios.isel(context=order)
+    ds = selections_dataset(A, B, y, mask=mask, context=scenarios["context"].values[order],
+                            scenarios=scenarios, model_id=model_id, target_weight=target_weight)
+    ds.attrs["source"] = str(t.path)
+    return ds
+
+
+def selections_dataset(A, B, y, *, mask=None, context, scenarios: xr.Dataset, model_id="",
+                       target_weight: xr.DataArray | None = None) -> xr.Dataset:
+    """Build a choices Dataset from raw option values.
+
+    Parameters
+    ----------
+    A, B : array (C, T, K)
+        Raw option values; ``X = (A - B) / (max - min)`` per attribute.
+    y : array (C, T)
+        1 when A was chosen, else 0.
+    mask : bool array (C, T), optional
+        True for trials that exist (default all); padded trials are zeroed.
+    context : sequence of str (C,)
+        Scenario names, all in ``scenarios``.
+    model_id : str or array of str (C, T)
+        The ``model`` column (the queried model's id).
+    target_weight : xr.DataArray (context, attribute), optional
+        Attached when it covers every context.
+    """
+    A = np.asarray(A, dtype=np.float64)
+    B = np.asarray(B, dtype=np.float64)
+    C, T, K = A.shape
+    mask = np.ones((C, T), bool) if mask is None else np.asarray(mask, bool)
+    if B.shape != A.shape or np.shape(y) != (C, T) or mask.shape != (C, T):
+        raise InputError(f"A, B (C, T, K), y and mask (C, T) disagree: {A.shape}, {B.shape}, "
+                         f"{np.shape(y)}, {mask.shape}")
+    idx = _scenario_index(context, scenarios)
+    if scenarios.sizes["attribute"] != K:
+        raise InputError(f"choices have {K} attributes, the scenarios {scenarios.sizes['attribute']}")
+    m3 = mask[..., None]
+    A = np.where(m3, A, 0.0)
+    B = np.where(m3, B, 0.0)
+    sub = scenarios.isel(context=idx)
     span = (sub["attr_max"].values - sub["attr_min"].values)[:, None, :]
+    CT, CTK = ("context", "trial"), ("context", "trial", "attribute")
+    mid = np.where(mask, np.broadcast_to(np.asarray(model_id, dtype=object), (C, T)), "")
     ds = xr.Dataset(
-        {"X": (("context", "trial", "attribute"), (A - B) / span), "y": (("context", "trial"), y),
-         "mask": (("context", "trial"), mask),
-         "A": (("context", "trial", "attribute"), A), "B": (("context", "trial", "attribute"), B),
-         "model_id": (("context", "trial"), model_id.astype(str)),
-         **_context_vars(scenarios, order)},
+        {"X": (CTK, (A - B) / span), "y": (CT, np.where(mask, np.asarray(y, dtype=np.float64), 0.0)),
+         "mask": (CT, mask), "A": (CTK, A), "B": (CTK, B), "model_id": (CT, mid.astype(str)),
+         **_context_vars(scenarios, idx)},
         coords={"context": sub["context"].values, "attribute": _attrs(K)},
-        attrs={"source": str(t.path)},
     )
     return _attach_target(ds, target_weight)
 
@@ -427,9 +477,14 @@ def align_reports(reports: xr.Dataset, context) -> xr.Dataset:
         raise InputError(f"reports{_src(reports)} hold {len(extra)} context(s) not expected here, "
                          f"e.g. {extra[0]!r}")
     pos = {c: i for i, c in enumerate(have)}
-    C, R, K = len(context), reports.sizes["report"], reports.sizes["attribute"]
+    C = len(context)
     out = {}
-    for name, da in reports.data_vars.items():
+    # every variable, ``report`` included: xarray files it under coords (it shares its
+    # dimension's name), so data_vars alone would drop it
+    for name, var in reports.variables.items():
+        if name in reports.indexes:
+            continue
+        da = reports[name]
         if "context" not in da.dims:
             out[name] = da
             continue
@@ -449,7 +504,6 @@ def align_reports(reports: xr.Dataset, context) -> xr.Dataset:
     ds = xr.Dataset(out, coords={"context": np.array(context, dtype=str),
                                  "attribute": reports["attribute"].values}, attrs=dict(reports.attrs))
     ds.attrs["n_absent_contexts"] = len(missing)
-    del R, K
     return ds
 
 

@@ -3,22 +3,18 @@
 Every query sent to a model (a choice between two options, or a request to
 report its weights) is one line of UTF-8 JSON, an object with these keys:
 
-=============== ============================ ====================================================
-key             type                         meaning
-=============== ============================ ====================================================
-``kind``        ``"choice"`` or ``"report"`` what was asked
-``model``       string                       the model queried (e.g. a fine-tune id)
-``request_id``  string                       unique within the file
-``context``     string                       scenario name (a context of the scenarios Dataset)
-``A``, ``B``    list of K numbers            raw option values shown (for a report: the example
-                                             pair in the prompt), in the context's attribute order
-``reply``       string                       the raw reply text, verbatim (kept even when invalid)
-``choice``      ``"A"``, ``"B"`` or null     the parsed choice (choice lines; null = unparseable)
-``p_a``         number in [0, 1] or null     P(A) from log-probabilities (choice lines, optional)
-``report``      list of K numbers or null    the parsed report, attribute order (report lines;
-                                             null = invalid reply: not JSON, wrong keys)
-``metadata``    object                       anything else (prompt id, temperature, timing...)
-=============== ============================ ====================================================
+| key | type | meaning |
+| --- | --- | --- |
+| ``kind`` | ``"choice"`` or ``"report"`` | what was asked |
+| ``model`` | string | the model queried (e.g. a fine-tune id) |
+| ``request_id`` | string | unique within the file |
+| ``context`` | string | scenario name (a context of the scenarios Dataset) |
+| ``A``, ``B`` | list of K numbers | raw option values shown (for a report: the example pair in the prompt), in the context's attribute order |
+| ``reply`` | string | the raw reply text, verbatim (kept even when invalid) |
+| ``choice`` | ``"A"``, ``"B"`` or null | the parsed choice (choice lines; null = unparseable) |
+| ``p_a`` | number in [0, 1] or null | P(A) from log-probabilities (choice lines, optional) |
+| ``report`` | list of K numbers or null | the parsed report in attribute order (report lines; null = invalid reply: not JSON, wrong keys) |
+| ``metadata`` | object | anything else (prompt id, temperature, timing...) |
 
 ``kind``, ``model``, ``request_id``, ``context``, ``A``, ``B`` and ``reply``
 are required; ``choice`` and ``p_a`` may appear (non-null) only on choice
@@ -34,7 +30,8 @@ be finite.  Example::
      "reply": "{\\"caffeine_content\\": 10, ...}", "report": [10, 0, 20, 50, 20]}
 
 Reading (:func:`read_transcript`) needs the scenarios Dataset (names and
-ranges, e.g. from :func:`selfinterp.io.read_scenarios`) and gives the same
+ranges, from :func:`selfinterp.io.read_scenarios` or, for designs made with
+:mod:`selfinterp.design`, :func:`selfinterp.io.scenarios_from_contexts`) and gives the same
 Datasets as the released layout: a choices Dataset (``X`` range-normalised
 A-minus-B differences, ``y``, ``mask``...) and a reports Dataset
 (``report``, ``report_valid``...).  Unparseable choices and invalid reports
