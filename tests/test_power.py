@@ -178,3 +178,12 @@ def test_dask_cluster_of_two_processes_gives_identical_results():
                       dashboard_address=None) as cluster, Client(cluster) as client:
         remote = sweep(designs, DEFAULT_MODEL, **SMALL, client=client, progress=False)
     assert remote == local
+
+
+def test_power_cli_on_local_worker_processes_matches_one_process(capsys):
+    argv = ["power", "--contexts", "8,12", "--choices", "5", "--reports", "2", "--replicates", "20",
+            "--json", "--no-progress", "--seed", "5"]
+    assert cli(argv) == 0
+    one = json.loads(capsys.readouterr().out)
+    assert cli(argv + ["--workers", "2"]) == 0
+    assert json.loads(capsys.readouterr().out) == one

@@ -95,7 +95,7 @@ def _connect(args):
         if args.workers < 1:
             raise InputError(f"--workers must be at least 1, got {args.workers}")
         cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None)
+                               host="127.0.0.1", dashboard_address=None)
         return Client(cluster), cluster
     try:
         return Client(args.scheduler, timeout=f"{args.connect_timeout}s"), None

@@ -254,6 +254,11 @@ def calibrate(directory, model: str, *, tiles: int = 20, seed: int = 0,
     """
     from ..io import read_released
     from .defaults import DEFAULT_MODEL
+    from .params import _check
+
+    _check("tiles", tiles, lo=1, integer=True)
+    _check("seed", seed, lo=0, integer=True)
+    _check("train_examples", train_examples, lo=1, integer=True)
 
     data = read_released(directory, model, calls_per_context=calls_per_context)
     if "instilled" not in data.choices:

@@ -36,7 +36,7 @@ from ..errors import InputError
 from .model import (context_bias, draw_targets, effective_weights, learned_weights, mean_reports,
                     simulate_model_choices, simulate_reports, weight_sd)
 from .params import StudyModel, _check
-from .stats import context_sums, fisher_ci, jackknife, paired_test
+from .stats import context_sums, fisher_ci, jackknife, paired_test, pooled_r
 
 __all__ = ["Design", "design_grid", "itrained_report_model", "run_design", "sweep",
            "cheapest", "GROUP"]
@@ -151,7 +151,7 @@ def run_design(design: Design, model: StudyModel, replicates: int, seed: int = 0
         L = learned_weights(X, y).reshape(-1, C, K)
         del X, y
         shape = (-1, C, K)
-        r_lt = jackknife(context_sums(L, d["targets"].reshape(shape)))[0]
+        r_lt = pooled_r(L, d["targets"].reshape(shape))
         s = {name: context_sums(d[name].reshape(shape), L, d[name + "_valid"].reshape(-1, C))
              for name in ("instilled", "base", "itrained")}
         r_rl, loo = jackknife(s["instilled"])
