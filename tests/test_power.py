@@ -24,6 +24,7 @@ def test_same_seed_same_numbers_whatever_the_blocking(monkeypatch):
     assert a == b
     c = run_design(d, DEFAULT_MODEL, 40, seed=2)
     assert c["learned_vs_target"] != a["learned_vs_target"]
+    assert run_design(d, DEFAULT_MODEL, 20, seed=1) == pw.run_designs([d], DEFAULT_MODEL, 20, seed=1)[0]
 
 
 def test_a_design_does_not_depend_on_the_grid_around_it():
@@ -67,7 +68,7 @@ def test_impossible_designs_are_refused(kwargs, match):
 
 def test_bad_effect_is_refused_before_any_design_runs(monkeypatch):
     calls = []
-    monkeypatch.setattr(pw, "run_design", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(pw, "run_designs", lambda *a, **k: calls.append(a))
     with pytest.raises(InputError, match="training effect"):
         sweep(design_grid([10], [5], [1], [0.1, 0.9]), DEFAULT_MODEL, replicates=5, progress=False)
     assert calls == []
@@ -75,28 +76,45 @@ def test_bad_effect_is_refused_before_any_design_runs(monkeypatch):
 
 def test_interrupted_sweep_keeps_finished_designs_and_resumes(tmp_path, monkeypatch):
     designs = design_grid([8, 12, 16], [5], [1])
-    real = pw.run_design
+    real = pw.run_designs
     done = []
 
-    def flaky(design, *a, **k):
-        if design.contexts == 16:
+    def flaky(group, *a, **k):
+        if group[0].contexts == 16:
             raise KeyboardInterrupt
-        done.append(design.contexts)
-        return real(design, *a, **k)
+        done.extend(d.contexts for d in group)
+        return real(group, *a, **k)
 
-    monkeypatch.setattr(pw, "run_design", flaky)
+    monkeypatch.setattr(pw, "run_designs", flaky)
     with pytest.raises(KeyboardInterrupt):
         sweep(designs, DEFAULT_MODEL, **SMALL, out=tmp_path, progress=False)
     assert sorted(p.name for p in tmp_path.glob("*.json")) == [
         "design_c12_t5_r1_ecalibrated.json", "design_c8_t5_r1_ecalibrated.json"]
-    monkeypatch.setattr(pw, "run_design", lambda design, *a, **k: (done.append(design.contexts),
-                                                                    real(design, *a, **k))[1])
+
+    def counting(group, *a, **k):
+        done.extend(d.contexts for d in group)
+        return real(group, *a, **k)
+
+    monkeypatch.setattr(pw, "run_designs", counting)
     resumed = sweep(designs, DEFAULT_MODEL, **SMALL, out=tmp_path, progress=False)
     assert done == [8, 12, 16]  # only the unfinished design ran again
-    monkeypatch.setattr(pw, "run_design", real)
+    monkeypatch.setattr(pw, "run_designs", real)
     assert resumed == sweep(designs, DEFAULT_MODEL, **SMALL, progress=False)
     with pytest.raises(InputError, match="other settings"):
         sweep(designs, DEFAULT_MODEL, replicates=31, seed=3, out=tmp_path, progress=False)
+
+
+def test_designs_sharing_contexts_and_choices_share_their_choices_only():
+    grid = design_grid([20], [10], [1, 3], [None, 0.1])
+    together = sweep(grid, DEFAULT_MODEL, **SMALL, progress=False)
+    assert together == [run_design(d, DEFAULT_MODEL, **SMALL) for d in grid]
+    # common random numbers: the same learned weights, hence the same r(learned, target) ...
+    assert len({json.dumps(r["learned_vs_target"]) for r in together}) == 1
+    # ... the same weight-trained reports for equal numbers of reports ...
+    assert len({json.dumps(r["reports_vs_learned"]) for r in together}) == 2
+    assert together[0]["power_vs_control"] == together[1]["power_vs_control"]
+    # ... and each design's own introspection-trained reports
+    assert len({json.dumps(r["itrained_reports_vs_learned"]) for r in together}) == 4
 
 
 def test_budget_counts_calls_and_dollars_by_hand():

@@ -16,10 +16,17 @@ tested on held-out contexts) and summarises, across the N studies:
 Replicates are not a Python loop: the N x C contexts of a block of replicates
 are stacked on one axis and go through one :func:`selfinterp.simulate_choices`
 and one :func:`selfinterp.fit_logit` call.  Randomness is a pure function of
-the seed and the design (``SeedSequence(seed, spawn_key=design)``), of the
-replicate group and of the global context index, never of the order in which
-designs or blocks are computed, so a sweep gives identical numbers on one
-process or on a dask cluster of any size.
+the seed, the design, the replicate group (10 studies) and the global context
+index, never of the order in which designs or blocks are computed: the
+simulated studies (targets, effective weights, choices, learned weights) come
+from ``SeedSequence(seed, spawn_key=(contexts, choices, ...))``, the
+weight-trained and base reports from ``(contexts, choices, reports, ...)`` and
+the introspection-trained reports from ``(contexts, choices, reports, effect,
+...)``.  Designs that differ only in reports or training effect thus share
+their simulated choices (common random numbers, which also sharpens their
+comparison), and a sweep simulates and fits them once; designs that differ
+only in the training effect also share their weight-trained and base reports.
+A sweep gives identical numbers on one process or on a dask cluster of any size.
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ from .model import (context_bias, draw_targets, effective_weights, learned_weigh
 from .params import StudyModel, _check
 from .stats import context_sums, fisher_ci, jackknife, paired_test, pooled_r
 
-__all__ = ["Design", "design_grid", "itrained_report_model", "run_design", "sweep",
+__all__ = ["Design", "design_grid", "itrained_report_model", "run_design", "run_designs", "sweep",
            "cheapest", "GROUP"]
 
 GROUP = 10          # replicates per random-number group (a fixed part of the algorithm)
@@ -100,70 +107,36 @@ def itrained_report_model(model: StudyModel, effect: float | None):
     return base.with_single_report_r(r1, wsd)
 
 
-def _group_draws(design: Design, model: StudyModel, itrained, seq: np.random.SeedSequence):
-    """Everything random of one group of GROUP replicates except the choices."""
+def _study_draws(C: int, model: StudyModel, seq: np.random.SeedSequence):
+    """Targets, effective weights and position biases of one group of GROUP studies."""
     gen = np.random.default_rng(seq)
-    n, K, R = GROUP * design.contexts, model.design.attributes, design.reports
+    n, K = GROUP * C, model.design.attributes
     targets = draw_targets(n, K, gen)
     w_eff = effective_weights(targets, model.instilled, gen)
-    bias = context_bias(n, model.instilled, gen)
-    out = {"targets": targets, "w_eff": w_eff, "bias": bias}
-    for name, rm in (("instilled", model.reports["instilled"]), ("base", model.reports["base"]),
-                     ("itrained", itrained)):
+    return {"targets": targets, "w_eff": w_eff, "bias": context_bias(n, model.instilled, gen)}
+
+
+def _report_draws(w_eff, R: int, conditions, seq: np.random.SeedSequence):
+    """Mean reports and valid flags of ``conditions`` ((name, ReportModel) pairs), one group."""
+    gen = np.random.default_rng(seq)
+    out = {}
+    for name, rm in conditions:
         mean, n_valid = mean_reports(*simulate_reports(w_eff, rm, R, gen))
         out[name] = mean
         out[name + "_valid"] = n_valid > 0
     return out
 
 
-def run_design(design: Design, model: StudyModel, replicates: int, seed: int = 0) -> dict:
-    """Simulate ``replicates`` studies of ``design`` and summarise them (see the module docstring).
+def _group_reports(d, gs, C, R, conditions, spawn_key, seed):
+    """:func:`_report_draws` for the groups ``gs`` of a block, concatenated."""
+    n = GROUP * C
+    parts = [_report_draws(d["w_eff"][j * n:(j + 1) * n], R, conditions,
+                           np.random.SeedSequence(seed, spawn_key=spawn_key + (g,)))
+             for j, g in enumerate(gs)]
+    return {k: np.concatenate([x[k] for x in parts]) for k in parts[0]}
 
-    Returns
-    -------
-    dict
-        ``contexts``, ``choices``, ``reports``, ``training_effect``,
-        ``replicates``; ``learned_vs_target``, ``reports_vs_learned``,
-        ``base_reports_vs_learned``, ``itrained_reports_vs_learned`` each
-        ``{"mean", "lo", "hi"}`` (2.5 and 97.5 percentiles across studies);
-        ``ci_halfwidth`` (mean half-width of the 95% interval of
-        r(reports, learned)); ``power_vs_control``, ``power_training_effect``
-        and their Monte-Carlo standard errors ``*_mcse``; ``undefined`` (studies
-        whose r could not be computed, counted as failures).
-    """
-    _check("replicates", replicates, lo=1, integer=True)
-    _check("seed", seed, lo=0, integer=True)
-    itrained = itrained_report_model(model, design.training_effect)
-    C, T, K = design.contexts, design.choices, model.design.attributes
-    root = np.random.SeedSequence(int(seed), spawn_key=design.spawn_key())
-    key = key_from_rng(np.random.SeedSequence(int(seed), spawn_key=design.spawn_key() + (0,)))
-    n_groups = math.ceil(replicates / GROUP)
-    groups_per_block = max(1, BLOCK_TRIALS // (GROUP * C * T))
-    keep = {k: [] for k in ("r_lt", "r_rl", "r_base", "r_itr", "half", "ctrl", "train")}
-    for g0 in range(0, n_groups, groups_per_block):
-        gs = range(g0, min(n_groups, g0 + groups_per_block))
-        draws = [_group_draws(design, model, itrained,
-                              np.random.SeedSequence(int(seed), spawn_key=root.spawn_key + (1, g)))
-                 for g in gs]
-        d = {k: np.concatenate([x[k] for x in draws]) for k in draws[0]}
-        X, y = simulate_model_choices(d["w_eff"], d["bias"], T, model.instilled, key=key,
-                                      first_context=g0 * GROUP * C)
-        L = learned_weights(X, y).reshape(-1, C, K)
-        del X, y
-        shape = (-1, C, K)
-        r_lt = pooled_r(L, d["targets"].reshape(shape))
-        s = {name: context_sums(d[name].reshape(shape), L, d[name + "_valid"].reshape(-1, C))
-             for name in ("instilled", "base", "itrained")}
-        r_rl, loo = jackknife(s["instilled"])
-        lo, hi = fisher_ci(r_rl, loo, LEVEL)
-        keep["r_lt"].append(r_lt)
-        keep["r_rl"].append(r_rl)
-        keep["half"].append((hi - lo) / 2)
-        keep["r_base"].append(jackknife(s["base"])[0])
-        keep["r_itr"].append(jackknife(s["itrained"])[0])
-        keep["ctrl"].append(paired_test(s["instilled"], s["base"], LEVEL)[2])
-        keep["train"].append(paired_test(s["itrained"], s["instilled"], LEVEL)[2])
-    res = {k: np.concatenate(v)[:replicates] for k, v in keep.items()}
+
+def _summary(design: Design, replicates: int, res: dict) -> dict:
     undefined = int(np.sum(~np.isfinite(res["r_lt"]) | ~np.isfinite(res["r_rl"])
                            | ~np.isfinite(res["r_itr"]) | ~np.isfinite(res["r_base"])))
 
@@ -183,7 +156,7 @@ def run_design(design: Design, model: StudyModel, replicates: int, seed: int = 0
     pt, pt_se = power(res["train"])
     half = res["half"][np.isfinite(res["half"])]
     return {
-        "contexts": C, "choices": T, "reports": design.reports,
+        "contexts": design.contexts, "choices": design.choices, "reports": design.reports,
         "training_effect": design.training_effect, "replicates": int(replicates),
         "learned_vs_target": dist(res["r_lt"]),
         "reports_vs_learned": dist(res["r_rl"]),
@@ -194,6 +167,84 @@ def run_design(design: Design, model: StudyModel, replicates: int, seed: int = 0
         "power_training_effect": pt, "power_training_effect_mcse": pt_se,
         "undefined": undefined,
     }
+
+
+def run_designs(designs, model: StudyModel, replicates: int, seed: int = 0) -> list[dict]:
+    """:func:`run_design` for designs of equal contexts and choices, sharing their simulation.
+
+    The simulated studies' targets, effective weights, choices and learned
+    weights depend only on (seed, contexts, choices): designs that differ only
+    in reports or training effect share them (common random numbers), and
+    the choices are simulated and fitted once for all of them.  A design's
+    result is the same whether it is run alone or with others.
+    """
+    designs = list(designs)
+    _check("replicates", replicates, lo=1, integer=True)
+    _check("seed", seed, lo=0, integer=True)
+    C, T, K = designs[0].contexts, designs[0].choices, model.design.attributes
+    if any((d.contexts, d.choices) != (C, T) for d in designs):
+        raise InputError("run_designs needs designs of equal contexts and choices")
+    itrained = [itrained_report_model(model, d.training_effect) for d in designs]
+    seed = int(seed)
+    key = key_from_rng(np.random.SeedSequence(seed, spawn_key=(C, T, 0)))
+    n_groups = math.ceil(replicates / GROUP)
+    groups_per_block = max(1, BLOCK_TRIALS // (GROUP * C * T))
+    names = ("r_lt", "r_rl", "r_base", "r_itr", "half", "ctrl", "train")
+    keep = [{k: [] for k in names} for _ in designs]
+    shape = (-1, C, K)
+    for g0 in range(0, n_groups, groups_per_block):
+        gs = range(g0, min(n_groups, g0 + groups_per_block))
+        parts = [_study_draws(C, model, np.random.SeedSequence(seed, spawn_key=(C, T, 1, g))) for g in gs]
+        d = {k: np.concatenate([x[k] for x in parts]) for k in parts[0]}
+        X, y = simulate_model_choices(d["w_eff"], d["bias"], T, model.instilled, key=key,
+                                      first_context=g0 * GROUP * C)
+        L = learned_weights(X, y).reshape(shape)
+        del X, y
+        r_lt = pooled_r(L, d["targets"].reshape(shape))
+        # the weight-trained and base reports depend on the number of reports only: designs
+        # that differ in the training effect share them (and so their control test)
+        shared = {}
+        for R in sorted({dd.reports for dd in designs}):
+            rd = _group_reports(d, gs, C, R, (("instilled", model.reports["instilled"]),
+                                              ("base", model.reports["base"])), (C, T, R, 3), seed)
+            sums = {name: context_sums(rd[name].reshape(shape), L, rd[name + "_valid"].reshape(-1, C))
+                    for name in ("instilled", "base")}
+            r_rl, loo = jackknife(sums["instilled"])
+            lo, hi = fisher_ci(r_rl, loo, LEVEL)
+            shared[R] = {"sums": sums["instilled"], "r_rl": r_rl, "half": (hi - lo) / 2,
+                         "r_base": jackknife(sums["base"])[0],
+                         "ctrl": paired_test(sums["instilled"], sums["base"], LEVEL)[2]}
+        for i, design in enumerate(designs):
+            rd = _group_reports(d, gs, C, design.reports, (("itrained", itrained[i]),),
+                                design.spawn_key() + (2,), seed)
+            sh = shared[design.reports]
+            s_itr = context_sums(rd["itrained"].reshape(shape), L, rd["itrained_valid"].reshape(-1, C))
+            kp = keep[i]
+            kp["r_lt"].append(r_lt)
+            for k in ("r_rl", "half", "r_base", "ctrl"):
+                kp[k].append(sh[k])
+            kp["r_itr"].append(jackknife(s_itr)[0])
+            kp["train"].append(paired_test(s_itr, sh["sums"], LEVEL)[2])
+    return [_summary(design, replicates, {k: np.concatenate(v)[:replicates] for k, v in kp.items()})
+            for design, kp in zip(designs, keep)]
+
+
+def run_design(design: Design, model: StudyModel, replicates: int, seed: int = 0) -> dict:
+    """Simulate ``replicates`` studies of ``design`` and summarise them (see the module docstring).
+
+    Returns
+    -------
+    dict
+        ``contexts``, ``choices``, ``reports``, ``training_effect``,
+        ``replicates``; ``learned_vs_target``, ``reports_vs_learned``,
+        ``base_reports_vs_learned``, ``itrained_reports_vs_learned`` each
+        ``{"mean", "lo", "hi"}`` (2.5 and 97.5 percentiles across studies);
+        ``ci_halfwidth`` (mean half-width of the 95% interval of
+        r(reports, learned)); ``power_vs_control``, ``power_training_effect``
+        and their Monte-Carlo standard errors ``*_mcse``; ``undefined`` (studies
+        whose r could not be computed, counted as failures).
+    """
+    return run_designs([design], model, replicates, seed)[0]
 
 
 def _config(design: Design, model: StudyModel, replicates: int, seed: int) -> dict:
@@ -223,8 +274,8 @@ def _save(path: Path, config: dict, result: dict) -> None:
 
 
 def _run_packed(args):
-    design, model, replicates, seed = args
-    return run_design(design, model, replicates, seed)
+    designs, model, replicates, seed = args
+    return run_designs(designs, model, replicates, seed)
 
 
 def sweep(designs, model: StudyModel, *, replicates: int, seed: int = 0, out=None, client=None,
@@ -275,17 +326,23 @@ def sweep(designs, model: StudyModel, *, replicates: int, seed: int = 0, out=Non
             _save(paths[i], configs[i], res)
         bar.update(1)
 
+    # designs of equal contexts and choices share their simulated choices and fits: one task each
+    groups: dict = {}
+    for i in todo:
+        groups.setdefault((designs[i].contexts, designs[i].choices), []).append(i)
     try:
         if client is None:
-            for i in todo:
-                finish(i, run_design(designs[i], model, replicates, seed))
+            for idx in groups.values():
+                for i, res in zip(idx, run_designs([designs[i] for i in idx], model, replicates, seed)):
+                    finish(i, res)
         else:
             from distributed import as_completed
 
-            futures = {client.submit(_run_packed, (designs[i], model, replicates, seed),
-                                     pure=False): i for i in todo}
+            futures = {client.submit(_run_packed, ([designs[i] for i in idx], model, replicates, seed),
+                                     pure=False): idx for idx in groups.values()}
             for fut in as_completed(futures):
-                finish(futures[fut], fut.result())
+                for i, res in zip(futures[fut], fut.result()):
+                    finish(i, res)
     finally:
         bar.close()
     return results
