@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "power": ("selfinterp.cli.power", "power analysis and API budget of study designs"),
     "calibrate": ("selfinterp.cli.calibrate", "fit the study simulator to transcripts in the released layout"),
     "replicate": ("selfinterp.cli.replicate", "reproduce the paper's results table from released transcripts"),
+    "run": ("selfinterp.cli.run", "run an experiment against OpenAI or an OpenAI-compatible server"),
 }
 
 

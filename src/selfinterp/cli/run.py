@@ -1,0 +1,43 @@
+"""Run a whole self-interpretability experiment against OpenAI or any OpenAI-compatible server.
+
+Instils random preferences by fine-tuning, measures the learned weights from
+the model's choices, collects self-reports, trains introspection on half of
+the contexts and evaluates it on the other half and on native preferences.
+Every stage resumes where it stopped: run the same command again.  The API key
+is read from OPENAI_API_KEY only.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("experiment", help="the experiment file (TOML; see docs/llm.md)")
+    parser.add_argument("--base-url", help="an OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1 "
+                                           "(default: the file's base_url, else OpenAI)")
+    parser.add_argument("--model", help="the base model (default: the file's model)")
+    parser.add_argument("--out", help="output directory (default: the file's out, else EXPERIMENT-out beside it)")
+
+
+def main(args) -> int:
+    import json
+    import sys
+
+    from ..llm.client import LLMError
+    from ..llm.config import load_experiment
+    from ..llm.pipeline import ExperimentRun
+
+    exp = load_experiment(args.experiment, base_url=args.base_url, model=args.model, out=args.out)
+    run = ExperimentRun(exp)
+    try:
+        summary = run.run()
+    except LLMError as exc:
+        print(f"selfinterp run: stopped: {exc}\n(everything received so far is kept in {exp.out}; "
+              "run the same command again to resume)", file=sys.stderr)
+        return 1
+    finally:
+        run.close()
+    print(json.dumps({"out": str(exp.out), "scores": summary["scores"],
+                      "total_usd": summary["cost"]["total_usd"]}, indent=2))
+    return 0

@@ -1,0 +1,101 @@
+"""The Batch API path: requests as JSONL with ``custom_id``, results read back into the cache.
+
+The custom_id of each line is the request's cache key, so results are matched
+whatever order they come back in; a partial result (expired batch, lines in
+the error file) stores what succeeded and leaves the rest for another round.
+The batch id is recorded in the manifest at once: a restarted run polls the
+same batch instead of paying for a second one.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+from .cache import RequestCache, request_key
+from .client import CHAT, LLMError, describe_error
+from .jobs import Backoff
+from .manifest import Manifest
+
+__all__ = ["run_batch"]
+
+_DONE = {"completed", "failed", "expired", "cancelled"}
+
+
+def _read_lines(client, file_id: str | None) -> list[dict]:
+    if not file_id:
+        return []
+    text = client.files.content(file_id).text
+    out = []
+    for i, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise LLMError(f"batch result file {file_id}, line {i}: not JSON") from None
+    return out
+
+
+def run_batch(client, cache: RequestCache, manifest: Manifest, stage: str, bodies: Sequence[dict], *,
+              workdir: Path, backoff: Backoff | None = None, echo=print, sleep=None) -> dict:
+    """Ask for every uncached body through one batch; store what comes back.
+
+    Returns counts ``{"asked", "stored", "errors"}``; the error lines are
+    appended to ``workdir/<stage>.batch_errors.jsonl``.  Uncached bodies remain
+    where the batch did not answer them (the caller sends them again).
+    """
+    import time
+
+    sleep = sleep or time.sleep
+    rec = manifest.stage(stage).setdefault("batch", {})
+    if "batch_id" not in rec:
+        keys = [request_key(CHAT, b) for b in bodies]
+        todo = {k: b for k, b in zip(keys, bodies) if not cache.has(k)}
+        if not todo:
+            return {"asked": 0, "stored": 0, "errors": 0}
+        path = workdir / f"{stage}.batch_input.jsonl"
+        path.write_text("".join(json.dumps({"custom_id": k, "method": "POST", "url": CHAT, "body": b}) + "\n"
+                                for k, b in todo.items()), encoding="utf-8")
+        try:
+            with open(path, "rb") as fh:
+                f = client.files.create(file=(path.name, fh), purpose="batch")
+            batch = client.batches.create(input_file_id=f.id, endpoint=CHAT, completion_window="24h")
+        except Exception as exc:
+            raise LLMError(f"stage {stage}: batch refused: {describe_error(exc)}") from None
+        rec.update(batch_id=batch.id, input_file=f.id, n_requests=len(todo), status=batch.status)
+        manifest.save()
+        echo(f"[{stage}] batch {batch.id} created with {len(todo)} requests")
+    bodies_by_key = {request_key(CHAT, b): b for b in bodies}
+    backoff = backoff or Backoff()
+    while True:
+        try:
+            batch = client.batches.retrieve(rec["batch_id"])
+        except Exception as exc:
+            raise LLMError(f"stage {stage}: cannot read batch {rec['batch_id']}: {describe_error(exc)}") from None
+        rec["status"] = batch.status
+        manifest.save()
+        if batch.status in _DONE:
+            break
+        backoff.wait(sleep)
+    stored = 0
+    for line in _read_lines(client, batch.output_file_id):
+        key, resp = line.get("custom_id"), line.get("response") or {}
+        if key in bodies_by_key and resp.get("status_code") == 200 and isinstance(resp.get("body"), dict):
+            cache.put(key, CHAT, bodies_by_key[key], resp["body"], source="batch")
+            stored += 1
+    errors = _read_lines(client, getattr(batch, "error_file_id", None))
+    if errors:
+        with open(workdir / f"{stage}.batch_errors.jsonl", "a", encoding="utf-8") as f:
+            for e in errors:
+                f.write(json.dumps(e) + "\n")
+    # the batch is spent: a later round for what it left out is a new batch
+    manifest.stage(stage).setdefault("batches_done", []).append(
+        {"batch_id": rec["batch_id"], "status": batch.status, "stored": stored, "errors": len(errors)})
+    manifest.stage(stage).pop("batch")
+    manifest.save()
+    if batch.status == "failed" and stored == 0:
+        errs = getattr(getattr(batch, "errors", None), "data", None) or []
+        msg = "; ".join(getattr(e, "message", str(e)) for e in errs) or "no reason given"
+        raise LLMError(f"stage {stage}: batch {rec['batch_id']} failed: {msg}")
+    return {"asked": rec.get("n_requests", 0), "stored": stored, "errors": len(errors)}

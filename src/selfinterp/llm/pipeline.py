@@ -1,0 +1,427 @@
+"""The whole experiment against an OpenAI-compatible server, each stage resumable.
+
+Stages (as Plunkett et al. 2025):
+
+1. ``instill``: fine-tune the base model to choose by random target weights;
+2. ``choices``: the instilled model's choices on new pairs, in the instilled
+   and in the native (never-trained) contexts -> learned weights (``fit_logit``);
+3. reports of the base model (control) and of the instilled model;
+4. ``itrain_first``, ``itrain_last``: introspection training on one half of
+   the instilled contexts, reports on the other half; ``itrain_all``: on all
+   of them, reports on the native contexts;
+5. scores, transcripts (JSON lines and the released layout), costs.
+
+Every request goes through the request cache and every job id into the
+manifest the moment it exists, so a killed run started again asks nothing
+twice and starts no job twice.  Every draw comes from a named stream of the
+experiment's seed, so what is asked never depends on timing or concurrency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from ..design import Context, context_rngs, draw_option_pairs, draw_target_weights
+from ..errors import InputError
+from ..logit import fit_logit, normalize_weights
+from . import released
+from .batch import run_batch
+from .cache import RequestCache, request_key
+from .client import CHAT, Requester, make_client
+from .config import Experiment
+from .contexts import draw_contexts, load_catalog, load_roles
+from .elicit import choice_bodies, first_text, read_choices, read_reports, report_bodies
+from .parse import parse_choice
+from .finetune_data import (deterministic_choice, introspection_examples, preference_examples, split_pairs,
+                            two_fold, validate_examples, write_jsonl)
+from .jobs import Backoff, start_finetune, wait_finetune
+from .manifest import Manifest
+
+__all__ = ["ExperimentRun", "design", "pearson", "stream"]
+
+
+def stream(seed: int, name: str) -> np.random.SeedSequence:
+    """A fresh SeedSequence for the named stream of ``seed`` (the same children every time it is spawned)."""
+    return np.random.SeedSequence(seed, spawn_key=(zlib.crc32(name.encode()),))
+
+
+def design(exp: Experiment) -> tuple[list[Context], np.ndarray]:
+    """The experiment's contexts (instilled first, then native) and target weights (n_contexts, K).
+
+    Drawn from the named streams "contexts" and "targets" of the experiment's seed.
+    """
+    catalog = load_catalog(exp.catalog)
+    roles = load_roles(exp.roles) if exp.roles else None
+    n_total = exp.n_instilled + exp.n_native
+    contexts = draw_contexts(catalog, roles, n_total, stream(exp.seed, "contexts"))
+    K = {len(c.attributes) for c in contexts}
+    if len(K) != 1:
+        raise InputError(f"{exp.catalog}: the drawn choice types have different numbers of attributes {sorted(K)}; "
+                         "one experiment needs one number")
+    return contexts, draw_target_weights(n_total, K.pop(), stream(exp.seed, "targets"))
+
+
+def pearson(x, y) -> float:
+    """Pooled Pearson r over the entries finite in both (NaN if fewer than 3 or no spread)."""
+    x, y = np.ravel(x), np.ravel(y)
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < 3 or np.std(x[ok]) == 0 or np.std(y[ok]) == 0:
+        return float("nan")
+    return float(np.corrcoef(x[ok], y[ok])[0, 1])
+
+
+class ExperimentRun:
+    """One experiment's run in its output directory (see the module docstring).
+
+    Parameters
+    ----------
+    exp : Experiment
+    echo : callable
+        Where progress lines go (``tqdm.write`` by default, so bars stay intact).
+    sleep : callable
+        Waits between polls (tests pass a short one).
+    """
+
+    def __init__(self, exp: Experiment, *, echo=None, sleep=None):
+        from tqdm.auto import tqdm
+
+        self.exp = exp
+        self.echo = echo or tqdm.write
+        self.sleep = sleep
+        self.out = exp.out
+        for sub in ("data", "transcripts", "released", "logs"):
+            (self.out / sub).mkdir(parents=True, exist_ok=True)
+        n_total = exp.n_instilled + exp.n_native
+        self.contexts, self.targets = design(exp)
+        self.K = self.targets.shape[1]
+        self.instilled = np.arange(exp.n_instilled)
+        self.native = np.arange(exp.n_instilled, n_total)
+        self.manifest = Manifest(self.out / "manifest.json", exp.fingerprint(), name=exp.name)
+        self.manifest.data["settings"] = {
+            "model": exp.model, "base_url": exp.base_url, "seed": exp.seed, "template": exp.template.to_dict(),
+            "price_table": exp.prices.version, "experiment_file": str(exp.source),
+            "n_instilled": exp.n_instilled, "n_native": exp.n_native}
+        self.manifest.record_file(exp.catalog, exp.catalog.parent)
+        self.manifest.save()
+        self.cache = RequestCache(self.out / "requests.sqlite")
+        self.sync = make_client(exp.base_url, max_retries=exp.max_retries, timeout=exp.timeout)
+        self.summary: dict = {}
+
+    # ------------------------------------------------------------------ randomness
+    def stream(self, name: str) -> np.random.SeedSequence:
+        return stream(self.exp.seed, name)
+
+    def pairs(self, name: str, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(A, B) option values (n, K) per context from the named stream, context i from its own child."""
+        return [draw_option_pairs(c, n, g) for c, g in zip(self.contexts, context_rngs(self.stream(name),
+                                                                                        len(self.contexts)))]
+
+    def _backoff(self) -> Backoff:
+        return Backoff(first=self.exp.poll_first, maximum=self.exp.poll_max)
+
+    # ------------------------------------------------------------------ requests
+    def elicit(self, stage: str, bodies: list[dict]) -> list[dict]:
+        """Responses for ``bodies``: through one batch first if so configured, then directly."""
+        if self.exp.batch:
+            counts = run_batch(self.sync, self.cache, self.manifest, stage, bodies, workdir=self.out / "logs",
+                               backoff=self._backoff(), echo=self.echo, sleep=self.sleep)
+            if counts["asked"]:
+                self.echo(f"[{stage}] batch answered {counts['stored']} of {counts['asked']}"
+                          f" ({counts['errors']} in its error file); the rest are asked directly")
+        return asyncio.run(self._chat_many(bodies, stage))
+
+    async def _chat_many(self, bodies: list[dict], stage: str) -> list[dict]:
+        exp = self.exp
+        async with make_client(exp.base_url, max_retries=exp.max_retries, timeout=exp.timeout,
+                               asynchronous=True) as client:
+            return await Requester(client, self.cache, concurrency=exp.concurrency).chat_many(bodies, desc=stage)
+
+    def close(self) -> None:
+        self.sync.close()
+        self.cache.close()
+
+    # ------------------------------------------------------------------ fine-tuning
+    def _finetune_file(self, name: str, records: list[dict], model: str) -> Path:
+        report = validate_examples(records, model=model, where=name)
+        path = write_jsonl(records, self.out / "data" / name)
+        self.manifest.record_file(path, self.out)
+        self.manifest.data.setdefault("tokens", {})[name] = report.as_dict()
+        self.manifest.save()
+        return path
+
+    def instill_files(self) -> tuple[Path, Path | None]:
+        exp = self.exp
+        tr, va = split_pairs(exp.n_train + exp.n_validation, exp.n_validation)
+        train, val = [], []
+        for i, (a, b) in zip(self.instilled, self.pairs("instill", exp.n_train + exp.n_validation)):
+            ex = preference_examples(exp.template, self.contexts[i], self.targets[i], a, b)
+            train += ex[tr]
+            val += ex[va]
+        t = self._finetune_file("instill_train.jsonl", train, exp.model)
+        v = self._finetune_file("instill_validation.jsonl", val, exp.model) if val else None
+        return t, v
+
+    def introspection_file(self, name: str, idx, model: str) -> Path:
+        exp = self.exp
+        pairs = self.pairs("introspection", exp.itrain_examples)
+        records = []
+        for i in idx:
+            a, b = pairs[i]
+            records += introspection_examples(exp.template, self.contexts[i], self.targets[i], a, b)
+        # fewer than 10 contexts x examples cannot be uploaded: say so before any job starts
+        return self._finetune_file(name, records, model)
+
+    def job(self, stage: str, model: str, train: Path, val: Path | None, suffix: str, hyper: dict) -> None:
+        start_finetune(self.sync, self.manifest, stage, model=model, train=train, validation=val, suffix=suffix,
+                       seed=self.exp.seed % (2**31), hyperparameters=hyper, echo=self.echo)
+
+    def wait(self, stage: str) -> str:
+        kw = {} if self.sleep is None else {"sleep": self.sleep}
+        return wait_finetune(self.sync, self.manifest, stage, events_log=self.out / "logs" / "finetune_events.jsonl",
+                             backoff=self._backoff(), echo=self.echo, **kw)
+
+    # ------------------------------------------------------------------ elicitation stages
+    def choices(self, model: str, idx: np.ndarray, n_pairs: int, stage: str):
+        """The model's choices in contexts ``idx``; writes the stage's transcript.
+
+        Returns
+        -------
+        learned : (len(idx), K) normalised learned weights (NaN rows where no reply was valid)
+        y : (len(idx), n_pairs) soft labels P(A)
+        shown : dict for :func:`released.write_layout` (one trial per order and pair)
+        """
+        exp, spec = self.exp, self.exp.choices
+        pairs = self.pairs(stage, n_pairs)
+        bodies, spans = [], []
+        for i in idx:
+            a, b = pairs[i]
+            bb = choice_bodies(exp.template, model, self.contexts[i], a, b, spec)
+            spans.append((len(bodies), len(bodies) + len(bb)))
+            bodies += bb
+        responses = self.elicit(stage, bodies)
+        n_orders = 2 if spec.both_orders else 1
+        C, T = len(idx), n_orders * n_pairs
+        X = np.zeros((C, n_pairs, self.K))
+        y = np.full((C, n_pairs), np.nan)
+        shown = {"idx": np.asarray(idx), "A": np.zeros((C, T, self.K)), "B": np.zeros((C, T, self.K)),
+                 "y": np.zeros((C, T)), "mask": np.zeros((C, T), bool), "model": model}
+        records, leftovers, invalid = [], [], 0
+        for j, (i, (s, e)) in enumerate(zip(idx, spans)):
+            ctx, (a, b) = self.contexts[i], pairs[i]
+            X[j] = (a - b) / (ctx.hi - ctx.lo)
+            y[j], det = read_choices(responses[s:e], n_pairs, exp.template, spec)
+            invalid += int((det["error"] != "").sum())
+            leftovers.append(det["leftover"])
+            for o in range(n_orders):
+                for t in range(n_pairs):
+                    first, second = (a[t], b[t]) if o == 0 else (b[t], a[t])
+                    k = s + o * n_pairs + t
+                    pf, left = det["p_first"][o, t], det["leftover"][o, t]
+                    text = first_text(responses[k])
+                    label = parse_choice(text, exp.template.label_a, exp.template.label_b)
+                    records.append({
+                        "kind": "choice", "model": model, "request_id": request_key(CHAT, bodies[k]),
+                        "context": ctx.name, "A": first.tolist(), "B": second.tolist(), "reply": text or "",
+                        "choice": None if label is None else "AB"[1 - label],
+                        "p_a": None if np.isnan(pf) or spec.method == "sample" else float(pf),
+                        "metadata": {"stage": stage, "context_index": int(i), "trial": t,
+                                     "order": "AB" if o == 0 else "BA", "method": spec.method,
+                                     "leftover": None if np.isnan(left) else float(left),
+                                     "error": det["error"][o, t], "reply_missing": text is None,
+                                     "usage": responses[k].get("usage")}})
+                    tt = o * n_pairs + t
+                    shown["A"][j, tt], shown["B"][j, tt] = first, second
+                    if not np.isnan(pf):
+                        shown["y"][j, tt], shown["mask"][j, tt] = float(pf > 0.5), True
+        self._transcript(stage, records)
+        mask = np.isfinite(y)
+        fitted = mask.any(axis=1)
+        learned = np.full((C, self.K), np.nan)
+        if fitted.any():
+            fit = fit_logit(X[fitted], np.where(mask, y, 0.5)[fitted], mask=mask[fitted])
+            learned[fitted] = normalize_weights(fit.coef)
+        # agreement with the target rule, on the soft labels: mean P(the option the targets prefer)
+        agree = []
+        for j, i in enumerate(idx):
+            a, b = pairs[i]
+            want = deterministic_choice(self.contexts[i], self.targets[i], a, b)
+            agree.append(np.where(want, y[j], 1 - y[j]))
+        lo = np.concatenate([x.ravel() for x in leftovers])
+        self.summary[stage] = {"model": model, "n_requests": len(bodies), "invalid_replies": invalid,
+                               "contexts_without_valid_choice": int((~fitted).sum()),
+                               "mean_leftover_mass": float(np.nanmean(lo)) if np.isfinite(lo).any() else None,
+                               "agreement_with_target": float(np.nanmean(np.concatenate(agree)))}
+        return learned, y, shown
+
+    def reports(self, stage: str, model: str, idx: np.ndarray):
+        """Mean valid report per context (len(idx), K) (NaN where none is valid), and the reports
+        for :func:`released.write_layout`; writes the stage's transcript."""
+        exp = self.exp
+        pairs = self.pairs("reports", exp.n_reports)
+        bodies, spans = [], []
+        for i in idx:
+            a, b = pairs[i]
+            bb = report_bodies(exp.template, model, self.contexts[i], a, b, temperature=exp.report_temperature,
+                               max_tokens=exp.report_max_tokens, seed=exp.seed % (2**31))
+            spans.append((len(bodies), len(bodies) + len(bb)))
+            bodies += bb
+        responses = self.elicit(stage, bodies)
+        C, R = len(idx), exp.n_reports
+        means = np.full((C, self.K), np.nan)
+        out = {"idx": np.asarray(idx), "report": np.full((C, R, self.K), np.nan), "valid": np.zeros((C, R), bool),
+               "A": np.stack([pairs[i][0] for i in idx]), "B": np.stack([pairs[i][1] for i in idx]), "model": model}
+        records, invalid = [], 0
+        for j, (i, (s, e)) in enumerate(zip(idx, spans)):
+            ctx, (a, b) = self.contexts[i], pairs[i]
+            rep, raw, errors = read_reports(responses[s:e], ctx)
+            ok = np.all(np.isfinite(rep), axis=1)
+            invalid += int((~ok).sum())
+            out["report"][j], out["valid"][j] = rep, ok
+            if ok.any():
+                means[j] = rep[ok].mean(axis=0)
+            for t in range(len(raw)):
+                records.append({
+                    "kind": "report", "model": model, "request_id": request_key(CHAT, bodies[s + t]),
+                    "context": ctx.name, "A": a[t].tolist(), "B": b[t].tolist(), "reply": raw[t] or "",
+                    "report": rep[t].tolist() if ok[t] else None,
+                    "metadata": {"stage": stage, "context_index": int(i), "trial": t, "error": errors[t],
+                                 "reply_missing": raw[t] is None, "usage": responses[s + t].get("usage")}})
+        self._transcript(stage, records)
+        self.summary[stage] = {"model": model, "n_requests": len(bodies), "invalid_replies": invalid,
+                               "contexts_without_valid_report": int((~np.isfinite(means).all(axis=1)).sum())}
+        return means, out
+
+    def _transcript(self, stage: str, records: list[dict]) -> None:
+        """One JSON-lines file per stage, in the toolkit's transcript format (:mod:`selfinterp.io.transcript`)."""
+        path = self.out / "transcripts" / f"{stage}.jsonl"
+        tmp = path.with_name(path.name + ".part")
+        tmp.write_text("".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in records),
+                       encoding="utf-8")
+        tmp.replace(path)
+
+    # ------------------------------------------------------------------ the whole run
+    def run(self) -> dict:
+        """Every stage (or, with ``finetune = false``, the base model's choices and reports only)."""
+        return self._run_full() if self.exp.finetune else self._run_untrained()
+
+    def _run_untrained(self) -> dict:
+        """Native preferences and self-reports of the base model in every context, no fine-tuning.
+
+        For servers that cannot fine-tune (a local llama.cpp or vLLM): learned
+        weights from the model's choices, its reports, and their agreement.
+        """
+        exp, base = self.exp, self.exp.model
+        idx = np.arange(len(self.contexts))
+        learned, _, shown = self.choices(base, idx, exp.n_pairs, "choices")
+        rep, rows = self.reports("reports_base", base, idx)
+        self.summary["scores"] = {"reports_vs_learned": pearson(rep, learned)}
+        # the released layout's names: the model's own choices are "latent" (never trained)
+        released.write_layout(self.out / "released", base, self.contexts, None, choices={"latent": shown},
+                              reports={"base": rows}, regression={"latent": _finite(idx, learned)})
+        return self._finish({"learned": learned, "reports_base": rep})
+
+    def _finish(self, arrays: dict) -> dict:
+        self.summary["cost"] = self.costs()
+        self.manifest.data["summary"] = self.summary
+        self.manifest.save()
+        (self.out / "summary.json").write_text(json.dumps(self.summary, indent=2, allow_nan=True), encoding="utf-8")
+        np.savez(self.out / "weights.npz", target=self.targets, **arrays)
+        return self.summary
+
+    def _run_full(self) -> dict:
+        exp = self.exp
+        base = exp.model
+        first, last = two_fold(exp.n_instilled)
+
+        train, val = self.instill_files()
+        self.job("instill", base, train, val, exp.instill_suffix, exp.instill_hyperparameters)
+        m1 = self.wait("instill")
+
+        learned, _, shown = self.choices(m1, self.instilled, exp.n_pairs, "choices")
+        native_learned, shown_native = None, None
+        if exp.n_native:
+            native_learned, _, shown_native = self.choices(m1, self.native, exp.n_pairs_native, "choices_native")
+
+        rep_base, rows_base = self.reports("reports_base", base, self.instilled)
+        rep_m1, rows_m1 = self.reports("reports_instilled", m1, self.instilled)
+        rep_m1_native, rows_m1_native = (self.reports("reports_instilled_native", m1, self.native)
+                                         if exp.n_native else (None, []))
+
+        h, n = len(first), exp.n_instilled
+        files = {"itrain_first": self.introspection_file("itrain_first.jsonl", first, m1),
+                 "itrain_last": self.introspection_file("itrain_last.jsonl", last, m1)}
+        if exp.n_native:
+            files["itrain_all"] = self.introspection_file("itrain_all.jsonl", self.instilled, m1)
+        for stage, path in files.items():  # all jobs start before any is waited for: they train side by side
+            self.job(stage, m1, path, None, f"{exp.itrain_suffix}-{stage.split('_')[1]}", exp.itrain_hyperparameters)
+        m2a, m2b = self.wait("itrain_first"), self.wait("itrain_last")
+        rep_a, rows_a = self.reports("reports_itrained_first", m2a, last)
+        rep_b, rows_b = self.reports("reports_itrained_last", m2b, first)
+        heldout = np.full_like(rep_m1, np.nan)
+        heldout[last], heldout[first] = rep_a, rep_b
+        rep_m3, rows_m3 = None, []
+        if exp.n_native:
+            m3 = self.wait("itrain_all")
+            rep_m3, rows_m3 = self.reports("reports_itrained_all_native", m3, self.native)
+
+        tgt = self.targets[self.instilled]
+        scores = {
+            "learned_vs_target": pearson(learned, tgt),
+            "base_reports_vs_learned": pearson(rep_base, learned),
+            "instilled_reports_vs_learned": pearson(rep_m1, learned),
+            "instilled_reports_vs_target": pearson(rep_m1, tgt),
+            "itrained_heldout_reports_vs_learned": pearson(heldout, learned),
+        }
+        if exp.n_native:
+            scores["native_reports_vs_learned_before"] = pearson(rep_m1_native, native_learned)
+            scores["native_reports_vs_learned_after"] = pearson(rep_m3, native_learned)
+        self.summary["scores"] = scores
+
+        # the released layout, report conditions named as the paper's (sizes from this experiment)
+        e = exp.itrain_examples
+        reports = {"base": rows_base, "instilled": rows_m1,
+                   f"itrained_first_{h}_of_{n}_{h * e}ex": rows_a,
+                   f"itrained_last_{n - h}_of_{n}_{(n - h) * e}ex": rows_b}
+        choices = {"instilled": shown}
+        regression = {"instilled": _finite(self.instilled, learned)}
+        if exp.n_native:
+            reports["instilled_latent"] = rows_m1_native
+            reports[f"itrained_all_{n}_{n * e}ex_latent"] = rows_m3
+            choices["latent"] = shown_native
+            regression["latent"] = _finite(self.native, native_learned)
+        released.write_layout(self.out / "released", base, self.contexts, self.targets, choices=choices,
+                              reports=reports, regression=regression)
+        return self._finish({"learned": learned, "reports_base": rep_base, "reports_instilled": rep_m1,
+                             "reports_heldout": heldout,
+                             "native_learned": native_learned if native_learned is not None else np.zeros((0, self.K))})
+
+    def costs(self) -> dict:
+        """Tokens and dollars from the usage of every stored response and job (unknown models: cost None)."""
+        out = {"price_table": self.exp.prices.version, "inference": [], "training": []}
+        total, known = 0.0, True
+        for model, source, p, c in self.cache.usage():
+            cost = self.exp.prices.inference_cost(model, p, c, batch=source == "batch")
+            known &= cost is not None
+            total += cost or 0.0
+            out["inference"].append({"model": model, "source": source, "prompt_tokens": p,
+                                     "completion_tokens": c, "usd": cost})
+        for stage, rec in self.manifest.stages.items():
+            if rec.get("trained_tokens") is not None:
+                cost = self.exp.prices.training_cost(rec.get("base_model", ""), rec["trained_tokens"])
+                known &= cost is not None
+                total += cost or 0.0
+                out["training"].append({"stage": stage, "model": rec.get("base_model"),
+                                        "trained_tokens": rec["trained_tokens"], "usd": cost})
+        out["total_usd"] = total if known else None
+        return out
+
+
+def _finite(idx, weights):
+    """(contexts, weights) of the rows that were fitted (a context without a valid choice has none)."""
+    ok = np.all(np.isfinite(weights), axis=1)
+    return np.asarray(idx)[ok], weights[ok]
