@@ -23,7 +23,12 @@ def test_same_seed_same_numbers_whatever_the_blocking(monkeypatch):
     assert a == b
     c = run_design(d, DEFAULT_MODEL, 40, seed=2)
     assert c["learned_vs_target"] != a["learned_vs_target"]
-    assert run_design(d, DEFAULT_MODEL, 20, seed=1) == pw.run_designs([d], DEFAULT_MODEL, 20, seed=1)[0]
+    twenty = run_design(d, DEFAULT_MODEL, 20, seed=1)
+    assert twenty == pw.run_designs([d], DEFAULT_MODEL, 20, seed=1)[0]
+    # the NumPy reference estimator gives the same summaries to rounding
+    ref = run_design(d, DEFAULT_MODEL, 20, seed=1, backend="numpy")
+    assert ref["learned_vs_target"]["mean"] == pytest.approx(twenty["learned_vs_target"]["mean"], abs=1e-9)
+    assert ref["power_training_effect"] == twenty["power_training_effect"]
 
 
 def test_a_design_does_not_depend_on_the_grid_around_it():
@@ -174,6 +179,8 @@ def test_power_cli_json(capsys, tmp_path):
 def test_power_cli_errors_before_the_sweep(capsys):
     assert cli(["power", "--contexts", "0", "--replicates", "5"]) == 2
     assert "contexts" in capsys.readouterr().err
+    assert cli(["power", "--contexts", "10", "--replicates", "5", "--backend", "cuda", "--no-progress"]) == 2
+    assert "backend" in capsys.readouterr().err
     assert cli(["power", "--contexts", "10", "--replicates", "5", "--scheduler", "tcp://127.0.0.1:9",
                 "--connect-timeout", "1", "--no-progress"]) == 2
     assert "cannot reach the dask scheduler" in capsys.readouterr().err

@@ -77,6 +77,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="run on the dask cluster of this scheduler, e.g. tcp://10.0.0.5:8786")
     o.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS",
                    help="how long to try reaching --scheduler before giving up (default 10)")
+    o.add_argument("--backend", default="auto", metavar="NAME",
+                   help="fit_logit backend: auto, numba, numpy or jax (default auto)")
     o.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -127,7 +129,8 @@ def main(args: argparse.Namespace) -> int:
     client, cluster = _connect(args)
     try:
         results = sweep(designs, model, replicates=args.replicates, seed=args.seed, out=args.out,
-                        client=client, progress=False if args.no_progress else None)
+                        client=client, progress=False if args.no_progress else None,
+                        backend=args.backend)
     finally:
         if client is not None:
             client.close()

@@ -64,14 +64,28 @@ def simulate_model_choices(w_eff, bias_logit, n_choices: int, model: ChoiceModel
                             rng=key, first_context=first_context)
 
 
-def learned_weights(X, y) -> np.ndarray:
+def learned_weights(X, y, backend: str = "auto") -> np.ndarray:
     """The paper's learned weights (n, k): logit with intercept, normal(0, 1) slopes, max |w| = 100.
 
     The separation check is skipped: under the prior the posterior mode exists
-    whatever the data, and only the mode is used here.
+    whatever the data, and only the mode is used here.  ``backend`` is
+    :func:`selfinterp.fit_logit`'s.
     """
-    return normalize_weights(fit_logit(X, y, prior_sd=1.0, intercept=True,
+    return normalize_weights(fit_logit(X, y, prior_sd=1.0, intercept=True, backend=backend,
                                        check_separation=False).coef)
+
+
+def check_backend(backend: str) -> None:
+    """Fail now, not mid-sweep, when ``backend`` is unknown or not installed."""
+    from ..errors import InputError, MissingExtraError
+
+    X = np.array([[[1.0, -0.5], [-1.0, 0.5]]])
+    try:
+        fit_logit(X, np.array([[1.0, 0.0]]), backend=backend, check_separation=False)
+    except ImportError as exc:
+        if isinstance(exc, MissingExtraError):
+            raise
+        raise InputError(f"fit_logit backend {backend!r} is not available here: {exc}") from None
 
 
 def simulate_reports(w_eff: np.ndarray, model: ReportModel, n_reports: int,

@@ -40,7 +40,7 @@ import numpy as np
 
 from .._core.rng import key_from_rng
 from ..errors import InputError
-from .model import (context_bias, draw_targets, effective_weights, learned_weights, mean_reports,
+from .model import (check_backend, context_bias, draw_targets, effective_weights, learned_weights, mean_reports,
                     simulate_model_choices, simulate_reports, weight_sd)
 from .params import StudyModel, _check
 from .stats import context_sums, fisher_ci, jackknife, paired_test, pooled_r
@@ -169,7 +169,8 @@ def _summary(design: Design, replicates: int, res: dict) -> dict:
     }
 
 
-def run_designs(designs, model: StudyModel, replicates: int, seed: int = 0) -> list[dict]:
+def run_designs(designs, model: StudyModel, replicates: int, seed: int = 0,
+                backend: str = "auto") -> list[dict]:
     """:func:`run_design` for designs of equal contexts and choices, sharing their simulation.
 
     The simulated studies' targets, effective weights, choices and learned
@@ -198,7 +199,7 @@ def run_designs(designs, model: StudyModel, replicates: int, seed: int = 0) -> l
         d = {k: np.concatenate([x[k] for x in parts]) for k in parts[0]}
         X, y = simulate_model_choices(d["w_eff"], d["bias"], T, model.instilled, key=key,
                                       first_context=g0 * GROUP * C)
-        L = learned_weights(X, y).reshape(shape)
+        L = learned_weights(X, y, backend).reshape(shape)
         del X, y
         r_lt = pooled_r(L, d["targets"].reshape(shape))
         # the weight-trained and base reports depend on the number of reports only: designs
@@ -229,7 +230,8 @@ def run_designs(designs, model: StudyModel, replicates: int, seed: int = 0) -> l
             for design, kp in zip(designs, keep)]
 
 
-def run_design(design: Design, model: StudyModel, replicates: int, seed: int = 0) -> dict:
+def run_design(design: Design, model: StudyModel, replicates: int, seed: int = 0,
+               backend: str = "auto") -> dict:
     """Simulate ``replicates`` studies of ``design`` and summarise them (see the module docstring).
 
     Returns
@@ -244,7 +246,7 @@ def run_design(design: Design, model: StudyModel, replicates: int, seed: int = 0
         and their Monte-Carlo standard errors ``*_mcse``; ``undefined`` (studies
         whose r could not be computed, counted as failures).
     """
-    return run_designs([design], model, replicates, seed)[0]
+    return run_designs([design], model, replicates, seed, backend)[0]
 
 
 def _config(design: Design, model: StudyModel, replicates: int, seed: int) -> dict:
@@ -274,12 +276,12 @@ def _save(path: Path, config: dict, result: dict) -> None:
 
 
 def _run_packed(args):
-    designs, model, replicates, seed = args
-    return run_designs(designs, model, replicates, seed)
+    designs, model, replicates, seed, backend = args
+    return run_designs(designs, model, replicates, seed, backend)
 
 
 def sweep(designs, model: StudyModel, *, replicates: int, seed: int = 0, out=None, client=None,
-          progress: bool | None = None) -> list[dict]:
+          progress: bool | None = None, backend: str = "auto") -> list[dict]:
     """Run :func:`run_design` for every design; results in the order of ``designs``.
 
     Parameters
@@ -297,6 +299,8 @@ def sweep(designs, model: StudyModel, *, replicates: int, seed: int = 0, out=Non
         Run the designs as tasks on this cluster (identical results).
     progress : bool or None
         Show a tqdm bar (None: only on a terminal).
+    backend : str
+        :func:`selfinterp.fit_logit`'s backend; checked before the sweep.
     """
     from tqdm.auto import tqdm
 
@@ -307,6 +311,7 @@ def sweep(designs, model: StudyModel, *, replicates: int, seed: int = 0, out=Non
     _check("seed", seed, lo=0, integer=True)
     for d in designs:  # every bad effect size is reported before any simulation
         itrained_report_model(model, d.training_effect)
+    check_backend(backend)
     results: list[dict | None] = [None] * len(designs)
     paths = configs = None
     if out is not None:
@@ -333,12 +338,13 @@ def sweep(designs, model: StudyModel, *, replicates: int, seed: int = 0, out=Non
     try:
         if client is None:
             for idx in groups.values():
-                for i, res in zip(idx, run_designs([designs[i] for i in idx], model, replicates, seed)):
+                for i, res in zip(idx, run_designs([designs[i] for i in idx], model, replicates, seed,
+                                                 backend)):
                     finish(i, res)
         else:
             from distributed import as_completed
 
-            futures = {client.submit(_run_packed, ([designs[i] for i in idx], model, replicates, seed),
+            futures = {client.submit(_run_packed, ([designs[i] for i in idx], model, replicates, seed, backend),
                                      pure=False): idx for idx in groups.values()}
             for fut in as_completed(futures):
                 for i, res in zip(futures[fut], fut.result()):
