@@ -31,6 +31,10 @@ def test_same_seed_same_numbers_whatever_the_blocking(monkeypatch):
     assert ref["power_training_effect"] == twenty["power_training_effect"]
 
 
+def test_grid_drops_repeated_designs():
+    assert design_grid([10, 10, 20], [5], [1], [None, None]) == [Design(10, 5, 1), Design(20, 5, 1)]
+
+
 def test_a_design_does_not_depend_on_the_grid_around_it():
     one = sweep([Design(20, 10, 2)], DEFAULT_MODEL, **SMALL, progress=False)[0]
     many = sweep(design_grid([8, 20], [10], [1, 2]), DEFAULT_MODEL, **SMALL, progress=False)

@@ -88,9 +88,10 @@ class Design:
 
 
 def design_grid(contexts, choices, reports, effects=(None,)) -> list[Design]:
-    """All combinations, validated before any simulation."""
-    return [Design(int(c), int(t), int(r), e) for c in contexts for t in choices
+    """All combinations (repeats dropped, order kept), validated before any simulation."""
+    grid = [Design(int(c), int(t), int(r), e) for c in contexts for t in choices
             for r in reports for e in effects]
+    return list(dict.fromkeys(grid))
 
 
 def itrained_report_model(model: StudyModel, effect: float | None):
