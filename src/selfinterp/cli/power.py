@@ -131,6 +131,13 @@ def main(args: argparse.Namespace) -> int:
         results = sweep(designs, model, replicates=args.replicates, seed=args.seed, out=args.out,
                         client=client, progress=False if args.no_progress else None,
                         backend=args.backend)
+    except KeyboardInterrupt:
+        import sys
+
+        where = (f"the finished designs are in {args.out}: run the same command to resume"
+                 if args.out else "nothing was kept: use --out DIR to keep finished designs")
+        print(f"selfinterp power: interrupted; {where}", file=sys.stderr)
+        return 130
     finally:
         if client is not None:
             client.close()
