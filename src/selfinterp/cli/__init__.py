@@ -17,8 +17,12 @@ from ..errors import InputError, MissingExtraError
 
 # command name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "study": ("selfinterp.cli.study", "simulate a whole self-report study and score it like replicate"),
+    "power": ("selfinterp.cli.power", "power analysis and API budget of study designs"),
+    "calibrate": ("selfinterp.cli.calibrate", "fit the study simulator to transcripts in the released layout"),
     "replicate": ("selfinterp.cli.replicate", "reproduce the paper's results table from released transcripts"),
     "run": ("selfinterp.cli.run", "run an experiment against OpenAI or an OpenAI-compatible server"),
+    "bench-estimators": ("selfinterp.cli.bench_estimators", "benchmark weight-recovery estimators"),
 }
 
 

@@ -1,0 +1,68 @@
+"""Simulate a whole self-report study and score it as `selfinterp replicate` scores real transcripts.
+
+Draws the paper's three experiments (instilled preferences with the base-model
+control, introspection training tested on held-out halves, native
+preferences) from the generative model, writes them in the released layout
+(to --out DIR, or to a temporary directory) and prints the same table as
+`selfinterp replicate` (the same metric keys with --json).  Needs no API key
+and no data: the built-in calibration is GPT-4o's.  `selfinterp replicate
+DIR --model NAME` on the --out directory gives the same numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--calibration", metavar="FILE",
+                        help="calibration file from `selfinterp calibrate` (default: built-in GPT-4o)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument("--out", metavar="DIR", help="write the simulated transcripts here (released layout)")
+    parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the simulation (default 0)")
+    parser.add_argument("--model", default="simulated", metavar="NAME",
+                        help="model name used in the file names (default 'simulated')")
+    parser.add_argument("--contexts", type=int, metavar="C", help="instilled contexts (default: calibration's)")
+    parser.add_argument("--choices", type=int, metavar="T", help="choices per context (default: calibration's)")
+    parser.add_argument("--reports", type=int, metavar="R", help="report calls per context (default: calibration's)")
+    parser.add_argument("--n-boot", type=int, default=2000, metavar="N",
+                        help="bootstrap resamples per interval, as in replicate (default 2000)")
+
+
+def main(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+    import tempfile
+
+    from ..errors import InputError
+    from ..io import write_released
+    from ..replicate import compute, format_table
+    from ..study import DEFAULT_MODEL, load_calibration
+    from ..study.simulate import simulate_study
+
+    if args.seed < 0:
+        raise InputError(f"--seed must be >= 0, got {args.seed}")
+    if args.n_boot < 1:
+        raise InputError(f"--n-boot must be at least 1, got {args.n_boot}")
+    model = load_calibration(args.calibration) if args.calibration else DEFAULT_MODEL
+    changes = {k: getattr(args, k) for k in ("contexts", "choices", "reports") if getattr(args, k) is not None}
+    design = dataclasses.replace(model.design, **changes)
+    data, _ = simulate_study(model, design, rng=args.seed, name=args.model)
+    with tempfile.TemporaryDirectory(prefix="selfinterp-study-") as tmp:
+        out = args.out or tmp
+        write_released(out, args.model, data)
+        # the bootstrap seed is replicate's default (0), so `replicate --out DIR` repeats these numbers
+        result = compute(out, args.model, n_boot=args.n_boot, rng=0,
+                         calls_per_context=design.reports).result
+    result["directory"] = args.out
+    result["simulation"] = {"seed": args.seed, "design": dataclasses.asdict(design),
+                            "calibration": args.calibration or "built-in (GPT-4o)"}
+    if args.json:
+        print(json.dumps(result, allow_nan=False))
+    else:
+        print(f"simulated study (seed {args.seed}; calibration {result['simulation']['calibration']}; "
+              f"{design.contexts} contexts x {design.choices} choices, {design.reports} reports)")
+        print(format_table(result))
+        if args.out:
+            print(f"\ntranscripts written to {args.out} (`selfinterp replicate {args.out} --model {args.model}`)")
+    return 0

@@ -1,0 +1,460 @@
+"""numba kernels for Firth's bias-reduced logit, batched (parallel) over contexts.
+
+Per context, with design ``Z`` (T, P) (slopes, then the intercept column),
+outcome fractions ``f`` and trial weights ``w`` (0 for masked rows), the
+penalised log-likelihood is (Firth 1993; Heinze & Schemper 2002)
+
+    l*(b) = sum_t w_t [f_t eta_t - softplus(eta_t)] + 1/2 log det I(b),
+    I(b) = Z' diag(w p (1 - p)) Z,
+
+whose gradient is the modified score
+``U*_j = sum_t [w_t (f_t - p_t) + h_t (1/2 - p_t)] z_tj`` with ``h_t`` the
+diagonal of the hat matrix.  It is maximised by Fisher scoring,
+``b <- b + I^{-1} U*`` (the update of logistf), with the step capped at
+``MAX_STEP`` in the max norm and halved until ``l*`` does not decrease.
+
+Profile penalised-likelihood intervals (Heinze & Schemper 2002): the bound for
+``b_j`` solves ``2 [l*(b_hat) - max_{b_-j} l*(b_j, b_-j)] = q`` with ``q`` the
+chi-square(1) quantile.  The profile is found by the same scoring on the other
+parameters, and the root by Newton's method on ``b_j``, using that the slope
+of the profile is ``U*_j`` at the profiled point (envelope theorem), safeguarded
+by bisection once the root is bracketed.  The Jeffreys penalty goes to minus
+infinity as any fitted probability goes to 0 or 1, so the profile falls
+without limit and both bounds are finite even under separation.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+MAX_STEP = 5.0  # logistf's maxstep: largest change of any parameter per iteration
+MAX_HALVING = 30
+INNER_ITER = 50  # Newton iterations per profile point (exact Hessian: a handful suffice)
+OUTER_ITER = 60  # root-finding iterations per bound
+
+
+@njit(cache=True)
+def _evaluate(Zt, f, w, b, p_buf, v_buf, s_buf, m_buf, U, Inf, L, tmp):
+    """Penalised log-likelihood at ``b``; fills the modified score ``U`` and
+    the Fisher information ``Inf``.  Returns -inf when ``Inf`` is singular."""
+    P, T = Zt.shape
+    ll = 0.0
+    for t in range(T):
+        x = 0.0
+        for p in range(P):
+            x += Zt[p, t] * b[p]
+        e = math.exp(-abs(x))
+        inv = 1.0 / (1.0 + e)
+        pr = inv if x >= 0.0 else e * inv
+        ll += w[t] * (f[t] * x - (max(x, 0.0) + math.log1p(e)))
+        p_buf[t] = pr
+        # p (1 - p) without cancellation: e / (1 + e)^2
+        v_buf[t] = w[t] * e * inv * inv
+    for p in range(P):
+        for q in range(p + 1):
+            s = 0.0
+            for t in range(T):
+                s += v_buf[t] * Zt[p, t] * Zt[q, t]
+            Inf[p, q] = s
+            Inf[q, p] = s
+    # Cholesky I = L L'
+    for i in range(P):
+        for j in range(i + 1):
+            s = Inf[i, j]
+            for k in range(j):
+                s -= L[i, k] * L[j, k]
+            if i == j:
+                if not s > 0.0:
+                    return -np.inf
+                L[i, i] = math.sqrt(s)
+            else:
+                L[i, j] = s / L[j, j]
+    logdet = 0.0
+    for i in range(P):
+        logdet += 2.0 * math.log(L[i, i])
+    # h_t = v_t |L^{-1} z_t|^2, and the modified score
+    for p in range(P):
+        U[p] = 0.0
+    for t in range(T):
+        h = 0.0
+        for i in range(P):
+            s = Zt[i, t]
+            for k in range(i):
+                s -= L[i, k] * tmp[k]
+            tmp[i] = s / L[i, i]
+            h += tmp[i] * tmp[i]
+        m_buf[t] = h  # z_t' I^{-1} z_t
+        h *= v_buf[t]
+        s_buf[t] = w[t] * (f[t] - p_buf[t]) + h * (0.5 - p_buf[t])
+    for p in range(P):
+        s = 0.0
+        for t in range(T):
+            s += s_buf[t] * Zt[p, t]
+        U[p] = s
+    return ll + 0.5 * logdet
+
+@njit(cache=True)
+def _neg_hessian(Zt, w, p_buf, m_buf, Inf, L, Hn, M, B, C):
+    """Minus the Hessian of l* at the point last evaluated (whose buffers these are).
+
+    -d2 l*/db_r db_s = I_rs + 1/2 tr(M B_r M B_s) - 1/2 sum_t v''_t m_t z_tr z_ts,
+    with M = I^{-1}, B_r = dI/db_r = sum_t v'_t z_tr z_t z_t', m_t = z_t' M z_t,
+    v' = w p(1-p)(1-2p) and v'' = w p(1-p)(1-6p(1-p)).  O(T P^3 + P^4).
+    """
+    P, T = Zt.shape
+    # M from the Cholesky factor: M = L^{-T} L^{-1}
+    for j in range(P):
+        for i in range(P):
+            C[0, i, j] = 0.0
+        # column j of L^{-1}
+        for i in range(j, P):
+            s = 1.0 if i == j else 0.0
+            for k in range(j, i):
+                s -= L[i, k] * C[0, k, j]
+            C[0, i, j] = s / L[i, i]
+    for i in range(P):
+        for j in range(i + 1):
+            s = 0.0
+            for k in range(i, P):
+                s += C[0, k, i] * C[0, k, j]
+            M[i, j] = s
+            M[j, i] = s
+    for r in range(P):
+        for p in range(P):
+            for q in range(P):
+                B[r, p, q] = 0.0
+    for p in range(P):
+        for q in range(P):
+            Hn[p, q] = Inf[p, q]
+    for t in range(T):
+        pr = p_buf[t]
+        v = w[t] * pr * (1.0 - pr)
+        v1 = v * (1.0 - 2.0 * pr)
+        v2 = v * (1.0 - 6.0 * pr * (1.0 - pr)) * m_buf[t]
+        for r in range(P):
+            c = v1 * Zt[r, t]
+            zr = Zt[r, t]
+            # B is symmetric in all three indices: accumulate r >= p >= q only
+            for p in range(r + 1):
+                cp = c * Zt[p, t]
+                for q in range(p + 1):
+                    B[r, p, q] += cp * Zt[q, t]
+            for s_ in range(r + 1):
+                Hn[r, s_] -= 0.5 * v2 * zr * Zt[s_, t]
+    for r in range(P):
+        for p in range(r + 1):
+            for q in range(p + 1):
+                x = B[r, p, q]
+                B[r, q, p] = x
+                B[p, r, q] = x
+                B[p, q, r] = x
+                B[q, r, p] = x
+                B[q, p, r] = x
+    for s_ in range(P):
+        for r in range(s_):
+            Hn[r, s_] = Hn[s_, r]
+    # C_r = M B_r
+    for r in range(P):
+        for i in range(P):
+            for j in range(P):
+                s = 0.0
+                for k in range(P):
+                    s += M[i, k] * B[r, k, j]
+                C[r, i, j] = s
+    for r in range(P):
+        for s_ in range(r + 1):
+            tr = 0.0
+            for i in range(P):
+                for j in range(P):
+                    tr += C[r, i, j] * C[s_, j, i]
+            Hn[r, s_] += 0.5 * tr
+            if s_ != r:
+                Hn[s_, r] += 0.5 * tr
+
+
+@njit(cache=True)
+def _solve_sub(Inf, U, fixed, d, S, Ls):
+    """d = I_ss^{-1} U_s over the free parameters s (all but ``fixed``; -1: none).
+    Returns False if the submatrix is not positive definite."""
+    P = U.shape[0]
+    n = 0
+    for i in range(P):
+        if i == fixed:
+            continue
+        m = 0
+        for j in range(P):
+            if j == fixed:
+                continue
+            S[n, m] = Inf[i, j]
+            m += 1
+        n += 1
+    for i in range(n):
+        for j in range(i + 1):
+            s = S[i, j]
+            for k in range(j):
+                s -= Ls[i, k] * Ls[j, k]
+            if i == j:
+                if not s > 0.0:
+                    return False
+                Ls[i, i] = math.sqrt(s)
+            else:
+                Ls[i, j] = s / Ls[j, j]
+    r = np.empty(n)
+    n = 0
+    for i in range(P):
+        if i != fixed:
+            r[n] = U[i]
+            n += 1
+    for i in range(n):
+        s = r[i]
+        for k in range(i):
+            s -= Ls[i, k] * r[k]
+        r[i] = s / Ls[i, i]
+    for i in range(n - 1, -1, -1):
+        s = r[i]
+        for k in range(i + 1, n):
+            s -= Ls[k, i] * r[k]
+        r[i] = s / Ls[i, i]
+    n = 0
+    for i in range(P):
+        if i == fixed:
+            d[i] = 0.0
+        else:
+            d[i] = r[n]
+            n += 1
+    return True
+
+
+@njit(cache=True)
+def _maximise(Zt, f, w, b, fixed, max_iter, tol, ws):
+    """Maximise l* over all parameters but ``fixed`` (-1: none); b updated in place.
+
+    Newton's method on l* (its exact Hessian, :func:`_neg_hessian`), falling
+    back to Fisher scoring (logistf's step) where minus the Hessian is not
+    positive definite, e.g. far from the maximum; steps capped at
+    ``MAX_STEP`` and halved until l* does not decrease.  Fisher scoring alone
+    converges only linearly, slowly under separation, where the penalty's
+    curvature rivals the likelihood's.
+
+    Returns (objective, converged, n_iter); on return ``ws`` holds U and I at b.
+    Converged: the step, which near the maximum is the distance to it, is at
+    most ``tol`` in every coordinate.
+    """
+    p_buf, v_buf, s_buf, m_buf, U, Inf, L, tmp, d, cand, U2, I2, S, Ls, Hn, M, B, C = ws
+    P = b.shape[0]
+    obj = _evaluate(Zt, f, w, b, p_buf, v_buf, s_buf, m_buf, U, Inf, L, tmp)
+    if obj == -np.inf:
+        return obj, False, 0
+    _neg_hessian(Zt, w, p_buf, m_buf, Inf, L, Hn, M, B, C)
+    for it in range(max_iter):
+        if not _solve_sub(Hn, U, fixed, d, S, Ls):
+            if not _solve_sub(Inf, U, fixed, d, S, Ls):
+                return obj, False, it
+        big = 0.0
+        for p in range(P):
+            big = max(big, abs(d[p]))
+        if big <= tol:
+            return obj, True, it
+        step = 1.0 if big <= MAX_STEP else MAX_STEP / big
+        moved = False
+        for _ in range(MAX_HALVING):
+            for p in range(P):
+                cand[p] = b[p] + step * d[p]
+            o = _evaluate(Zt, f, w, cand, p_buf, v_buf, s_buf, m_buf, U2, I2, L, tmp)
+            if o >= obj - 1e-13 * abs(obj):
+                moved = True
+                break
+            step *= 0.5
+        if not moved:
+            # no ascent along the direction: at the maximum to rounding if
+            # the step is already tiny
+            _evaluate(Zt, f, w, b, p_buf, v_buf, s_buf, m_buf, U, Inf, L, tmp)
+            return obj, big <= 1e3 * tol, it + 1
+        for p in range(P):
+            b[p] = cand[p]
+            U[p] = U2[p]
+            for q in range(P):
+                Inf[p, q] = I2[p, q]
+        obj = o
+        _neg_hessian(Zt, w, p_buf, m_buf, Inf, L, Hn, M, B, C)
+    return obj, False, max_iter
+
+
+@njit(cache=True)
+def _workspace(P, T):
+    return (np.empty(T), np.empty(T), np.empty(T), np.empty(T), np.empty(P), np.empty((P, P)),
+            np.zeros((P, P)), np.empty(P), np.empty(P), np.empty(P), np.empty(P),
+            np.empty((P, P)), np.empty((P, P)), np.zeros((P, P)), np.empty((P, P)),
+            np.empty((P, P)), np.empty((P, P, P)), np.empty((P, P, P)))
+
+
+@njit(cache=True)
+def _profile_bound(Zt, f, w, b_hat, obj_hat, cov, j, direction, q, max_iter, tol, ws, nuis, alt):
+    """One profile penalised-likelihood bound of parameter ``j``.
+
+    ``direction`` is +1 (upper) or -1 (lower).  Returns (bound, converged).
+    g(c) = max_{b_-j} l*(c, b_-j) - (obj_hat - q / 2) is positive inside the
+    interval and negative outside; its root is the bound.
+
+    Under separation l* can have several local maxima in the other
+    parameters at a fixed ``b_j``: each profile point is maximised from the
+    previous one, moved along the tangent of the profile path (a predictor:
+    a few Newton steps then suffice), and, after a jump of more than one
+    standard error in ``b_j``, also from the first-order prediction
+    ``b_hat + (c - b_hat_j) cov[:, j] / cov[j, j]``; the better maximum is
+    kept.  The bound is thus the first crossing found by following the
+    profile outward from the estimate.
+    """
+    P = b_hat.shape[0]
+    target = obj_hat - 0.5 * q
+    U = ws[4]
+    col = np.empty(P)
+    tangent = np.zeros(P)
+    for p in range(P):
+        nuis[p] = b_hat[p]
+    inside = b_hat[j]          # g > 0 here
+    outside = np.nan           # g < 0 here, once found
+    g_out = 0.0
+    se = math.sqrt(max(cov[j, j], 0.0))
+    c = b_hat[j] + direction * math.sqrt(q) * max(se, 1e-3)
+    c_prev = b_hat[j]
+    g = np.inf
+    for it in range(max_iter):
+        # inexact Newton: far from the root the profile need not be exact;
+        # the inner iteration is quadratic, so the final points cost little more
+        tol_in = tol if abs(g) < 1e-3 else max(tol, 1e-6)
+        # the second start is needed only after a jump: a short move keeps
+        # the continuation on its branch
+        jump = it == 0 or abs(c - c_prev) > se
+        if it == 0:
+            for p in range(P):
+                nuis[p] = b_hat[p] + (c - b_hat[j]) * cov[p, j] / cov[j, j]
+        nuis[j] = c
+        obj, ok, _ = _maximise(Zt, f, w, nuis, j, INNER_ITER, tol_in, ws)
+        if jump and it > 0:
+            for p in range(P):
+                alt[p] = b_hat[p] + (c - b_hat[j]) * cov[p, j] / cov[j, j]
+            obj_alt, ok_alt, _ = _maximise(Zt, f, w, alt, j, INNER_ITER, tol_in, ws)
+            if obj_alt > obj:
+                for p in range(P):
+                    nuis[p] = alt[p]
+                obj, ok = obj_alt, ok_alt
+            else:
+                _evaluate(Zt, f, w, nuis, ws[0], ws[1], ws[2], ws[3], ws[4], ws[5], ws[6], ws[7])
+                _neg_hessian(Zt, w, ws[0], ws[3], ws[5], ws[6], ws[14], ws[15], ws[16], ws[17])
+        # tangent of the profile path, from U_s(b_s(c), c) = 0:
+        # d b_s / d c = -Hn_ss^{-1} Hn_sj (predictor for the next point)
+        Hn = ws[14]
+        for p in range(P):
+            col[p] = Hn[p, j]
+        if not _solve_sub(Hn, col, j, tangent, ws[12], ws[13]):
+            for p in range(P):
+                tangent[p] = 0.0
+        c_prev = c
+        if not ok and obj == -np.inf:
+            return c, False
+        g = obj - target
+        slope = U[j]  # d g / d c at the profiled point
+        if abs(g) <= 1e-10 * max(1.0, abs(target)) and tol_in == tol:
+            return c, ok
+        if g > 0.0:
+            inside = c
+        else:
+            outside = c
+            g_out = g
+        # Newton step on g, safeguarded
+        newton_ok = slope != 0.0
+        c_new = c - g / slope if newton_ok else c
+        if math.isnan(outside):
+            # not yet bracketed: move outward at least as far as Newton says,
+            # doubling the distance when Newton does not move outward
+            if not newton_ok or direction * (c_new - c) <= 0.0:
+                c_new = c + direction * 2.0 * max(abs(c - b_hat[j]), 1e-3)
+            elif direction * (c_new - c) > 4.0 * max(abs(c - b_hat[j]), 1.0):
+                c_new = c + direction * 4.0 * max(abs(c - b_hat[j]), 1.0)
+        else:
+            lo = min(inside, outside)
+            hi = max(inside, outside)
+            if not (newton_ok and lo < c_new < hi):
+                c_new = 0.5 * (inside + outside)
+            if hi - lo <= 1e-12 * max(1.0, abs(c)):
+                return c, ok
+        if abs(c_new - c) <= 1e-12 * max(1.0, abs(c)):
+            return c_new, ok
+        for p in range(P):
+            if p != j:
+                nuis[p] -= (c_new - c) * tangent[p]
+        c = c_new
+    return c, False
+
+
+@njit(cache=True, parallel=True)
+def firth_numba(X, f, w, fit_intercept, intervals, q, max_iter, tol):
+    """Fit every context of X (A, T, K).
+
+    Returns
+    -------
+    beta : (A, P) estimates (slopes, then the intercept when fitted)
+    cov : (A, P, P) inverse Fisher information at the estimate
+    lower, upper : (A, K) profile penalised-likelihood bounds of the slopes
+        (zeros when ``intervals`` is False)
+    converged : (A,) the fit converged
+    ci_converged : (A,) every bound converged
+    n_iter : (A,)
+    """
+    A, T, K = X.shape
+    P = K + 1 if fit_intercept else K
+    beta = np.zeros((A, P))
+    cov = np.zeros((A, P, P))
+    lower = np.zeros((A, K))
+    upper = np.zeros((A, K))
+    conv = np.zeros(A, dtype=np.bool_)
+    ci_conv = np.zeros(A, dtype=np.bool_)
+    iters = np.zeros(A, dtype=np.int64)
+    for a in prange(A):
+        Zt = np.empty((P, T))
+        for t in range(T):
+            for k in range(K):
+                Zt[k, t] = X[a, t, k]
+            if fit_intercept:
+                Zt[K, t] = 1.0
+        ws = _workspace(P, T)
+        b = np.zeros(P)
+        obj, ok, n_it = _maximise(Zt, f[a], w[a], b, -1, max_iter, tol, ws)
+        beta[a] = b
+        conv[a] = ok
+        iters[a] = n_it
+        # covariance: I^{-1} from the Cholesky factor left in ws by the last evaluation
+        Inf = ws[5].copy()
+        col = np.empty(P)
+        e = np.zeros(P)
+        S = ws[12]
+        Ls = ws[13]
+        good = True
+        for jj in range(P):
+            for i in range(P):
+                e[i] = 1.0 if i == jj else 0.0
+            if not _solve_sub(Inf, e, -1, col, S, Ls):
+                good = False
+                break
+            for i in range(P):
+                cov[a, i, jj] = col[i]
+        if not good:
+            conv[a] = False
+        if intervals and good:
+            nuis = np.empty(P)
+            alt = np.empty(P)
+            all_ok = True
+            for k in range(K):
+                lo, ok_lo = _profile_bound(Zt, f[a], w[a], b, obj, cov[a], k, -1.0, q, OUTER_ITER, tol,
+                                           ws, nuis, alt)
+                hi, ok_hi = _profile_bound(Zt, f[a], w[a], b, obj, cov[a], k, 1.0, q, OUTER_ITER, tol,
+                                           ws, nuis, alt)
+                lower[a, k] = lo
+                upper[a, k] = hi
+                all_ok = all_ok and ok_lo and ok_hi
+            ci_conv[a] = all_ok
+    return beta, cov, lower, upper, conv, ci_conv, iters
