@@ -10,7 +10,7 @@ from ._version import __version__
 from .errors import InputError, MissingExtraError
 from .labelled import choices_dataset, fit_dataset, open_dataset, simulate_dataset, to_netcdf
 from .logit import LogitFit, fit_logit, normalize_weights
-from .simulate import simulate_choices
+from .simulate import simulate_choices, simulate_choices_jax
 
 __all__ = [
     "__version__",
@@ -20,6 +20,7 @@ __all__ = [
     "fit_logit",
     "normalize_weights",
     "simulate_choices",
+    "simulate_choices_jax",
     "choices_dataset",
     "simulate_dataset",
     "fit_dataset",
