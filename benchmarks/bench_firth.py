@@ -16,6 +16,7 @@ Run: PYTHONPATH=src python benchmarks/bench_firth.py [n_contexts] [n_trials]
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import time
@@ -125,35 +126,52 @@ def _info(Z, b):
     return (Z * (p * (1 - p))[:, None]).T @ Z
 
 
-def median_time(fn, *args, repeats=3):
-    times = []
+def interleaved_medians(fns, repeats):
+    """Median wall time of each ``fns`` entry (a no-argument callable), the
+    repeats interleaved so that a change of machine load hits every entry
+    alike; returns (medians, last outputs)."""
+    times = [[] for _ in fns]
+    outs = [None] * len(fns)
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn(*args)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
+        for i, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            outs[i] = fn()
+            times[i].append(time.perf_counter() - t0)
+    return [statistics.median(t) for t in times], outs
 
 
-def main(n_contexts: int = 400, n_trials: int = 50) -> float:
+def main(n_contexts: int = 400, n_trials: int = 50, repeats: int = 5) -> float:
+    from threadpoolctl import threadpool_limits
+
+    import numba
+
     X, y = data(n_contexts, n_trials)
-    batched(X[:2], y[:2])  # compile / load the numba caches
-    looped(X[:2], y[:2])
-    t_b, fit = median_time(batched, X, y)
-    t_l, (coef, ci, conv) = median_time(looped, X, y, repeats=3)
-    n_np = min(n_contexts, 50)  # the NumPy loop is slow: time a subset, scale per context
-    t_np, (coef_np, lo_np, hi_np) = median_time(looped_numpy, X[:n_np], y[:n_np], repeats=1)
+    n_np = min(n_contexts, 40)  # the NumPy loop is slow: time a subset, scale per context
+    # One BLAS thread: the per-context references multiply 6 x 6 matrices, where
+    # BLAS threads cannot help; idle OpenBLAS threads spin, and on 2 shared
+    # cores that spinning slowed whichever timing came next (up to 20x for
+    # firthmodels, 3x for the numba kernel), which made earlier ratios erratic.
+    with threadpool_limits(limits=1, user_api="blas"):
+        batched(X[:2], y[:2])  # compile / load the numba caches
+        looped(X[:2], y[:2])
+        (t_b, t_l, t_np), (fit, (coef, ci, conv), (coef_np, lo_np, hi_np)) = interleaved_medians(
+            [lambda: batched(X, y), lambda: looped(X, y), lambda: looped_numpy(X[:n_np], y[:n_np])],
+            repeats)
     t_np_all = t_np * n_contexts / n_np
     err_np = max(np.max(np.abs(fit.coef[:n_np] - coef_np)), np.max(np.abs(fit.lower[:n_np] - lo_np)),
                  np.max(np.abs(fit.upper[:n_np] - hi_np)))
     err_coef = np.max(np.abs(fit.coef - coef)[conv])
     err_ci = np.max(np.abs(np.stack([fit.lower, fit.upper], -1) - ci)[conv])
     ratio = t_l / t_b
+    load = os.getloadavg()
     print(f"{n_contexts} contexts x {n_trials} trials x 5 attributes, estimate + profile 95% intervals")
-    print(f"  batched fit_firth (numba, parallel): {t_b:.3f} s (median of 3)")
-    print(f"  firthmodels looped per context:      {t_l:.3f} s (median of 3)")
-    print(f"  NumPy per-context Newton looped:     {t_np_all:.3f} s (timed on {n_np} contexts, "
-          f"scaled to {n_contexts})")
-    print(f"  speed-up vs firthmodels loop: {ratio:.0f}x")
+    print(f"  machine: {os.cpu_count()} CPUs, numba threads {numba.get_num_threads()}, "
+          f"load average {load[0]:.1f} / {load[1]:.1f} (1 / 5 min)")
+    print(f"  batched fit_firth (numba, parallel): {t_b:.4f} s (median of {repeats}, interleaved)")
+    print(f"  firthmodels looped per context:      {t_l:.4f} s (median of {repeats})")
+    print(f"  NumPy per-context Newton looped:     {t_np_all:.3f} s (median of {repeats} on {n_np} "
+          f"contexts, scaled to {n_contexts})")
+    print(f"  speed-up vs firthmodels loop: {ratio:.1f}x")
     print(f"  speed-up vs NumPy Newton loop: {t_np_all / t_b:.0f}x (max |diff| of estimates "
           f"and bounds: {err_np:.1e})")
     print(f"  accuracy vs firthmodels on its {conv.sum()} converged contexts: max |coef diff| "

@@ -39,7 +39,7 @@ OUTER_ITER = 60  # root-finding iterations per bound
 FAST = {"reassoc", "contract"}
 # Workspace slots (see _workspace); named so that the kernels read as algebra.
 P_, V_, S_, M_, U_, INF_, L_, TMP_, D_, CAND_, U2_, I2_, SS_, LS_, HN_, MM_, B_, C_ = range(18)
-LI_, ETA_, R_, ROW_, A1_, A2_ = range(18, 24)
+LI_, ETA_, R_, ROW_, A1_, A2_, Y_, AZ_ = range(18, 26)
 
 
 @njit(cache=True, fastmath=FAST)
@@ -56,7 +56,7 @@ def _evaluate(Zt, f, w, b, ws, U, Inf):
     of a product (each factor lies in [1, 2]), one logarithm instead of T.
     """
     p_buf, v_buf, s_buf, m_buf = ws[P_], ws[V_], ws[S_], ws[M_]
-    L, Li, eta, row = ws[L_], ws[LI_], ws[ETA_], ws[ROW_]
+    L, Li, eta, row, Y = ws[L_], ws[LI_], ws[ETA_], ws[ROW_], ws[Y_]
     P, T = Zt.shape
     for t in range(T):
         eta[t] = 0.0
@@ -118,19 +118,19 @@ def _evaluate(Zt, f, w, b, ws, U, Inf):
             for k in range(j, i):
                 s -= L[i, k] * Li[k, j]
             Li[i, j] = s / L[i, i]
-    # m_t = |L^{-1} z_t|^2, one row of L^{-1} Z' at a time
+    # Y = L^{-1} Z' (its columns y_t) and m_t = |y_t|^2
     for t in range(T):
         m_buf[t] = 0.0
     for i in range(P):
         c = Li[i, 0]
         for t in range(T):
-            row[t] = c * Zt[0, t]
+            Y[i, t] = c * Zt[0, t]
         for k in range(1, i + 1):
             c = Li[i, k]
             for t in range(T):
-                row[t] += c * Zt[k, t]
+                Y[i, t] += c * Zt[k, t]
         for t in range(T):
-            m_buf[t] += row[t] * row[t]
+            m_buf[t] += Y[i, t] * Y[i, t]
     # the modified score
     for t in range(T):
         s_buf[t] = w[t] * (f[t] - p_buf[t]) + v_buf[t] * m_buf[t] * (0.5 - p_buf[t])
@@ -148,69 +148,46 @@ def _neg_hessian(Zt, w, Inf, ws):
 
     -d2 l*/db_r db_s = I_rs + 1/2 tr(M B_r M B_s) - 1/2 sum_t v''_t m_t z_tr z_ts,
     with M = I^{-1}, B_r = dI/db_r = sum_t v'_t z_tr z_t z_t', m_t = z_t' M z_t,
-    v' = w p(1-p)(1-2p) and v'' = w p(1-p)(1-6p(1-p)).  O(T P^3 + P^4); the
-    sums over trials are vectorised dot products along the trial axis.
+    v' = w p(1-p)(1-2p) and v'' = w p(1-p)(1-6p(1-p)).  With M = L^{-T} L^{-1}
+    the trace is tr(G_r G_s), G_r = L^{-1} B_r L^{-T} = sum_t v'_t z_tr y_t y_t',
+    y_t = L^{-1} z_t (kept by :func:`_evaluate`): one product of a (P, T) and a
+    (T, P(P+1)/2) matrix, vectorised along trials, instead of O(P^4) algebra.
     """
     P, T = Zt.shape
     p_buf, v_buf, m_buf = ws[P_], ws[V_], ws[M_]
-    Li, Hn, M, B, C = ws[LI_], ws[HN_], ws[MM_], ws[B_], ws[C_]
-    a1, a2, row = ws[A1_], ws[A2_], ws[ROW_]
-    # M = L^{-T} L^{-1}
-    for i in range(P):
-        for j in range(i + 1):
-            s = 0.0
-            for k in range(i, P):
-                s += Li[k, i] * Li[k, j]
-            M[i, j] = s
-            M[j, i] = s
+    Y, Hn, G, AZ = ws[Y_], ws[HN_], ws[B_], ws[AZ_]
+    a2, row = ws[A2_], ws[ROW_]
     for t in range(T):
         pr = p_buf[t]
-        a1[t] = v_buf[t] * (1.0 - 2.0 * pr)
         a2[t] = 0.5 * v_buf[t] * (1.0 - 6.0 * pr * (1.0 - pr)) * m_buf[t]
     for r in range(P):
         for t in range(T):
+            AZ[r, t] = v_buf[t] * (1.0 - 2.0 * p_buf[t]) * Zt[r, t]
             row[t] = a2[t] * Zt[r, t]
         for s_ in range(r + 1):
             s = 0.0
             for t in range(T):
                 s += row[t] * Zt[s_, t]
             Hn[r, s_] = Inf[r, s_] - s
-            Hn[s_, r] = Hn[r, s_]
-        # B is symmetric in all three indices: r >= p >= q only
-        for p in range(r + 1):
+    # G[r, p, q] (p >= q) = sum_t v'_t z_tr y_tp y_tq
+    for p in range(P):
+        for q in range(p + 1):
             for t in range(T):
-                row[t] = a1[t] * Zt[r, t] * Zt[p, t]
-            for q in range(p + 1):
+                row[t] = Y[p, t] * Y[q, t]
+            for r in range(P):
                 s = 0.0
                 for t in range(T):
-                    s += row[t] * Zt[q, t]
-                B[r, p, q] = s
-    for r in range(P):
-        for p in range(r + 1):
-            for q in range(p + 1):
-                x = B[r, p, q]
-                B[r, q, p] = x
-                B[p, r, q] = x
-                B[p, q, r] = x
-                B[q, r, p] = x
-                B[q, p, r] = x
-    # C_r = M B_r
-    for r in range(P):
-        for i in range(P):
-            for j in range(P):
-                s = 0.0
-                for k in range(P):
-                    s += M[i, k] * B[r, k, j]
-                C[r, i, j] = s
+                    s += AZ[r, t] * row[t]
+                G[r, p, q] = s
     for r in range(P):
         for s_ in range(r + 1):
             tr = 0.0
-            for i in range(P):
-                for j in range(P):
-                    tr += C[r, i, j] * C[s_, j, i]
+            for p in range(P):
+                tr += G[r, p, p] * G[s_, p, p]
+                for q in range(p):
+                    tr += 2.0 * G[r, p, q] * G[s_, p, q]
             Hn[r, s_] += 0.5 * tr
-            if s_ != r:
-                Hn[s_, r] += 0.5 * tr
+            Hn[s_, r] = Hn[r, s_]
 
 
 @njit(cache=True)
@@ -328,7 +305,8 @@ def _workspace(P, T):
             np.zeros((P, P)), np.empty(P), np.empty(P), np.empty(P), np.empty(P),
             np.empty((P, P)), np.empty((P, P)), np.zeros((P, P)), np.empty((P, P)),
             np.empty((P, P)), np.empty((P, P, P)), np.empty((P, P, P)),
-            np.zeros((P, P)), np.empty(T), np.empty(P), np.empty(T), np.empty(T), np.empty(T))
+            np.zeros((P, P)), np.empty(T), np.empty(P), np.empty(T), np.empty(T), np.empty(T),
+            np.empty((P, T)), np.empty((P, T)))
 
 
 @njit(cache=True)
@@ -463,7 +441,11 @@ def firth_numba(X, f, w, fit_intercept, intervals, q, max_iter, tol):
                 Zt[K, t] = 1.0
         ws = _workspace(P, T)
         b = np.zeros(P)
-        obj, ok, n_it = _maximise(Zt, f[a], w[a], b, -1, max_iter, tol, ws)
+        # context-local copies: views of the shared inputs would share one atomic
+        # reference count between threads, a cache line bounced on every call
+        fa = f[a].copy()
+        wa = w[a].copy()
+        obj, ok, n_it = _maximise(Zt, fa, wa, b, -1, max_iter, tol, ws)
         beta[a] = b
         conv[a] = ok
         iters[a] = n_it
@@ -485,13 +467,14 @@ def firth_numba(X, f, w, fit_intercept, intervals, q, max_iter, tol):
         if not good:
             conv[a] = False
         if intervals and good:
+            cov_a = cov[a].copy()
             nuis = np.empty(P)
             alt = np.empty(P)
             all_ok = True
             for k in range(K):
-                lo, ok_lo = _profile_bound(Zt, f[a], w[a], b, obj, cov[a], k, -1.0, q, OUTER_ITER, tol,
+                lo, ok_lo = _profile_bound(Zt, fa, wa, b, obj, cov_a, k, -1.0, q, OUTER_ITER, tol,
                                            ws, nuis, alt)
-                hi, ok_hi = _profile_bound(Zt, f[a], w[a], b, obj, cov[a], k, 1.0, q, OUTER_ITER, tol,
+                hi, ok_hi = _profile_bound(Zt, fa, wa, b, obj, cov_a, k, 1.0, q, OUTER_ITER, tol,
                                            ws, nuis, alt)
                 lower[a, k] = lo
                 upper[a, k] = hi
