@@ -24,6 +24,13 @@ import warnings
 
 import numpy as np
 
+# Idle OpenMP workers sleep instead of spinning: on 2 cores shared with other
+# jobs a spinning worker competes with the thread that still works (measured
+# here: 2 threads 1.6x slower than 1 with the default policy, as fast as 1
+# with this one while another job held the second core).  Must precede the
+# first parallel numba call; a value set by the caller is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+
 from selfinterp import simulate_choices
 from selfinterp.design import draw_target_weights
 from selfinterp.estimators import fit_firth
@@ -151,11 +158,21 @@ def main(n_contexts: int = 400, n_trials: int = 50, repeats: int = 5) -> float:
     # BLAS threads cannot help; idle OpenBLAS threads spin, and on 2 shared
     # cores that spinning slowed whichever timing came next (up to 20x for
     # firthmodels, 3x for the numba kernel), which made earlier ratios erratic.
+    n_threads = numba.get_num_threads()
+
+    def batched_one_thread():
+        numba.set_num_threads(1)
+        try:
+            return batched(X, y)
+        finally:
+            numba.set_num_threads(n_threads)
+
     with threadpool_limits(limits=1, user_api="blas"):
         batched(X[:2], y[:2])  # compile / load the numba caches
         looped(X[:2], y[:2])
-        (t_b, t_l, t_np), (fit, (coef, ci, conv), (coef_np, lo_np, hi_np)) = interleaved_medians(
-            [lambda: batched(X, y), lambda: looped(X, y), lambda: looped_numpy(X[:n_np], y[:n_np])],
+        (t_b, t_b1, t_l, t_np), (fit, _, (coef, ci, conv), (coef_np, lo_np, hi_np)) = interleaved_medians(
+            [lambda: batched(X, y), batched_one_thread, lambda: looped(X, y),
+             lambda: looped_numpy(X[:n_np], y[:n_np])],
             repeats)
     t_np_all = t_np * n_contexts / n_np
     err_np = max(np.max(np.abs(fit.coef[:n_np] - coef_np)), np.max(np.abs(fit.lower[:n_np] - lo_np)),
@@ -165,14 +182,17 @@ def main(n_contexts: int = 400, n_trials: int = 50, repeats: int = 5) -> float:
     ratio = t_l / t_b
     load = os.getloadavg()
     print(f"{n_contexts} contexts x {n_trials} trials x 5 attributes, estimate + profile 95% intervals")
-    print(f"  machine: {os.cpu_count()} CPUs, numba threads {numba.get_num_threads()}, "
+    print(f"  machine: {os.cpu_count()} CPUs, numba threads {n_threads} ({numba.threading_layer()}, "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}), "
           f"load average {load[0]:.1f} / {load[1]:.1f} (1 / 5 min)")
     print(f"  batched fit_firth (numba, parallel): {t_b:.4f} s (median of {repeats}, interleaved)")
+    print(f"  batched fit_firth, 1 numba thread:   {t_b1:.4f} s")
     print(f"  firthmodels looped per context:      {t_l:.4f} s (median of {repeats})")
     print(f"  NumPy per-context Newton looped:     {t_np_all:.3f} s (median of {repeats} on {n_np} "
           f"contexts, scaled to {n_contexts})")
-    print(f"  speed-up vs firthmodels loop: {ratio:.1f}x")
-    print(f"  speed-up vs NumPy Newton loop: {t_np_all / t_b:.0f}x (max |diff| of estimates "
+    print(f"  speed-up vs firthmodels loop: {ratio:.1f}x ({t_l / t_b1:.1f}x on one thread)")
+    print(f"  speed-up vs NumPy Newton loop: {t_np_all / t_b:.0f}x ({t_np_all / t_b1:.0f}x on one "
+          f"thread; max |diff| of estimates "
           f"and bounds: {err_np:.1e})")
     print(f"  accuracy vs firthmodels on its {conv.sum()} converged contexts: max |coef diff| "
           f"{err_coef:.1e} (firthmodels stops at tol 1e-4), max |bound diff| {err_ci:.1e}")

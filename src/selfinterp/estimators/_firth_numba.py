@@ -42,7 +42,7 @@ P_, V_, S_, M_, U_, INF_, L_, TMP_, D_, CAND_, U2_, I2_, SS_, LS_, HN_, MM_, B_,
 LI_, ETA_, R_, ROW_, A1_, A2_, Y_, AZ_ = range(18, 26)
 
 
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def _evaluate(Zt, f, w, b, ws, U, Inf):
     """Penalised log-likelihood at ``b``; fills the modified score ``U``, the
     Fisher information ``Inf`` and, in ``ws``, the fitted probabilities, the
@@ -142,7 +142,7 @@ def _evaluate(Zt, f, w, b, ws, U, Inf):
     return ll + 0.5 * logdet
 
 
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def _neg_hessian(Zt, w, Inf, ws):
     """Minus the Hessian of l* at the point last evaluated (whose buffers ``ws`` holds).
 
