@@ -38,8 +38,8 @@ OUTER_ITER = 60  # root-finding iterations per bound
 # the contiguous trial axis of Zt); no flag that changes inf/NaN semantics.
 FAST = {"reassoc", "contract"}
 # Workspace slots (see _workspace); named so that the kernels read as algebra.
-P_, V_, S_, M_, U_, INF_, L_, TMP_, D_, CAND_, U2_, I2_, SS_, LS_, HN_, MM_, B_, C_ = range(18)
-LI_, ETA_, R_, ROW_, A1_, A2_, Y_, AZ_ = range(18, 26)
+(P_, V_, S_, M_, U_, INF_, L_, D_, CAND_, U2_, I2_, SS_, LS_, HN_, G_, LI_, ETA_, R_, ROW_, A2_, Y_,
+ AZ_) = range(22)
 
 
 @njit(cache=True, fastmath=FAST, error_model="numpy")
@@ -155,7 +155,7 @@ def _neg_hessian(Zt, w, Inf, ws):
     """
     P, T = Zt.shape
     p_buf, v_buf, m_buf = ws[P_], ws[V_], ws[M_]
-    Y, Hn, G, AZ = ws[Y_], ws[HN_], ws[B_], ws[AZ_]
+    Y, Hn, G, AZ = ws[Y_], ws[HN_], ws[G_], ws[AZ_]
     a2, row = ws[A2_], ws[ROW_]
     for t in range(T):
         pr = p_buf[t]
@@ -301,12 +301,14 @@ def _maximise(Zt, f, w, b, fixed, max_iter, tol, ws):
 
 @njit(cache=True)
 def _workspace(P, T):
-    return (np.empty(T), np.empty(T), np.empty(T), np.empty(T), np.empty(P), np.empty((P, P)),
-            np.zeros((P, P)), np.empty(P), np.empty(P), np.empty(P), np.empty(P),
-            np.empty((P, P)), np.empty((P, P)), np.zeros((P, P)), np.empty((P, P)),
-            np.empty((P, P)), np.empty((P, P, P)), np.empty((P, P, P)),
-            np.zeros((P, P)), np.empty(T), np.empty(P), np.empty(T), np.empty(T), np.empty(T),
-            np.empty((P, T)), np.empty((P, T)))
+    """Per-context buffers, allocated once per context (slot names above)."""
+    return (np.empty(T), np.empty(T), np.empty(T), np.empty(T),  # p, v, modified-score terms, m
+            np.empty(P), np.empty((P, P)), np.zeros((P, P)),  # U, I, chol(I)
+            np.empty(P), np.empty(P), np.empty(P), np.empty((P, P)),  # step, candidate, its U, I
+            np.empty((P, P)), np.zeros((P, P)), np.empty((P, P)),  # sub-matrix, its chol, -Hessian
+            np.empty((P, P, P)), np.zeros((P, P)),  # G_r of the Hessian, chol(I)^{-1}
+            np.empty(T), np.empty(P), np.empty(T), np.empty(T),  # eta, solve vector, row, v'' m / 2
+            np.empty((P, T)), np.empty((P, T)))  # Y = chol(I)^{-1} Z', v' z_r
 
 
 @njit(cache=True)
