@@ -443,10 +443,8 @@ def firth_numba(X, f, w, fit_intercept, intervals, q, max_iter, tol):
                 Zt[K, t] = 1.0
         ws = _workspace(P, T)
         b = np.zeros(P)
-        # context-local copies: views of the shared inputs would share one atomic
-        # reference count between threads, a cache line bounced on every call
-        fa = f[a].copy()
-        wa = w[a].copy()
+        fa = f[a]
+        wa = w[a]
         obj, ok, n_it = _maximise(Zt, fa, wa, b, -1, max_iter, tol, ws)
         beta[a] = b
         conv[a] = ok
@@ -469,7 +467,7 @@ def firth_numba(X, f, w, fit_intercept, intervals, q, max_iter, tol):
         if not good:
             conv[a] = False
         if intervals and good:
-            cov_a = cov[a].copy()
+            cov_a = cov[a]
             nuis = np.empty(P)
             alt = np.empty(P)
             all_ok = True
