@@ -34,30 +34,64 @@ MAX_STEP = 5.0  # logistf's maxstep: largest change of any parameter per iterati
 MAX_HALVING = 30
 INNER_ITER = 50  # Newton iterations per profile point (exact Hessian: a handful suffice)
 OUTER_ITER = 60  # root-finding iterations per bound
+# Reassociation lets LLVM vectorise the sums over trials (the loops run along
+# the contiguous trial axis of Zt); no flag that changes inf/NaN semantics.
+FAST = {"reassoc", "contract"}
+# Workspace slots (see _workspace); named so that the kernels read as algebra.
+(P_, V_, S_, M_, U_, INF_, L_, D_, CAND_, U2_, I2_, SS_, LS_, HN_, G_, LI_, ETA_, R_, ROW_, A2_, Y_,
+ AZ_) = range(22)
 
 
-@njit(cache=True)
-def _evaluate(Zt, f, w, b, p_buf, v_buf, s_buf, m_buf, U, Inf, L, tmp):
-    """Penalised log-likelihood at ``b``; fills the modified score ``U`` and
-    the Fisher information ``Inf``.  Returns -inf when ``Inf`` is singular."""
+@njit(cache=True, fastmath=FAST, error_model="numpy")
+def _evaluate(Zt, f, w, b, ws, U, Inf):
+    """Penalised log-likelihood at ``b``; fills the modified score ``U``, the
+    Fisher information ``Inf`` and, in ``ws``, the fitted probabilities, the
+    weights, ``m_t = z_t' I^{-1} z_t``, and the Cholesky factor of ``Inf`` and
+    its inverse.  Returns -inf when ``Inf`` is singular.
+
+    Every sum over trials runs along the contiguous trial axis (vectorised);
+    the hat diagonal is ``h_t = v_t |L^{-1} z_t|^2`` with ``L^{-1}`` formed
+    once (P x P) and applied to all trials as one triangular product.  The
+    sum of ``log(1 + e^{-|eta|})`` over unit-weight trials is taken as the log
+    of a product (each factor lies in [1, 2]), one logarithm instead of T.
+    """
+    p_buf, v_buf, s_buf, m_buf = ws[P_], ws[V_], ws[S_], ws[M_]
+    L, Li, eta, row, Y = ws[L_], ws[LI_], ws[ETA_], ws[ROW_], ws[Y_]
     P, T = Zt.shape
-    ll = 0.0
     for t in range(T):
-        x = 0.0
-        for p in range(P):
-            x += Zt[p, t] * b[p]
+        eta[t] = 0.0
+    for p in range(P):
+        bp = b[p]
+        for t in range(T):
+            eta[t] += Zt[p, t] * bp
+    lin = 0.0
+    lg = 0.0
+    prod = 1.0
+    for t in range(T):
+        x = eta[t]
         e = math.exp(-abs(x))
         inv = 1.0 / (1.0 + e)
         pr = inv if x >= 0.0 else e * inv
-        ll += w[t] * (f[t] * x - (max(x, 0.0) + math.log1p(e)))
+        wt = w[t]
+        lin += wt * (f[t] * x - max(x, 0.0))
+        if wt == 1.0:
+            prod *= 1.0 + e
+            if prod > 1e250:  # keep the product finite for long designs
+                lg += math.log(prod)
+                prod = 1.0
+        elif wt != 0.0:
+            lg += wt * math.log1p(e)
         p_buf[t] = pr
         # p (1 - p) without cancellation: e / (1 + e)^2
-        v_buf[t] = w[t] * e * inv * inv
+        v_buf[t] = wt * e * inv * inv
+    ll = lin - (lg + math.log(prod))
     for p in range(P):
+        for t in range(T):
+            row[t] = v_buf[t] * Zt[p, t]
         for q in range(p + 1):
             s = 0.0
             for t in range(T):
-                s += v_buf[t] * Zt[p, t] * Zt[q, t]
+                s += row[t] * Zt[q, t]
             Inf[p, q] = s
             Inf[q, p] = s
     # Cholesky I = L L'
@@ -75,20 +109,31 @@ def _evaluate(Zt, f, w, b, p_buf, v_buf, s_buf, m_buf, U, Inf, L, tmp):
     logdet = 0.0
     for i in range(P):
         logdet += 2.0 * math.log(L[i, i])
-    # h_t = v_t |L^{-1} z_t|^2, and the modified score
-    for p in range(P):
-        U[p] = 0.0
+    # L^{-1}, column by column (lower triangular)
+    for j in range(P):
+        for i in range(j):
+            Li[i, j] = 0.0
+        for i in range(j, P):
+            s = 1.0 if i == j else 0.0
+            for k in range(j, i):
+                s -= L[i, k] * Li[k, j]
+            Li[i, j] = s / L[i, i]
+    # Y = L^{-1} Z' (its columns y_t) and m_t = |y_t|^2
     for t in range(T):
-        h = 0.0
-        for i in range(P):
-            s = Zt[i, t]
-            for k in range(i):
-                s -= L[i, k] * tmp[k]
-            tmp[i] = s / L[i, i]
-            h += tmp[i] * tmp[i]
-        m_buf[t] = h  # z_t' I^{-1} z_t
-        h *= v_buf[t]
-        s_buf[t] = w[t] * (f[t] - p_buf[t]) + h * (0.5 - p_buf[t])
+        m_buf[t] = 0.0
+    for i in range(P):
+        c = Li[i, 0]
+        for t in range(T):
+            Y[i, t] = c * Zt[0, t]
+        for k in range(1, i + 1):
+            c = Li[i, k]
+            for t in range(T):
+                Y[i, t] += c * Zt[k, t]
+        for t in range(T):
+            m_buf[t] += Y[i, t] * Y[i, t]
+    # the modified score
+    for t in range(T):
+        s_buf[t] = w[t] * (f[t] - p_buf[t]) + v_buf[t] * m_buf[t] * (0.5 - p_buf[t])
     for p in range(P):
         s = 0.0
         for t in range(T):
@@ -96,89 +141,60 @@ def _evaluate(Zt, f, w, b, p_buf, v_buf, s_buf, m_buf, U, Inf, L, tmp):
         U[p] = s
     return ll + 0.5 * logdet
 
-@njit(cache=True)
-def _neg_hessian(Zt, w, p_buf, m_buf, Inf, L, Hn, M, B, C):
-    """Minus the Hessian of l* at the point last evaluated (whose buffers these are).
+
+@njit(cache=True, fastmath=FAST, error_model="numpy")
+def _neg_hessian(Zt, w, Inf, ws):
+    """Minus the Hessian of l* at the point last evaluated (whose buffers ``ws`` holds).
 
     -d2 l*/db_r db_s = I_rs + 1/2 tr(M B_r M B_s) - 1/2 sum_t v''_t m_t z_tr z_ts,
     with M = I^{-1}, B_r = dI/db_r = sum_t v'_t z_tr z_t z_t', m_t = z_t' M z_t,
-    v' = w p(1-p)(1-2p) and v'' = w p(1-p)(1-6p(1-p)).  O(T P^3 + P^4).
+    v' = w p(1-p)(1-2p) and v'' = w p(1-p)(1-6p(1-p)).  With M = L^{-T} L^{-1}
+    the trace is tr(G_r G_s), G_r = L^{-1} B_r L^{-T} = sum_t v'_t z_tr y_t y_t',
+    y_t = L^{-1} z_t (kept by :func:`_evaluate`): one product of a (P, T) and a
+    (T, P(P+1)/2) matrix, vectorised along trials, instead of O(P^4) algebra.
     """
     P, T = Zt.shape
-    # M from the Cholesky factor: M = L^{-T} L^{-1}
-    for j in range(P):
-        for i in range(P):
-            C[0, i, j] = 0.0
-        # column j of L^{-1}
-        for i in range(j, P):
-            s = 1.0 if i == j else 0.0
-            for k in range(j, i):
-                s -= L[i, k] * C[0, k, j]
-            C[0, i, j] = s / L[i, i]
-    for i in range(P):
-        for j in range(i + 1):
-            s = 0.0
-            for k in range(i, P):
-                s += C[0, k, i] * C[0, k, j]
-            M[i, j] = s
-            M[j, i] = s
-    for r in range(P):
-        for p in range(P):
-            for q in range(P):
-                B[r, p, q] = 0.0
-    for p in range(P):
-        for q in range(P):
-            Hn[p, q] = Inf[p, q]
+    p_buf, v_buf, m_buf = ws[P_], ws[V_], ws[M_]
+    Y, Hn, G, AZ = ws[Y_], ws[HN_], ws[G_], ws[AZ_]
+    a2, row = ws[A2_], ws[ROW_]
     for t in range(T):
         pr = p_buf[t]
-        v = w[t] * pr * (1.0 - pr)
-        v1 = v * (1.0 - 2.0 * pr)
-        v2 = v * (1.0 - 6.0 * pr * (1.0 - pr)) * m_buf[t]
-        for r in range(P):
-            c = v1 * Zt[r, t]
-            zr = Zt[r, t]
-            # B is symmetric in all three indices: accumulate r >= p >= q only
-            for p in range(r + 1):
-                cp = c * Zt[p, t]
-                for q in range(p + 1):
-                    B[r, p, q] += cp * Zt[q, t]
-            for s_ in range(r + 1):
-                Hn[r, s_] -= 0.5 * v2 * zr * Zt[s_, t]
+        a2[t] = 0.5 * v_buf[t] * (1.0 - 6.0 * pr * (1.0 - pr)) * m_buf[t]
     for r in range(P):
-        for p in range(r + 1):
-            for q in range(p + 1):
-                x = B[r, p, q]
-                B[r, q, p] = x
-                B[p, r, q] = x
-                B[p, q, r] = x
-                B[q, r, p] = x
-                B[q, p, r] = x
-    for s_ in range(P):
-        for r in range(s_):
-            Hn[r, s_] = Hn[s_, r]
-    # C_r = M B_r
-    for r in range(P):
-        for i in range(P):
-            for j in range(P):
+        for t in range(T):
+            AZ[r, t] = v_buf[t] * (1.0 - 2.0 * p_buf[t]) * Zt[r, t]
+            row[t] = a2[t] * Zt[r, t]
+        for s_ in range(r + 1):
+            s = 0.0
+            for t in range(T):
+                s += row[t] * Zt[s_, t]
+            Hn[r, s_] = Inf[r, s_] - s
+    # G[r, p, q] (p >= q) = sum_t v'_t z_tr y_tp y_tq
+    for p in range(P):
+        for q in range(p + 1):
+            for t in range(T):
+                row[t] = Y[p, t] * Y[q, t]
+            for r in range(P):
                 s = 0.0
-                for k in range(P):
-                    s += M[i, k] * B[r, k, j]
-                C[r, i, j] = s
+                for t in range(T):
+                    s += AZ[r, t] * row[t]
+                G[r, p, q] = s
     for r in range(P):
         for s_ in range(r + 1):
             tr = 0.0
-            for i in range(P):
-                for j in range(P):
-                    tr += C[r, i, j] * C[s_, j, i]
+            for p in range(P):
+                tr += G[r, p, p] * G[s_, p, p]
+                for q in range(p):
+                    tr += 2.0 * G[r, p, q] * G[s_, p, q]
             Hn[r, s_] += 0.5 * tr
-            if s_ != r:
-                Hn[s_, r] += 0.5 * tr
+            Hn[s_, r] = Hn[r, s_]
 
 
 @njit(cache=True)
-def _solve_sub(Inf, U, fixed, d, S, Ls):
+def _solve_sub(Inf, U, fixed, d, S, Ls, r):
     """d = I_ss^{-1} U_s over the free parameters s (all but ``fixed``; -1: none).
-    Returns False if the submatrix is not positive definite."""
+    ``r`` is a work vector of length P.  Returns False if the submatrix is not
+    positive definite."""
     P = U.shape[0]
     n = 0
     for i in range(P):
@@ -202,7 +218,6 @@ def _solve_sub(Inf, U, fixed, d, S, Ls):
                 Ls[i, i] = math.sqrt(s)
             else:
                 Ls[i, j] = s / Ls[j, j]
-    r = np.empty(n)
     n = 0
     for i in range(P):
         if i != fixed:
@@ -243,15 +258,16 @@ def _maximise(Zt, f, w, b, fixed, max_iter, tol, ws):
     Converged: the step, which near the maximum is the distance to it, is at
     most ``tol`` in every coordinate.
     """
-    p_buf, v_buf, s_buf, m_buf, U, Inf, L, tmp, d, cand, U2, I2, S, Ls, Hn, M, B, C = ws
+    U, Inf, d, cand, U2, I2, S, Ls, Hn, r = (ws[U_], ws[INF_], ws[D_], ws[CAND_], ws[U2_], ws[I2_],
+                                            ws[SS_], ws[LS_], ws[HN_], ws[R_])
     P = b.shape[0]
-    obj = _evaluate(Zt, f, w, b, p_buf, v_buf, s_buf, m_buf, U, Inf, L, tmp)
+    obj = _evaluate(Zt, f, w, b, ws, U, Inf)
     if obj == -np.inf:
         return obj, False, 0
-    _neg_hessian(Zt, w, p_buf, m_buf, Inf, L, Hn, M, B, C)
+    _neg_hessian(Zt, w, Inf, ws)
     for it in range(max_iter):
-        if not _solve_sub(Hn, U, fixed, d, S, Ls):
-            if not _solve_sub(Inf, U, fixed, d, S, Ls):
+        if not _solve_sub(Hn, U, fixed, d, S, Ls, r):
+            if not _solve_sub(Inf, U, fixed, d, S, Ls, r):
                 return obj, False, it
         big = 0.0
         for p in range(P):
@@ -263,7 +279,7 @@ def _maximise(Zt, f, w, b, fixed, max_iter, tol, ws):
         for _ in range(MAX_HALVING):
             for p in range(P):
                 cand[p] = b[p] + step * d[p]
-            o = _evaluate(Zt, f, w, cand, p_buf, v_buf, s_buf, m_buf, U2, I2, L, tmp)
+            o = _evaluate(Zt, f, w, cand, ws, U2, I2)
             if o >= obj - 1e-13 * abs(obj):
                 moved = True
                 break
@@ -271,7 +287,7 @@ def _maximise(Zt, f, w, b, fixed, max_iter, tol, ws):
         if not moved:
             # no ascent along the direction: at the maximum to rounding if
             # the step is already tiny
-            _evaluate(Zt, f, w, b, p_buf, v_buf, s_buf, m_buf, U, Inf, L, tmp)
+            _evaluate(Zt, f, w, b, ws, U, Inf)
             return obj, big <= 1e3 * tol, it + 1
         for p in range(P):
             b[p] = cand[p]
@@ -279,16 +295,20 @@ def _maximise(Zt, f, w, b, fixed, max_iter, tol, ws):
             for q in range(P):
                 Inf[p, q] = I2[p, q]
         obj = o
-        _neg_hessian(Zt, w, p_buf, m_buf, Inf, L, Hn, M, B, C)
+        _neg_hessian(Zt, w, Inf, ws)
     return obj, False, max_iter
 
 
 @njit(cache=True)
 def _workspace(P, T):
-    return (np.empty(T), np.empty(T), np.empty(T), np.empty(T), np.empty(P), np.empty((P, P)),
-            np.zeros((P, P)), np.empty(P), np.empty(P), np.empty(P), np.empty(P),
-            np.empty((P, P)), np.empty((P, P)), np.zeros((P, P)), np.empty((P, P)),
-            np.empty((P, P)), np.empty((P, P, P)), np.empty((P, P, P)))
+    """Per-context buffers, allocated once per context (slot names above)."""
+    return (np.empty(T), np.empty(T), np.empty(T), np.empty(T),  # p, v, modified-score terms, m
+            np.empty(P), np.empty((P, P)), np.zeros((P, P)),  # U, I, chol(I)
+            np.empty(P), np.empty(P), np.empty(P), np.empty((P, P)),  # step, candidate, its U, I
+            np.empty((P, P)), np.zeros((P, P)), np.empty((P, P)),  # sub-matrix, its chol, -Hessian
+            np.empty((P, P, P)), np.zeros((P, P)),  # G_r of the Hessian, chol(I)^{-1}
+            np.empty(T), np.empty(P), np.empty(T), np.empty(T),  # eta, solve vector, row, v'' m / 2
+            np.empty((P, T)), np.empty((P, T)))  # Y = chol(I)^{-1} Z', v' z_r
 
 
 @njit(cache=True)
@@ -310,7 +330,7 @@ def _profile_bound(Zt, f, w, b_hat, obj_hat, cov, j, direction, q, max_iter, tol
     """
     P = b_hat.shape[0]
     target = obj_hat - 0.5 * q
-    U = ws[4]
+    U = ws[U_]
     col = np.empty(P)
     tangent = np.zeros(P)
     for p in range(P):
@@ -343,14 +363,14 @@ def _profile_bound(Zt, f, w, b_hat, obj_hat, cov, j, direction, q, max_iter, tol
                     nuis[p] = alt[p]
                 obj, ok = obj_alt, ok_alt
             else:
-                _evaluate(Zt, f, w, nuis, ws[0], ws[1], ws[2], ws[3], ws[4], ws[5], ws[6], ws[7])
-                _neg_hessian(Zt, w, ws[0], ws[3], ws[5], ws[6], ws[14], ws[15], ws[16], ws[17])
+                _evaluate(Zt, f, w, nuis, ws, ws[U_], ws[INF_])
+                _neg_hessian(Zt, w, ws[INF_], ws)
         # tangent of the profile path, from U_s(b_s(c), c) = 0:
         # d b_s / d c = -Hn_ss^{-1} Hn_sj (predictor for the next point)
-        Hn = ws[14]
+        Hn = ws[HN_]
         for p in range(P):
             col[p] = Hn[p, j]
-        if not _solve_sub(Hn, col, j, tangent, ws[12], ws[13]):
+        if not _solve_sub(Hn, col, j, tangent, ws[SS_], ws[LS_], ws[R_]):
             for p in range(P):
                 tangent[p] = 0.0
         c_prev = c
@@ -423,21 +443,23 @@ def firth_numba(X, f, w, fit_intercept, intervals, q, max_iter, tol):
                 Zt[K, t] = 1.0
         ws = _workspace(P, T)
         b = np.zeros(P)
-        obj, ok, n_it = _maximise(Zt, f[a], w[a], b, -1, max_iter, tol, ws)
+        fa = f[a]
+        wa = w[a]
+        obj, ok, n_it = _maximise(Zt, fa, wa, b, -1, max_iter, tol, ws)
         beta[a] = b
         conv[a] = ok
         iters[a] = n_it
         # covariance: I^{-1} from the Cholesky factor left in ws by the last evaluation
-        Inf = ws[5].copy()
+        Inf = ws[INF_].copy()
         col = np.empty(P)
         e = np.zeros(P)
-        S = ws[12]
-        Ls = ws[13]
+        S = ws[SS_]
+        Ls = ws[LS_]
         good = True
         for jj in range(P):
             for i in range(P):
                 e[i] = 1.0 if i == jj else 0.0
-            if not _solve_sub(Inf, e, -1, col, S, Ls):
+            if not _solve_sub(Inf, e, -1, col, S, Ls, ws[R_]):
                 good = False
                 break
             for i in range(P):
@@ -445,13 +467,14 @@ def firth_numba(X, f, w, fit_intercept, intervals, q, max_iter, tol):
         if not good:
             conv[a] = False
         if intervals and good:
+            cov_a = cov[a]
             nuis = np.empty(P)
             alt = np.empty(P)
             all_ok = True
             for k in range(K):
-                lo, ok_lo = _profile_bound(Zt, f[a], w[a], b, obj, cov[a], k, -1.0, q, OUTER_ITER, tol,
+                lo, ok_lo = _profile_bound(Zt, fa, wa, b, obj, cov_a, k, -1.0, q, OUTER_ITER, tol,
                                            ws, nuis, alt)
-                hi, ok_hi = _profile_bound(Zt, f[a], w[a], b, obj, cov[a], k, 1.0, q, OUTER_ITER, tol,
+                hi, ok_hi = _profile_bound(Zt, fa, wa, b, obj, cov_a, k, 1.0, q, OUTER_ITER, tol,
                                            ws, nuis, alt)
                 lower[a, k] = lo
                 upper[a, k] = hi
