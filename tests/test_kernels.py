@@ -40,3 +40,30 @@ def test_generated_module_is_up_to_date():
     spec.loader.exec_module(gen)
     expected = gen.HEADER.format(pmax=gen.P_MAX) + "".join(gen.gen(P) for P in range(1, gen.P_MAX + 1))
     assert gen.OUT.read_text() == expected, "run python tools/gen_gram.py"
+
+
+def test_fast_math_callers_do_not_leak_into_the_exact_exp(tmp_path):
+    # numba lets a callee without its own fast-math setting inherit its caller's:
+    # compiling a fast-math kernel first once gave exp_nonpos fused multiply-adds,
+    # and the simulators' bit-identity with their NumPy twins then depended on
+    # what had been compiled before.  A fresh process with an empty cache, the
+    # estimator compiled first, then the exact functions checked against NumPy.
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, selfinterp as si\n"
+        "from selfinterp._core import logit_numba as ln\n"
+        "e = np.linspace(-5, 5, 7); ln._residuals(e, e * 0, e * 0 + 1, e * 0, e * 0)\n"
+        "from selfinterp._core.vecmath import exp_nonpos, exp_nonpos_np\n"
+        "x = -np.linspace(0, 700, 20001)\n"
+        "ours = np.array([exp_nonpos(v) for v in x])\n"
+        "assert np.array_equal(ours, exp_nonpos_np(x)), 'exp_nonpos differs from its twin'\n"
+        "W = np.random.default_rng(1).normal(size=(64, 5)) * 3\n"
+        "a = si.simulate_choices(W, 50, rng=2); b = si.simulate_choices(W, 50, rng=2, backend='numpy')\n"
+        "assert np.array_equal(a[1], b[1]) and np.array_equal(a[0], b[0])\n"
+    )
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr

@@ -61,7 +61,10 @@ def exp_nonpos_np(x):
     return p * ((n.astype(np.int64) + 1023) << 52).view(np.float64)
 
 
-@njit(cache=True, error_model="numpy")
+# fastmath=False explicitly: numba lets a callee without its own setting inherit the
+# caller's fast-math flags, and the kernels' "contract" would fuse multiply-adds here,
+# breaking the bit-identity with exp_nonpos_np depending on what was compiled first.
+@njit(cache=True, fastmath=False, error_model="numpy")
 def exp_nonpos(x):
     """exp(x) for x <= 0, vectorisable; arguments below -700 are clamped there."""
     x = max(x, -700.0)
@@ -85,7 +88,7 @@ def exp_nonpos(x):
     return p * _bits_as_float((np.int64(n) + 1023) << 52)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, fastmath=False, error_model="numpy")
 def logistic(x):
     """(e, p, p (1 - p)) with e = exp(-|x|) and p = sigmoid(x), without cancellation."""
     e = exp_nonpos(-abs(x))
