@@ -83,7 +83,9 @@ def _grad_hess(Z, r, v, theta, prec):
 
 
 def _objective(eta, f, w, theta, prec):
-    return np.sum(w * (f * eta - softplus(eta)), axis=1) - 0.5 * np.sum(prec * theta**2, axis=1)
+    # no square where there is no prior: a diverging ML iterate may pass 1e154
+    sq = np.square(theta, where=prec != 0, out=np.zeros_like(theta))
+    return np.sum(w * (f * eta - softplus(eta)), axis=1) - 0.5 * np.sum(prec * sq, axis=1)
 
 
 def _cholesky_solve(H, g):
