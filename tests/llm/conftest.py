@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import textwrap
 
 import numpy as np
@@ -9,7 +10,8 @@ import pytest
 
 from .fake_openai import FakeOpenAI
 
-SECRET = "sk-test-DO-NOT-LEAK-4f9c2a7e51"
+# a made-up key, drawn per test session (never a real one): the tests look for it in every output
+SECRET = "sk-" + "test-" + secrets.token_hex(12)
 
 
 def write_experiment(tmp_path, shared, **over) -> object:
