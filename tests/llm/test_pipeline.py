@@ -151,8 +151,9 @@ def test_released_layout_matches_the_papers_files(tmp_path, shared, api_key):
 
 
 def test_selfinterp_io_reads_the_run(tmp_path, shared, api_key):
-    """Once the toolkit's transcript module is present (the replicate branch), it reads what a run wrote."""
-    io = pytest.importorskip("selfinterp.io", reason="selfinterp.io comes with the replicate branch")
+    """The toolkit's readers, `selfinterp replicate` and `selfinterp calibrate` run on what a run wrote."""
+    from selfinterp import io
+    from selfinterp.study.params import load_calibration
     path = write_experiment(tmp_path, shared, n_instilled=6, n_native=2, n_train=20, n_pairs=20,
                             n_pairs_native=10, n_reports=3, examples=4)
     exp = load_experiment(path)
@@ -171,3 +172,12 @@ def test_selfinterp_io_reads_the_run(tmp_path, shared, api_key):
     scen = io.scenarios_from_contexts(run.contexts)
     t = io.read_transcript(exp.out / "transcripts" / "choices.jsonl", scen, outcome="p_a")
     assert t.choices.sizes["trial"] == 40 and t.choices.attrs["n_invalid"] == 0
+    rel = str(exp.out / "released")
+    assert cli_main(["replicate", rel, "--model", "base-model-1", "--calls-per-context", "3",
+                     "--n-boot", "200", "--json"]) == 0
+    calib = tmp_path / "calib.toml"
+    assert cli_main(["calibrate", rel, "--model", "base-model-1", "--calls-per-context", "3",
+                     "--tiles", "2", "-o", str(calib)]) == 0
+    model = load_calibration(calib)
+    # the fake's instilled model follows its weights: a positive choice scale, fitted from the run
+    assert model.instilled.scale > 0
