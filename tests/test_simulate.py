@@ -85,3 +85,9 @@ def test_uniform_option_draws():
 def test_bad_input_is_named(kwargs, match):
     with pytest.raises(si.InputError, match=match):
         si.simulate_choices(**kwargs, rng=0)
+
+
+def test_jax_simulator_checks_its_arguments_like_the_others():
+    pytest.importorskip("jax")
+    with pytest.raises(si.InputError, match="scale must be >= 0.*context 1"):
+        si.simulate_choices_jax(np.ones((2, 3)), 5, key=0, scale=np.array([1.0, -1.0]))

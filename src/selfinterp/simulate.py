@@ -44,18 +44,7 @@ def simulate_choices(weights, n_trials: int, *, scale=1.0, intercept=0.0, rng=No
     X : ndarray (A, n_trials, K) float64, each entry in [-1, 1]
     y : ndarray (A, n_trials) float64 in {0, 1}
     """
-    weights = as_float_array("weights", weights, 2)
-    check_finite("weights", weights, ("context", "attribute"))
-    A, K = weights.shape
-    if A == 0 or K == 0:
-        raise InputError(f"weights must have at least one context and one attribute, got {weights.shape}")
-    if int(n_trials) != n_trials or n_trials < 1:
-        raise InputError(f"n_trials must be a positive integer, got {n_trials!r}")
-    scale = broadcast_per_context("scale", scale, A)
-    if np.any(np.isnan(scale)) or np.any(scale < 0):
-        raise InputError(f"scale must be >= 0 (np.inf for the deterministic rule), got {scale[np.isnan(scale) | (scale < 0)][0]!r}")
-    intercept = broadcast_per_context("intercept", intercept, A)
-    check_finite("intercept", intercept, ("context",))
+    weights, scale, intercept = _check_arguments(weights, n_trials, scale, intercept)
     key = _key(rng)
     if backend in ("auto", "numba"):
         from ._core.simulate import simulate_numba
@@ -66,6 +55,25 @@ def simulate_choices(weights, n_trials: int, *, scale=1.0, intercept=0.0, rng=No
 
         return simulate_numpy(weights, int(n_trials), scale, intercept, key, int(first_context))
     raise InputError(f"backend must be 'auto', 'numba' or 'numpy', got {backend!r}")
+
+
+def _check_arguments(weights, n_trials, scale, intercept):
+    """Validate the simulators' shared arguments before any work; per-context scale and intercept."""
+    weights = as_float_array("weights", weights, 2)
+    check_finite("weights", weights, ("context", "attribute"))
+    A, K = weights.shape
+    if A == 0 or K == 0:
+        raise InputError(f"weights must have at least one context and one attribute, got {weights.shape}")
+    if int(n_trials) != n_trials or n_trials < 1:
+        raise InputError(f"n_trials must be a positive integer, got {n_trials!r}")
+    scale = broadcast_per_context("scale", scale, A)
+    bad = np.isnan(scale) | (scale < 0)
+    if bad.any():
+        raise InputError(f"scale must be >= 0 (np.inf for the deterministic rule), got {scale[bad][0]!r} "
+                         f"at context {int(np.flatnonzero(bad)[0])}")
+    intercept = broadcast_per_context("intercept", intercept, A)
+    check_finite("intercept", intercept, ("context",))
+    return weights, scale, intercept
 
 
 def _key(rng) -> np.uint64:
@@ -100,16 +108,7 @@ def simulate_choices_jax(weights, n_trials: int, *, key, scale=1.0, intercept=0.
     from .errors import require
 
     jax = require("jax", "jax")
-    weights = as_float_array("weights", weights, 2)
-    check_finite("weights", weights, ("context", "attribute"))
-    A, K = weights.shape
-    if A == 0 or K == 0:
-        raise InputError(f"weights must have at least one context and one attribute, got {weights.shape}")
-    if int(n_trials) != n_trials or n_trials < 1:
-        raise InputError(f"n_trials must be a positive integer, got {n_trials!r}")
-    scale = broadcast_per_context("scale", scale, A)
-    intercept = broadcast_per_context("intercept", intercept, A)
-    check_finite("intercept", intercept, ("context",))
+    weights, scale, intercept = _check_arguments(weights, n_trials, scale, intercept)
     from ._core.simulate_jax import simulate_jax
 
     dtype = np.dtype(dtype)
