@@ -119,20 +119,25 @@ PAPER_FILES = {  # our file -> the paper's file of the same kind (headers must a
 }
 
 
-def test_released_layout_matches_the_papers_files(tmp_path, shared, api_key):
-    path = write_experiment(tmp_path, shared, n_instilled=6, n_native=2, n_train=20, n_pairs=20,
-                            n_pairs_native=10, n_reports=3, examples=4, method="sample")
-    exp = load_experiment(path)
-    fake = fake_for(exp)
+def _small_run(tmp_path, shared, **over):
+    """A whole run of a small experiment against the fake server: (experiment, finished run)."""
+    from selfinterp.llm.pipeline import ExperimentRun
+
+    path = write_experiment(tmp_path, shared, **(dict(n_instilled=6, n_native=2, n_train=20, n_pairs=20,
+                                                      n_pairs_native=10, n_reports=3, examples=4) | over))
+    fake = fake_for(load_experiment(path))
     exp = load_experiment(path, base_url=fake.start())
     try:
-        from selfinterp.llm.pipeline import ExperimentRun
-
         run = ExperimentRun(exp, echo=lambda s: None)
         run.run()
         run.close()
     finally:
         fake.stop()
+    return exp, run
+
+
+def test_released_layout_matches_the_papers_files(tmp_path, shared, api_key):
+    exp, run = _small_run(tmp_path, shared, method="sample")
     rel = exp.out / "released"
     for ours, theirs in PAPER_FILES.items():
         assert (rel / ours).read_text().split("\n")[0] == (shared / theirs).read_text().split("\n")[0].rstrip("\r")
@@ -154,19 +159,8 @@ def test_selfinterp_io_reads_the_run(tmp_path, shared, api_key):
     """The toolkit's readers, `selfinterp replicate` and `selfinterp calibrate` run on what a run wrote."""
     from selfinterp import io
     from selfinterp.study.params import load_calibration
-    path = write_experiment(tmp_path, shared, n_instilled=6, n_native=2, n_train=20, n_pairs=20,
-                            n_pairs_native=10, n_reports=3, examples=4)
-    exp = load_experiment(path)
-    fake = fake_for(exp)
-    exp = load_experiment(path, base_url=fake.start())
-    try:
-        from selfinterp.llm.pipeline import ExperimentRun
 
-        run = ExperimentRun(exp, echo=lambda s: None)
-        run.run()
-        run.close()
-    finally:
-        fake.stop()
+    exp, run = _small_run(tmp_path, shared)
     data = io.read_released(exp.out / "released", "base-model-1", calls_per_context=3)
     assert data.choices["instilled"].sizes["trial"] == 40 and len(data.reports) == 6
     scen = io.scenarios_from_contexts(run.contexts)
