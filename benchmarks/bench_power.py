@@ -14,8 +14,10 @@ Each design simulates 1,000 studies of 100 contexts x 50 choices (5e6 choices,
 Printed, all measured in this run on the same machine:
 
 - each sweep's wall time (and choices/s for the distinct one);
-- where one design's time goes: simulate_choices, fit_logit, and the rest
-  (reports, scoring, jackknife), each timed alone on the same data;
+- where one design's time goes: simulate_and_fit (the fused kernel the
+  engine uses), and the rest (reports, scoring, jackknife); and, on the same
+  data, simulate_choices then fit_logit one after the other, as the engine
+  did before the fused kernel;
 - the ratio to a plain loop over replicates (one simulate + one fit call per
   simulated study), timed on a few replicates and scaled;
 - accuracy tracking: the mean r(learned, target) and r(reports, learned) of
@@ -34,7 +36,7 @@ import time
 
 import numpy as np
 
-from selfinterp import fit_logit, simulate_choices
+from selfinterp import fit_logit, simulate_and_fit, simulate_choices
 from selfinterp.study import DEFAULT_MODEL, Design, run_design, sweep
 from selfinterp.study.model import context_bias, draw_targets, effective_weights
 
@@ -66,8 +68,11 @@ def main():
     w = effective_weights(draw_targets(n, 5, gen), m.instilled, gen)
     b = context_bias(n, m.instilled, gen) / m.instilled.scale
     t_sim, (X, y) = timed(lambda: simulate_choices(w, T, scale=m.instilled.scale, intercept=b, rng=1))
-    t_fit, _ = timed(lambda: fit_logit(X, y, check_separation=False))
+    t_fit, sep = timed(lambda: fit_logit(X, y, check_separation=False))
     del X, y
+    t_fused, fused = timed(lambda: simulate_and_fit(w, T, scale=m.instilled.scale, agent_intercept=b, rng=1,
+                                                    check_separation=False))
+    assert np.array_equal(fused.coef, sep.coef)  # the same numbers
     t_design, res = timed(lambda: run_design(Design(C, T, 10), m, a.replicates, seed=0))
     loop_reps = 20
 
@@ -96,12 +101,13 @@ def main():
     print(f"shared sweep: {a.designs} designs x {a.replicates} replicates of the paper's design, "
           f"differing in the training effect: {t_shared:.1f} s, CPU time {c_shared:.1f} s")
     print(f"one design ({a.replicates * C * T:.1e} choices), medians of 3: total {t_design:.2f} s = "
-          f"simulate {t_sim:.2f} s ({t_sim / t_design:.0%}) + fit {t_fit:.2f} s ({t_fit / t_design:.0%}) "
-          f"+ reports/scoring {max(t_design - t_sim - t_fit, 0):.2f} s")
-    print(f"  simulate_choices {a.replicates * C * T / t_sim:.2e} choices/s; "
-          f"fit_logit {a.replicates * C * T / t_fit:.2e} choices/s")
+          f"simulate_and_fit {t_fused:.2f} s ({t_fused / t_design:.0%}) "
+          f"+ reports/scoring {max(t_design - t_fused, 0):.2f} s")
+    print(f"  simulate_and_fit (fused) {a.replicates * C * T / t_fused:.2e} choices/s, "
+          f"{(t_sim + t_fit) / t_fused:.2f}x simulate_choices then fit_logit "
+          f"({t_sim:.2f} s + {t_fit:.2f} s; identical weights)")
     print(f"stacked replicates vs a Python loop over replicates (simulate + fit only): "
-          f"{t_loop / (t_sim + t_fit):.1f}x faster ({t_loop:.2f} s vs {t_sim + t_fit:.2f} s)")
+          f"{t_loop / t_fused:.1f}x faster ({t_loop:.2f} s vs {t_fused:.2f} s fused)")
     print(f"accuracy: r(learned, target) {res['learned_vs_target']['mean']:.3f} (GPT-4o 0.844), "
           f"r(reports, learned) {res['reports_vs_learned']['mean']:.3f} (GPT-4o 0.543)")
     assert abs(res["learned_vs_target"]["mean"] - 0.844) < 0.02

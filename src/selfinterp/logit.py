@@ -16,7 +16,7 @@ import numpy as np
 from ._validate import as_float_array, check_finite, check_range
 from .errors import InputError
 
-__all__ = ["LogitFit", "fit_logit", "normalize_weights", "BACKENDS"]
+__all__ = ["LogitFit", "fit_logit", "simulate_and_fit", "normalize_weights", "BACKENDS"]
 
 BACKENDS = ("auto", "numpy", "numba", "jax")
 INTERCEPT_PRIOR_SD = 2.5
@@ -226,16 +226,28 @@ def fit_logit(X, y, *, mask=None, n=None, intercept: bool = True, prior_sd=1.0,
 
         theta, cov, conv, n_iter, status = fit_jax(X, f, w, intercept, prec, max_iter, tol,
                                                    check_separation, dtype)
+    return _finish(theta, cov, conv, n_iter, status, K, intercept, prior_sd,
+                   lambda idx: (X[idx], f[idx], w[idx]))
+
+
+def _finish(theta, cov, conv, n_iter, status, K, intercept, prior_sd, data_of) -> LogitFit:
+    """A backend's raw outputs as a :class:`LogitFit`.
+
+    Contexts the backend left undecided (status 2) are settled by the exact
+    linear program on their data, ``data_of(indices) -> (X, f, w)``.
+    """
+    A = theta.shape[0]
     separated = status == 1
     undecided = np.flatnonzero(status == 2)
     if len(undecided):
         from ._core.separation import separated_lp
 
-        Z = _design(X[undecided], intercept)
-        separated[undecided] = separated_lp(Z, f[undecided], w[undecided])
+        Xu, fu, wu = data_of(undecided)
+        separated[undecided] = separated_lp(_design(Xu, intercept), fu, wu)
     if prior_sd is None:
         conv = conv & ~separated
-    se = np.sqrt(np.clip(np.diagonal(cov, axis1=1, axis2=2), 0.0, None))
+    var = np.diagonal(cov, axis1=1, axis2=2) if cov.ndim == 3 else cov  # numba returns the diagonal
+    se = np.sqrt(np.clip(var, 0.0, None))
     zeros = np.zeros(A)
     return LogitFit(
         coef=np.ascontiguousarray(theta[:, :K]),
@@ -246,6 +258,65 @@ def fit_logit(X, y, *, mask=None, n=None, intercept: bool = True, prior_sd=1.0,
         separated=np.asarray(separated, dtype=bool),
         n_iter=np.asarray(n_iter, dtype=np.int64),
     )
+
+
+def simulate_and_fit(weights, n_trials: int, *, scale=1.0, agent_intercept=0.0, rng=None,
+                     first_context: int = 0, intercept: bool = True, prior_sd=1.0,
+                     intercept_prior_sd=INTERCEPT_PRIOR_SD, backend: str = "auto",
+                     max_iter: int = 100, tol: float = 1e-8,
+                     check_separation: bool = True) -> LogitFit:
+    """:func:`~selfinterp.simulate_choices` then :func:`fit_logit`, without keeping the choices.
+
+    The result is identical to ``fit_logit(*simulate_choices(weights, n_trials,
+    scale=scale, intercept=agent_intercept, rng=rng, first_context=first_context),
+    ...)``; with the numba backend the two run fused, context by context, and
+    the (A, n_trials, K) design is never held in memory: what a Monte-Carlo
+    power analysis needs, which only keeps the fitted weights.
+
+    Parameters
+    ----------
+    weights, n_trials, scale, rng, first_context
+        As in :func:`~selfinterp.simulate_choices`.
+    agent_intercept : float or array (A,)
+        The simulated agents' position bias (``intercept`` of
+        :func:`~selfinterp.simulate_choices`).
+    intercept, prior_sd, intercept_prior_sd, backend, max_iter, tol, check_separation
+        As in :func:`fit_logit`; every backend gives the fit of the same
+        simulated choices (numba fused, the others one after the other).
+
+    Returns
+    -------
+    LogitFit
+    """
+    from .simulate import _check_arguments, _key, simulate_choices
+
+    if backend not in BACKENDS:
+        raise InputError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if max_iter < 1:
+        raise InputError(f"max_iter must be at least 1, got {max_iter}")
+    weights, scale, agent_intercept = _check_arguments(weights, n_trials, scale, agent_intercept)
+    key = _key(rng)
+    options = dict(intercept=intercept, prior_sd=prior_sd, intercept_prior_sd=intercept_prior_sd,
+                   max_iter=max_iter, tol=tol, check_separation=check_separation)
+    if backend not in ("auto", "numba"):
+        X, y = simulate_choices(weights, n_trials, scale=scale, intercept=agent_intercept, rng=key,
+                                first_context=first_context)
+        return fit_logit(X, y, backend=backend, **options)
+    from ._core.logit_numba import simulate_fit_numba
+
+    A, K = weights.shape
+    prec = prior_precision(K, intercept, prior_sd, intercept_prior_sd)
+    out = simulate_fit_numba(weights, n_trials, scale, agent_intercept, key, first_context, intercept,
+                             prec, max_iter, tol, check_separation)
+
+    def data_of(idx):  # the rare contexts the Newton check leaves undecided: simulated again
+        parts = [simulate_choices(weights[i:i + 1], n_trials, scale=scale[i:i + 1],
+                                  intercept=agent_intercept[i:i + 1], rng=key,
+                                  first_context=first_context + int(i)) for i in idx]
+        return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+                np.ones((len(idx), int(n_trials))))
+
+    return _finish(*out, K, intercept, prior_sd, data_of)
 
 
 def _design(X, intercept):

@@ -34,10 +34,13 @@ import numpy as np
 from numba import njit, prange, set_parallel_chunksize
 
 from . import _gram
+from .rng import context_seed
+from .simulate import simulate_context
 from .logit_numpy import CERT_MARGIN, ETA_MAX, MAX_HALVING, SAFE_ETA_STEP
-from .vecmath import FASTMATH, log1p_unit, logistic
+from .vecmath import FASTMATH, log1p_unit, logistic_fast
 
 BLOCK = 64  # contexts per work item: buffers are allocated once per block
+PAD = 8  # trials are padded to a multiple of this (8 float64 per AVX-512 vector)
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy")
@@ -57,7 +60,7 @@ def _linear(Zt, theta, eta):
 def _residuals(eta, f, w, r, v):
     """r = w (f - sigmoid(eta)) and v = w sigmoid(eta) (1 - sigmoid(eta)), one sweep."""
     for t in range(eta.shape[0]):
-        _, pr, pq = logistic(eta[t])
+        _, pr, pq = logistic_fast(eta[t])
         r[t] = w[t] * (f[t] - pr)
         v[t] = w[t] * pq
 
@@ -106,7 +109,7 @@ def _objective_residuals(eta, f, w, theta, prec, r, v):
     obj = 0.0
     for t in range(eta.shape[0]):
         x = eta[t]
-        e, pr, pq = logistic(x)
+        e, pr, pq = logistic_fast(x)
         r[t] = w[t] * (f[t] - pr)
         v[t] = w[t] * pq
         obj += w[t] * (f[t] * x - (max(x, 0.0) + log1p_unit(e)))
@@ -166,6 +169,35 @@ def _cholesky(H, L):
             for k in range(j):
                 s -= L[i, k] * L[j, k]
             L[i, j] = s * inv
+    return True
+
+
+@njit(cache=True, error_model="numpy")
+def _factor_solve(H, g, L, d):
+    """Cholesky factor L of H and d = H^-1 g; False if H is not positive definite.
+
+    Straight-line code for P <= 8 (:mod:`._gram`), the loops beyond.
+    """
+    P = H.shape[0]
+    if P == 6:
+        return _gram.solve_6(H, g, L, d)
+    elif P == 5:
+        return _gram.solve_5(H, g, L, d)
+    elif P == 7:
+        return _gram.solve_7(H, g, L, d)
+    elif P == 4:
+        return _gram.solve_4(H, g, L, d)
+    elif P == 3:
+        return _gram.solve_3(H, g, L, d)
+    elif P == 2:
+        return _gram.solve_2(H, g, L, d)
+    elif P == 1:
+        return _gram.solve_1(H, g, L, d)
+    elif P == 8:
+        return _gram.solve_8(H, g, L, d)
+    if not _cholesky(H, L):
+        return False
+    _chol_solve(L, g, d)
     return True
 
 
@@ -313,10 +345,9 @@ def _newton(Zt, f, w, prec, theta, max_iter, tol, stop_on_certificate, stop_on_d
         if stop_on_certificate and _any_nonzero(theta) and _signs_agree(eta, f, w):
             certified = True
             break
-        factored = _cholesky(H, L)
+        factored = _factor_solve(H, g, L, d)
         if not factored:
             break
-        _chol_solve(L, g, d)
         n_iter = it + 1
         if stop_on_dual and _dual_signs_ok(Zt, f, w, r, v, d, eta_c):
             dual = True
@@ -435,10 +466,27 @@ def _fit_one(Zt, fa, wa, prec, zero_prec, ml, max_iter, tol, check_separation, t
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
-def _fit_blocks(X, f, w, fit_intercept, prec, max_iter, tol, check_separation,
-                theta_out, cov_out, conv_out, iter_out, status_out):
-    A, T, K = X.shape
+def _fit_blocks(X, f, w, sim, sim_w, sim_scale, sim_b, sim_key, first_context,
+                fit_intercept, prec, max_iter, tol, check_separation,
+                theta_out, var_out, conv_out, iter_out, status_out):
+    """Fit the contexts of (X, f, w), or, with ``sim``, those simulated from ``sim_w`` etc.
+
+    Simulating here (:func:`.simulate.simulate_context`, the same draws as
+    :func:`selfinterp.simulate_choices`) writes each context's data straight
+    into the estimator's buffers: the (A, T, K) design is never materialised,
+    which saves its memory traffic and page faults, most of a simulator's
+    time at these sizes.  ``X`` is then an empty (0, T, K) placeholder.
+    """
+    if sim:
+        A, K = sim_w.shape
+        T = X.shape[1]
+    else:
+        A, T, K = X.shape
     P = K + 1 if fit_intercept else K
+    # trials padded to a multiple of the vector width with weight-0 trials, which add
+    # nothing to any sum: the vectorised loops then have no scalar remainder (at T = 50
+    # the 2 leftover trials, each with a scalar exp, cost a quarter of an evaluation)
+    Tp = (T + PAD - 1) // PAD * PAD
     ml = True
     for p in range(P):
         if prec[p] != 0.0:
@@ -446,14 +494,14 @@ def _fit_blocks(X, f, w, fit_intercept, prec, max_iter, tol, check_separation,
     zero_prec = np.zeros(P)
     n_blocks = (A + BLOCK - 1) // BLOCK
     for b in prange(n_blocks):
-        Zt = np.empty((P, T))
-        eta = np.empty(T)
-        eta_c = np.empty(T)
-        r = np.empty(T)
-        v = np.empty(T)
-        r_c = np.empty(T)
-        v_c = np.empty(T)
-        tmp = np.empty(max(T, P))
+        Zt = np.zeros((P, Tp))
+        eta = np.empty(Tp)
+        eta_c = np.empty(Tp)
+        r = np.empty(Tp)
+        v = np.empty(Tp)
+        r_c = np.empty(Tp)
+        v_c = np.empty(Tp)
+        tmp = np.empty(max(Tp, P))
         g = np.empty(P)
         H = np.empty((P, P))
         L = np.zeros((P, P))
@@ -465,22 +513,32 @@ def _fit_blocks(X, f, w, fit_intercept, prec, max_iter, tol, check_separation,
         col = np.empty(P)
         th2 = np.empty(P)
         theta = np.empty(P)
-        fa = np.empty(T)  # contiguous copies: ``w`` may be a broadcast view (stride 0)
-        wa = np.empty(T)
-        for a in range(b * BLOCK, min(A, (b + 1) * BLOCK)):
+        cov = np.empty((P, P))
+        fa = np.zeros(Tp)  # contiguous copies: ``w`` may be a broadcast view (stride 0)
+        wa = np.zeros(Tp)
+        u = np.empty(T * (2 * K + 1) if sim else 0)
+        if sim:
             for t in range(T):
-                for k in range(K):
-                    Zt[k, t] = X[a, t, k]
-                fa[t] = f[a, t]
-                wa[t] = w[a, t]
-            if fit_intercept:
+                wa[t] = 1.0
+        if fit_intercept:
+            for t in range(T):
+                Zt[K, t] = 1.0
+        for a in range(b * BLOCK, min(A, (b + 1) * BLOCK)):
+            if sim:
+                simulate_context(context_seed(sim_key, first_context + a), sim_w[a], sim_scale[a],
+                                 sim_b[a], T, u, Zt, eta, fa)
+            else:
                 for t in range(T):
-                    Zt[K, t] = 1.0
+                    for k in range(K):
+                        Zt[k, t] = X[a, t, k]
+                    fa[t] = f[a, t]
+                    wa[t] = w[a, t]
             conv, n_iter, status = _fit_one(
                 Zt, fa, wa, prec, zero_prec, ml, max_iter, tol, check_separation, theta,
-                cov_out[a], eta, eta_c, r, v, r_c, v_c, tmp, g, H, L, d, cand, at, H2, e, col, th2)
+                cov, eta, eta_c, r, v, r_c, v_c, tmp, g, H, L, d, cand, at, H2, e, col, th2)
             for p in range(P):
                 theta_out[a, p] = theta[p]
+                var_out[a, p] = cov[p, p]
             conv_out[a] = conv
             iter_out[a] = n_iter
             status_out[a] = status
@@ -489,23 +547,49 @@ def _fit_blocks(X, f, w, fit_intercept, prec, max_iter, tol, check_separation,
 def fit_numba(X, f, w, fit_intercept, prec, max_iter, tol, check_separation):
     """Fit every context of ``X`` (A, T, K); see :func:`.logit_numpy.fit_numpy`.
 
-    Returns (theta (A, P), cov (A, P, P), converged (A,), n_iter (A,),
-    separation status (A,) int8).  Blocks of contexts are handed to threads
-    one at a time (chunk size 1), so a thread slowed down by other work on a
-    shared machine does not hold up the others.
+    Returns (theta (A, P), var (A, P), converged (A,), n_iter (A,),
+    separation status (A,) int8), ``var`` the diagonal of the covariance
+    (inverse penalised Hessian): the off-diagonal terms are not kept, 36
+    numbers per context that nothing uses.
     """
     A, T, K = X.shape
-    P = K + 1 if fit_intercept else K
+    return _run(A, X, f, w, False, np.zeros((0, K)), np.zeros(0), np.zeros(0), 0, 0,
+                fit_intercept, prec, max_iter, tol, check_separation)
+
+
+def simulate_fit_numba(weights, n_trials, scale, intercept, key, first_context, fit_intercept, prec,
+                       max_iter, tol, check_separation):
+    """:func:`.simulate.simulate_numba` then :func:`fit_numba`, fused: the same numbers, without X."""
+    A, K = weights.shape
+    T = int(n_trials)
+    # placeholders of the types of fit_numba's usual call, so that the kernel is not
+    # compiled (and cached) a second time for this one
+    return _run(A, np.zeros((0, T, K)), np.zeros((0, T)), np.broadcast_to(1.0, (0, T)), True,
+                np.ascontiguousarray(weights, dtype=np.float64),
+                np.ascontiguousarray(scale, dtype=np.float64),
+                np.ascontiguousarray(intercept, dtype=np.float64), key, first_context,
+                fit_intercept, prec, max_iter, tol, check_separation)
+
+
+def _run(A, X, f, w, sim, sim_w, sim_scale, sim_b, key, first_context, fit_intercept, prec,
+         max_iter, tol, check_separation):
+    """Allocate the outputs and run :func:`_fit_blocks`.
+
+    Blocks of contexts are handed to threads one at a time (chunk size 1), so
+    a thread slowed down by other work on a shared machine does not hold up
+    the others.
+    """
+    P = X.shape[2] + 1 if fit_intercept else X.shape[2]
     theta = np.zeros((A, P))
-    cov = np.zeros((A, P, P))
+    var = np.zeros((A, P))
     conv = np.zeros(A, dtype=np.bool_)
     n_iter = np.zeros(A, dtype=np.int64)
     status = np.zeros(A, dtype=np.int8)
     old = set_parallel_chunksize(1)
     try:
-        _fit_blocks(X, f, w, bool(fit_intercept), np.asarray(prec, dtype=np.float64),
-                    int(max_iter), float(tol), bool(check_separation),
-                    theta, cov, conv, n_iter, status)
+        _fit_blocks(X, f, w, sim, sim_w, sim_scale, sim_b, np.uint64(key), int(first_context),
+                    bool(fit_intercept), np.asarray(prec, dtype=np.float64), int(max_iter),
+                    float(tol), bool(check_separation), theta, var, conv, n_iter, status)
     finally:
         set_parallel_chunksize(old)
-    return theta, cov, conv, n_iter, status
+    return theta, var, conv, n_iter, status

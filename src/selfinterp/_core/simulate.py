@@ -60,42 +60,52 @@ def simulate_numpy(weights, n_trials, scale, intercept, key, first_context=0):
     return np.ascontiguousarray(X), y
 
 
+@njit(cache=True, error_model="numpy")
+def simulate_context(cs, w, s, b, T, u, xt, eta, y):
+    """One context's draws: ``xt[k, t]`` (attribute-major, k < K) and ``y[t]``, t < T.
+
+    ``cs`` is the context's seed (:func:`.rng.context_seed`), ``w`` its (K,)
+    weights, ``s`` and ``b`` its scale and intercept; ``u`` (T (2K + 1),) and
+    ``eta`` (T,) are work space.  Shared by the simulator and the fused
+    simulate-and-fit kernel, which draws into the estimator's own buffers.
+    """
+    K = w.shape[0]
+    D = 2 * K + 1
+    # all of the context's draws in one loop: it vectorises (64-bit multiplies)
+    for i in range(T * D):
+        u[i] = uniform(cs, i)
+    for t in range(T):
+        eta[t] = 0.0
+    for k in range(K):  # same summation order as the reference
+        wk = w[k]
+        for t in range(T):
+            d = u[t * D + k] - u[t * D + K + k]
+            xt[k, t] = d
+            eta[t] += d * wk
+    if math.isinf(s):
+        for t in range(T):
+            y[t] = 1.0 if eta[t] + b > 0.0 else 0.0
+    else:
+        for t in range(T):
+            p = logistic(s * (eta[t] + b))[1]
+            y[t] = 1.0 if u[t * D + 2 * K] < p else 0.0
+
+
 @njit(cache=True, parallel=True, error_model="numpy")
 def _simulate_blocks(weights, n_trials, scale, intercept, key, first_context, X, y):
     A, K = weights.shape
-    D = 2 * K + 1
     T = n_trials
-    N = T * D
     n_blocks = (A + BLOCK - 1) // BLOCK
     for blk in prange(n_blocks):
-        u = np.empty(N)
+        u = np.empty(T * (2 * K + 1))
         xt = np.empty((K, T))  # attribute-major, so the loops over trials vectorise
         eta = np.empty(T)
         for a in range(blk * BLOCK, min(A, (blk + 1) * BLOCK)):
-            cs = context_seed(key, first_context + a)
-            # all of the context's draws in one loop: it vectorises (64-bit multiplies)
-            for i in range(N):
-                u[i] = uniform(cs, i)
-            for t in range(T):
-                eta[t] = 0.0
-            for k in range(K):  # same summation order as the reference
-                wk = weights[a, k]
-                for t in range(T):
-                    d = u[t * D + k] - u[t * D + K + k]
-                    xt[k, t] = d
-                    eta[t] += d * wk
+            simulate_context(context_seed(key, first_context + a), weights[a], scale[a],
+                             intercept[a], T, u, xt, eta, y[a])
             for t in range(T):
                 for k in range(K):
                     X[a, t, k] = xt[k, t]
-            b = intercept[a]
-            s = scale[a]
-            if math.isinf(s):
-                for t in range(T):
-                    y[a, t] = 1.0 if eta[t] + b > 0.0 else 0.0
-            else:
-                for t in range(T):
-                    p = logistic(s * (eta[t] + b))[1]
-                    y[a, t] = 1.0 if u[t * D + 2 * K] < p else 0.0
 
 
 def simulate_numba(weights, n_trials, scale, intercept, key, first_context=0):

@@ -18,8 +18,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..score import cluster_bootstrap, paired_difference
-from .model import (context_bias, draw_targets, effective_weights, learned_weights, mean_reports,
-                    simulate_model_choices, simulate_reports)
+from .model import (context_bias, draw_targets, effective_weights, mean_reports,
+                    simulate_learned_weights, simulate_reports)
 from .params import StudyDesign, StudyModel
 from .stats import pooled_r
 
@@ -43,9 +43,8 @@ def simulate_arrays(model: StudyModel, design: StudyDesign, n_studies: int, seq:
     target = draw_targets(n, K, gen)
     w = effective_weights(target, model.instilled, gen)
     bias = context_bias(n, model.instilled, gen)
-    X, y = simulate_model_choices(w, bias, design.choices, model.instilled, key=s[1])
-    out = {"target": target, "learned": learned_weights(X, y)}
-    del X, y
+    out = {"target": target,
+           "learned": simulate_learned_weights(w, bias, design.choices, model.instilled, key=s[1])}
     gr = np.random.default_rng(s[2])
     for cond in ("base", "instilled", "itrained"):
         mean, n_valid = mean_reports(*simulate_reports(w, model.reports[cond], R, gr))

@@ -11,12 +11,12 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..logit import fit_logit, normalize_weights
+from ..logit import fit_logit, normalize_weights, simulate_and_fit
 from ..simulate import simulate_choices
 from .params import ChoiceModel, ReportModel
 
 __all__ = ["draw_targets", "effective_weights", "context_bias", "simulate_model_choices",
-           "learned_weights", "simulate_reports", "mean_reports", "weight_sd"]
+           "learned_weights", "simulate_learned_weights", "simulate_reports", "mean_reports", "weight_sd"]
 
 
 def draw_targets(n: int, k: int, gen: np.random.Generator) -> np.ndarray:
@@ -73,6 +73,20 @@ def learned_weights(X, y, backend: str = "auto") -> np.ndarray:
     """
     return normalize_weights(fit_logit(X, y, prior_sd=1.0, intercept=True, backend=backend,
                                        check_separation=False).coef)
+
+
+def simulate_learned_weights(w_eff, bias_logit, n_choices: int, model: ChoiceModel, *, key,
+                             first_context: int = 0, backend: str = "auto") -> np.ndarray:
+    """:func:`learned_weights` of :func:`simulate_model_choices`, fused (the choices are not kept).
+
+    The same numbers as the two calls one after the other
+    (:func:`selfinterp.simulate_and_fit`), without holding the (n, n_choices,
+    k) design in memory: the power engine's inner loop.
+    """
+    fit = simulate_and_fit(w_eff, n_choices, scale=model.scale, agent_intercept=bias_logit / model.scale,
+                           rng=key, first_context=first_context, prior_sd=1.0, intercept=True,
+                           backend=backend, check_separation=False)
+    return normalize_weights(fit.coef)
 
 
 def check_backend(backend: str) -> None:

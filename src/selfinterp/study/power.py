@@ -14,8 +14,9 @@ tested on held-out contexts) and summarises, across the N studies:
   (delete-one-context jackknife, see :mod:`selfinterp.study.stats`) lies above 0.
 
 Replicates are not a Python loop: the N x C contexts of a block of replicates
-are stacked on one axis and go through one :func:`selfinterp.simulate_choices`
-and one :func:`selfinterp.fit_logit` call.  Randomness is a pure function of
+are stacked on one axis and go through one :func:`selfinterp.simulate_and_fit`
+call, which simulates and fits them fused in the numba kernel (the choices
+themselves are never held in memory).  Randomness is a pure function of
 the seed, the design, the replicate group (10 studies) and the global context
 index, never of the order in which designs or blocks are computed: the
 simulated studies (targets, effective weights, choices, learned weights) come
@@ -33,15 +34,17 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from .._core.rng import key_from_rng
 from ..errors import InputError
-from .model import (check_backend, context_bias, draw_targets, effective_weights, learned_weights, mean_reports,
-                    simulate_model_choices, simulate_reports, weight_sd)
+from .model import (check_backend, context_bias, draw_targets, effective_weights, mean_reports,
+                    simulate_learned_weights, simulate_reports, weight_sd)
 from .params import StudyModel, _check
 from .stats import context_sums, fisher_ci, jackknife, paired_test, pooled_r
 
@@ -49,7 +52,7 @@ __all__ = ["Design", "design_grid", "itrained_report_model", "run_design", "run_
            "cheapest", "GROUP"]
 
 GROUP = 10          # replicates per random-number group (a fixed part of the algorithm)
-BLOCK_TRIALS = 2_000_000  # simulated choices held in memory at once (about 100 MB)
+BLOCK_TRIALS = 2_000_000  # simulated choices per block (their weights and reports are held at once)
 LEVEL = 0.95
 
 
@@ -129,12 +132,29 @@ def _report_draws(w_eff, R: int, conditions, seq: np.random.SeedSequence):
 
 
 def _group_reports(d, gs, C, R, conditions, spawn_key, seed):
-    """:func:`_report_draws` for the groups ``gs`` of a block, concatenated."""
+    """:func:`_report_draws` for the groups ``gs`` of a block, concatenated.
+
+    The groups run on a pool of threads: each has its own generator, whose
+    normal draws (most of the time here) release the GIL, so the cores share
+    them, and the result does not depend on which thread drew which group.
+    """
     n = GROUP * C
-    parts = [_report_draws(d["w_eff"][j * n:(j + 1) * n], R, conditions,
-                           np.random.SeedSequence(seed, spawn_key=spawn_key + (g,)))
-             for j, g in enumerate(gs)]
+
+    def one(j):
+        return _report_draws(d["w_eff"][j * n:(j + 1) * n], R, conditions,
+                             np.random.SeedSequence(seed, spawn_key=spawn_key + (gs[j],)))
+
+    parts = list(_threads().map(one, range(len(gs))))
     return {k: np.concatenate([x[k] for x in parts]) for k in parts[0]}
+
+
+@lru_cache(maxsize=1)
+def _threads():
+    """The pool :func:`_group_reports` draws on (one thread per core, made once)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return ThreadPoolExecutor(max_workers=cores or 1, thread_name_prefix="selfinterp-reports")
 
 
 def _summary(design: Design, replicates: int, res: dict) -> dict:
@@ -198,10 +218,8 @@ def run_designs(designs, model: StudyModel, replicates: int, seed: int = 0,
         gs = range(g0, min(n_groups, g0 + groups_per_block))
         parts = [_study_draws(C, model, np.random.SeedSequence(seed, spawn_key=(C, T, 1, g))) for g in gs]
         d = {k: np.concatenate([x[k] for x in parts]) for k in parts[0]}
-        X, y = simulate_model_choices(d["w_eff"], d["bias"], T, model.instilled, key=key,
-                                      first_context=g0 * GROUP * C)
-        L = learned_weights(X, y, backend).reshape(shape)
-        del X, y
+        L = simulate_learned_weights(d["w_eff"], d["bias"], T, model.instilled, key=key,
+                                     first_context=g0 * GROUP * C, backend=backend).reshape(shape)
         r_lt = pooled_r(L, d["targets"].reshape(shape))
         # the weight-trained and base reports depend on the number of reports only: designs
         # that differ in the training effect share them (and so their control test)
