@@ -6,9 +6,15 @@ import importlib.util
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+import selfinterp as si
 from conftest import REPO
 from selfinterp._core import logit_numba as ln
+from selfinterp._core.logit_numpy import residual_certificate_numpy
+from selfinterp._core.separation import separated_lp
+from strategies import arbitrary_designs
 
 
 @pytest.mark.parametrize("P", range(1, 10))  # 1..8 unrolled (_gram), 9 the generic passes
@@ -110,3 +116,37 @@ def test_fast_math_callers_do_not_leak_into_the_exact_exp(tmp_path):
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
     res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
+
+
+@settings(max_examples=60, deadline=None)
+@given(arbitrary_designs(max_contexts=4, max_trials=25, max_k=4), st.integers(0, 2**32 - 1))
+def test_residual_certificate_is_sound(design, seed):
+    # the residual certificate may only say "not separated" when the exact linear
+    # program agrees, from any point theta (not only from a fit)
+    X, y = design
+    A, T, K = X.shape
+    Z = np.concatenate([X, np.ones((A, T, 1))], axis=2)
+    w = np.ones((A, T))
+    theta = np.random.default_rng(seed).normal(0, 2, (A, K + 1))
+    cert = residual_certificate_numpy(Z, y, w, theta)
+    assert not np.any(cert & separated_lp(Z, y, w))
+
+
+def test_residual_certificate_numba_matches_numpy():
+    # the numba kernel's certificate follows the NumPy reference's rounds
+    rng = np.random.default_rng(5)
+    A, T, K = 300, 30, 4
+    X, y = si.simulate_choices(rng.normal(0, 1.5, (A, K)), T, rng=6)
+    Z = np.concatenate([X, np.ones((A, T, 1))], axis=2)
+    w = np.ones((A, T))
+    theta = 0.3 * rng.normal(0, 1.5, (A, K + 1))  # shrunk, as a penalised fit is
+    ref = residual_certificate_numpy(Z, y, w, theta)
+    P, ours = K + 1, []
+    for a in range(A):
+        Zt = np.ascontiguousarray(Z[a].T)
+        r = y[a] - 1 / (1 + np.exp(-Z[a] @ theta[a]))
+        ours.append(ln._residual_certificate(Zt, y[a], w[a], r, *(np.empty(T) for _ in range(3)),
+                                             np.zeros(P), np.empty(P), np.empty((P, P)),
+                                             np.zeros((P, P)), np.empty(P), np.empty(T)))
+    np.testing.assert_array_equal(ours, ref)
+    assert 0.5 < ref.mean() < 1.0  # both outcomes occur: the test can fail

@@ -36,7 +36,7 @@ from numba import njit, prange, set_parallel_chunksize
 from . import _gram
 from .rng import context_seed
 from .simulate import simulate_context
-from .logit_numpy import CERT_MARGIN, ETA_MAX, MAX_HALVING, SAFE_ETA_STEP
+from .logit_numpy import CERT_DAMPING, CERT_MARGIN, CERT_ROUNDS, ETA_MAX, MAX_HALVING, SAFE_ETA_STEP
 from .vecmath import FASTMATH, log1p_unit, logistic_fast
 
 BLOCK = 64  # contexts per work item: buffers are allocated once per block
@@ -145,6 +145,60 @@ def _evaluate(Zt, eta, f, w, r, v, tmp, theta, prec, g, H):
     else:
         _residuals(eta, f, w, r, v)
         _grad_hess(Zt, r, v, tmp, theta, prec, g, H)
+
+
+@njit(cache=True, error_model="numpy")
+def _gram_sums(Zt, r, v, tmp, zero, g, H):
+    """g = Z' r and H = Z' diag(v) Z (``zero``: P zeros, for the generic passes)."""
+    P = Zt.shape[0]
+    if P == 6:
+        _gram.gram_6(Zt, r, v, g, H)
+    elif P == 5:
+        _gram.gram_5(Zt, r, v, g, H)
+    elif P == 7:
+        _gram.gram_7(Zt, r, v, g, H)
+    elif P == 4:
+        _gram.gram_4(Zt, r, v, g, H)
+    elif P == 3:
+        _gram.gram_3(Zt, r, v, g, H)
+    elif P == 2:
+        _gram.gram_2(Zt, r, v, g, H)
+    elif P == 1:
+        _gram.gram_1(Zt, r, v, g, H)
+    elif P == 8:
+        _gram.gram_8(Zt, r, v, g, H)
+    else:
+        _grad_hess(Zt, r, v, tmp, zero, zero, g, H)
+
+
+@njit(cache=True, error_model="numpy")
+def _residual_certificate(Zt, f, w, r, lam, D, tmp, zero, c, G, L, u, zd):
+    """Not separated, proved from the residuals ``r`` at one point: see
+    :func:`.logit_numpy.residual_certificate_numpy` (``lam``, ``D``, ``tmp``,
+    ``c``, ``G``, ``L``, ``u``, ``zd`` are work space; ``r`` is left as is)."""
+    T = r.shape[0]
+    for t in range(T):
+        lam[t] = r[t]
+    for _ in range(CERT_ROUNDS):
+        for t in range(T):
+            D[t] = lam[t] * lam[t]
+        _gram_sums(Zt, lam, D, tmp, zero, c, G)
+        if not _factor_solve(G, c, L, u):
+            return False
+        if _dual_signs_ok(Zt, f, w, lam, D, u, zd):
+            return True
+        # damped move towards the full step lam - D (Z u) (zd = Z u)
+        ratio = np.inf
+        for t in range(T):
+            if w[t] > 0.0 and (f[t] == 1.0 or f[t] == 0.0):
+                sign = 1.0 if f[t] == 1.0 else -1.0
+                st = -D[t] * zd[t] * sign
+                if st < 0.0:
+                    ratio = min(ratio, -(lam[t] * sign) / st)
+        alpha = min(1.0, CERT_DAMPING * ratio)
+        for t in range(T):
+            lam[t] -= alpha * D[t] * zd[t]
+    return False
 
 
 @njit(cache=True, error_model="numpy")
@@ -266,25 +320,22 @@ def _safe_inverse(H, out, Hj, L, e, col):
             out[i, j] = 1e300 if i == j else 0.0
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def _signs_agree(eta, f, w):
-    """True if eta (not all zero) has the sign of every weighted outcome (a separating direction)."""
-    nonzero = False
+    """True if eta (not all zero) has the sign of every weighted outcome (a separating direction).
+
+    Counts without an early exit, so that the loop vectorises.
+    """
+    nonzero = 0.0
+    bad = 0.0
     for t in range(eta.shape[0]):
-        if w[t] <= 0.0:
-            continue
         x = eta[t]
-        if x != 0.0:
-            nonzero = True
-        if f[t] == 1.0:
-            if x < 0.0:
-                return False
-        elif f[t] == 0.0:
-            if x > 0.0:
-                return False
-        elif x != 0.0:
-            return False
-    return nonzero
+        ft = f[t]
+        used = w[t] > 0.0
+        nonzero += 1.0 if (used and x != 0.0) else 0.0
+        wrong = (x < 0.0) if ft == 1.0 else ((x > 0.0) if ft == 0.0 else (x != 0.0))
+        bad += 1.0 if (used and wrong) else 0.0
+    return nonzero > 0.0 and bad == 0.0
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy")
@@ -408,19 +459,20 @@ def _newton(Zt, f, w, prec, theta, max_iter, tol, stop_on_certificate, stop_on_d
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def _dual_signs_ok(Zt, f, w, r, v, delta, zd):
-    """Do the multipliers r - v (Z delta) all have the sign of their binary outcome?"""
+    """Do the multipliers r - v (Z delta) all have the sign of their binary outcome?
+
+    Counts the violations without an early exit, so that the loop vectorises
+    (a branch per trial cost more than the rest of the certificate).
+    """
     _linear(Zt, delta, zd)
+    bad = 0.0
     for t in range(Zt.shape[1]):
         lam = r[t] - v[t] * zd[t]
-        wt = w[t]
-        if wt > 0.0:
-            if f[t] == 1.0:
-                if not lam > CERT_MARGIN * wt:
-                    return False
-            elif f[t] == 0.0:
-                if not lam < -CERT_MARGIN * wt:
-                    return False
-    return True
+        m = CERT_MARGIN * w[t]
+        ft = f[t]
+        used = w[t] > 0.0
+        bad += 1.0 if (used and ((ft == 1.0 and not lam > m) or (ft == 0.0 and not lam < -m))) else 0.0
+    return bad == 0.0
 
 
 @njit(cache=True, error_model="numpy")
@@ -445,6 +497,8 @@ def _fit_one(Zt, fa, wa, prec, zero_prec, ml, max_iter, tol, check_separation, t
     if check_separation:
         if _any_nonzero(theta) and _signs_agree(eta, fa, wa):
             status = 1
+        elif _residual_certificate(Zt, fa, wa, r, r_c, v_c, tmp, zero_prec, e, H2, L, d, eta_c):
+            status = 0
         else:
             # unpenalised Newton from the last evaluation of the fit, reusing it
             for p in range(P):
