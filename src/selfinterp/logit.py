@@ -191,7 +191,10 @@ def fit_logit(X, y, *, mask=None, n=None, intercept: bool = True, prior_sd=1.0,
     backend : {"auto", "numpy", "numba", "jax"}
         "auto" is numba.
     max_iter, tol : int, float
-        Newton stops when the applied step is at most ``tol * (1 + max|theta|)``.
+        Newton stops when the applied step is at most ``tol * (1 + max|theta|)``,
+        or when, in the quadratic regime, the next step is predicted to be
+        (from the last two steps, with a safety factor of 10): this saves the
+        final evaluation of a step that would be ~1e-14.
     check_separation : bool
         Decide for every context whether its data are separated (costs a short
         unpenalised Newton run, and a linear program for the rare undecided

@@ -22,7 +22,7 @@ from functools import partial
 
 import numpy as np
 
-from .logit_numpy import CERT_MARGIN, ETA_MAX, MAX_HALVING, SAFE_ETA_STEP
+from .logit_numpy import CERT_MARGIN, ETA_MAX, MAX_HALVING, QUAD_SAFETY, SAFE_ETA_STEP
 
 _CACHE: dict = {}
 
@@ -74,7 +74,8 @@ def _build():
         false = jnp.array(False)
         state = dict(theta=theta0, at=theta0, eta=eta, r=r, v=v, g=g, H=H,
                      converged=false, certified=false, dual=false, done=false,
-                     n_iter=jnp.array(0, jnp.int32), it=jnp.array(0, jnp.int32))
+                     n_iter=jnp.array(0, jnp.int32), it=jnp.array(0, jnp.int32),
+                     prev=jnp.zeros((), theta0.dtype))
 
         def cond(s):
             return (~s["done"]) & (s["it"] < max_iter)
@@ -88,7 +89,8 @@ def _build():
             dual = solved & stop_dual & dual_signs_ok(s["r"] - s["v"] * zd, f, w)
             go = solved & ~dual
             dmax = jnp.max(jnp.abs(d))
-            small = go & (dmax <= tol * (1.0 + jnp.max(jnp.abs(theta + d))))
+            bound = tol * (1.0 + jnp.max(jnp.abs(theta + d)))
+            small = go & ((dmax <= bound) | (QUAD_SAFETY * dmax**3 <= bound * s["prev"] ** 2))
             search = go & ~small
             obj0 = objective(eta, f, w, theta, prec)
 
@@ -127,6 +129,7 @@ def _build():
                 dual=dual,
                 done=cert | ~ok | dual | small | stuck | fine,
                 n_iter=jnp.where(solved, s["it"] + 1, s["n_iter"]),
+                prev=jnp.where(moved, jnp.where(step == 1.0, dmax, 0.0), s["prev"]),
                 it=s["it"] + 1,
             )
 

@@ -36,7 +36,8 @@ from numba import njit, prange, set_parallel_chunksize
 from . import _gram
 from .rng import context_seed
 from .simulate import simulate_context
-from .logit_numpy import CERT_DAMPING, CERT_MARGIN, CERT_ROUNDS, ETA_MAX, MAX_HALVING, SAFE_ETA_STEP
+from .logit_numpy import (CERT_DAMPING, CERT_MARGIN, CERT_ROUNDS, ETA_MAX, MAX_HALVING, QUAD_SAFETY,
+                          SAFE_ETA_STEP)
 from .vecmath import FASTMATH, log1p_unit, logistic_fast
 
 BLOCK = 64  # contexts per work item: buffers are allocated once per block
@@ -392,6 +393,7 @@ def _newton(Zt, f, w, prec, theta, max_iter, tol, stop_on_certificate, stop_on_d
     dual = False
     factored = False
     n_iter = 0
+    prev = 0.0  # the last step's size if it was a full Newton step, else 0 (no prediction)
     for it in range(max_iter):
         if stop_on_certificate and _any_nonzero(theta) and _signs_agree(eta, f, w):
             certified = True
@@ -408,8 +410,10 @@ def _newton(Zt, f, w, prec, theta, max_iter, tol, stop_on_certificate, stop_on_d
         for p in range(P):
             big = max(big, abs(theta[p] + d[p]))
             dmax = max(dmax, abs(d[p]))
-        if dmax <= tol * (1.0 + big):
-            # converged: the step is taken, the Hessian at ``at`` serves for the covariance
+        if dmax <= tol * (1.0 + big) or QUAD_SAFETY * dmax * dmax * dmax <= tol * (1.0 + big) * prev * prev:
+            # converged (or, in the quadratic regime, the step after this one would be
+            # below tol: see logit_numpy.QUAD_SAFETY): the step is taken, the Hessian at
+            # ``at`` serves for the covariance
             for p in range(P):
                 theta[p] += d[p]
             converged = True
@@ -451,6 +455,7 @@ def _newton(Zt, f, w, prec, theta, max_iter, tol, stop_on_certificate, stop_on_d
         if step * dmax <= tol * (1.0 + big):
             converged = True
             break
+        prev = dmax if step == 1.0 else 0.0
     if flipped:  # leave the final residuals in the caller's r, v
         r_c[:] = r
         v_c[:] = v
