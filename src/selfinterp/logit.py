@@ -16,7 +16,7 @@ import numpy as np
 from ._validate import as_float_array, check_finite, check_range
 from .errors import InputError
 
-__all__ = ["LogitFit", "fit_logit", "simulate_and_fit", "normalize_weights", "BACKENDS"]
+__all__ = ["LogitFit", "fit_logit", "simulate_and_fit", "simulate_and_fit_jax", "normalize_weights", "BACKENDS"]
 
 BACKENDS = ("auto", "numpy", "numba", "jax")
 INTERCEPT_PRIOR_SD = 2.5
@@ -318,6 +318,57 @@ def simulate_and_fit(weights, n_trials: int, *, scale=1.0, agent_intercept=0.0, 
                                   first_context=first_context + int(i)) for i in idx]
         return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
                 np.ones((len(idx), int(n_trials))))
+
+    return _finish(*out, K, intercept, prior_sd, data_of)
+
+
+def simulate_and_fit_jax(weights, n_trials: int, *, key, scale=1.0, agent_intercept=0.0,
+                         first_context: int = 0, intercept: bool = True, prior_sd=1.0,
+                         intercept_prior_sd=INTERCEPT_PRIOR_SD, max_iter: int = 100,
+                         tol: float = 1e-8, check_separation: bool = True,
+                         dtype=np.float32) -> LogitFit:
+    """Simulate and fit on the JAX default device (a GPU when present): the choices never leave it.
+
+    :func:`~selfinterp.simulate.simulate_choices_jax` then the JAX estimator,
+    with only the weights in and the fits out crossing to the host (tested
+    under ``jax.transfer_guard("disallow")``).  Like
+    :func:`~selfinterp.simulate.simulate_choices_jax`, it draws with JAX's
+    generator (``fold_in(key, context)``): its numbers do not depend on
+    batching but differ from those of :func:`simulate_and_fit`.
+
+    Parameters
+    ----------
+    weights, n_trials, scale, agent_intercept, first_context
+        As in :func:`simulate_and_fit`.
+    key : jax.random key
+    intercept, prior_sd, intercept_prior_sd, max_iter, tol, check_separation
+        As in :func:`fit_logit`.
+    dtype : np.float32 or np.float64
+        Working precision of simulation and fit (float32 is the GPUs' fast one).
+
+    Returns
+    -------
+    LogitFit
+    """
+    from .simulate import _check_arguments, simulate_choices_jax
+
+    if max_iter < 1:
+        raise InputError(f"max_iter must be at least 1, got {max_iter}")
+    weights, scale, agent_intercept = _check_arguments(weights, n_trials, scale, agent_intercept)
+    A, K = weights.shape
+    prec = prior_precision(K, intercept, prior_sd, intercept_prior_sd)
+    from ._core.logit_jax import simulate_fit_jax
+
+    out = simulate_fit_jax(weights, int(n_trials), scale, agent_intercept, key, int(first_context),
+                           intercept, prec, max_iter, tol, check_separation, dtype)
+
+    def data_of(idx):  # contexts left undecided: simulated again, for the linear program
+        parts = [simulate_choices_jax(weights[i:i + 1], n_trials, key=key, scale=scale[i:i + 1],
+                                      intercept=agent_intercept[i:i + 1],
+                                      first_context=first_context + int(i), dtype=dtype) for i in idx]
+        X = np.concatenate([np.asarray(p[0], dtype=np.float64) for p in parts])
+        y = np.concatenate([np.asarray(p[1], dtype=np.float64) for p in parts])
+        return X, y, np.ones_like(y)
 
     return _finish(*out, K, intercept, prior_sd, data_of)
 

@@ -211,6 +211,38 @@ def fit_jax(X, f, w, fit_intercept, prec, max_iter, tol, check_separation, dtype
     theta (A, P), cov (A, P, P), converged (A,) bool, n_iter (A,) int64,
     status (A,) int8 — NumPy arrays, float64 whatever the working precision.
     """
+    jax, dtype, tol_eff, slack, ml = _settings(dtype, tol, prec)
+    with jax.enable_x64(dtype == np.float64):
+        args = [jax.numpy.asarray(np.asarray(a, dtype=dtype)) for a in (X, f, w, prec)]
+        out = fit_batch_jax()(*args, tol_eff, slack, fit_intercept=bool(fit_intercept),
+                              max_iter=int(max_iter), check_separation=bool(check_separation), ml=ml)
+        return _to_host(out)
+
+
+def simulate_fit_jax(weights, n_trials, scale, intercept, key, first_context, fit_intercept, prec,
+                     max_iter, tol, check_separation, dtype=np.float32):
+    """Simulate (:func:`.simulate_jax.simulate_jax`) and fit on the JAX default device.
+
+    The choices never leave the device: the inputs go there and the fits come
+    back by explicit transfers only (the call runs under
+    ``jax.transfer_guard("disallow")``).  Returns what :func:`fit_jax` returns.
+    """
+    from .simulate_jax import simulate_jax
+
+    jax, dtype, tol_eff, slack, ml = _settings(dtype, tol, prec)
+    put = jax.device_put
+    with jax.enable_x64(dtype == np.float64):
+        X, y = simulate_jax(weights, n_trials, scale, intercept, key, first_context, dtype=dtype)
+        ones = jax.jit(jax.numpy.ones_like)(y)  # made on the device
+        out = fit_batch_jax()(X, y, ones, put(np.asarray(prec, dtype=dtype)),
+                              put(dtype.type(tol_eff)), put(dtype.type(slack)),
+                              fit_intercept=bool(fit_intercept), max_iter=int(max_iter),
+                              check_separation=bool(check_separation), ml=ml)
+        return _to_host(out)
+
+
+def _settings(dtype, tol, prec):
+    """(jax, dtype, effective tol, line-search slack, ml) for a working precision."""
     from ..errors import require
 
     jax = require("jax", "jax")
@@ -219,13 +251,14 @@ def fit_jax(X, f, w, fit_intercept, prec, max_iter, tol, check_separation, dtype
         raise ValueError(f"dtype must be float32 or float64, got {dtype}")
     eps = float(np.finfo(dtype).eps)
     tol_eff = max(float(tol), 16 * eps) if dtype == np.float32 else float(tol)
-    slack = max(1e-12, 16 * eps)
-    ml = not np.any(prec)
-    with jax.enable_x64(dtype == np.float64):
-        fit = fit_batch_jax()
-        args = [jax.numpy.asarray(np.asarray(a, dtype=dtype)) for a in (X, f, w, prec)]
-        out = fit(*args, tol_eff, slack, fit_intercept=bool(fit_intercept),
-                  max_iter=int(max_iter), check_separation=bool(check_separation), ml=ml)
-        theta, cov, conv, n_iter, status = (np.asarray(o) for o in out)
-    return (theta.astype(np.float64), cov.astype(np.float64), conv.astype(bool),
-            n_iter.astype(np.int64), status.astype(np.int8))
+    return jax, dtype, tol_eff, max(1e-12, 16 * eps), not np.any(prec)
+
+
+def _to_host(out):
+    """The kernel's outputs as NumPy arrays (float64 whatever the working precision)."""
+    import jax
+
+    theta, cov, conv, n_iter, status = jax.device_get(out)
+    return (np.asarray(theta, dtype=np.float64), np.asarray(cov, dtype=np.float64),
+            np.asarray(conv, dtype=bool), np.asarray(n_iter, dtype=np.int64),
+            np.asarray(status, dtype=np.int8))

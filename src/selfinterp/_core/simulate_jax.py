@@ -43,13 +43,16 @@ def simulate_jax(weights, n_trials, scale, intercept, key, first_context=0, dtyp
 
     ``weights`` (A, K), ``scale`` and ``intercept`` (A,) (np.inf scale: the
     deterministic rule, ties to B); ``key`` a ``jax.random`` key.  ``dtype``
-    defaults to the dtype of ``weights``.
+    defaults to the dtype of ``weights``.  Every input is moved to the device
+    explicitly (``jax.device_put``; a no-op for arrays already there), so the
+    call runs under ``jax.transfer_guard("disallow")``.
     """
-    import jax.numpy as jnp
+    import jax
+    import numpy as np
 
     if "sim" not in _CACHE:
         _CACHE["sim"] = _build()
-    weights = jnp.asarray(weights, dtype=dtype)
-    dtype = weights.dtype
-    return _CACHE["sim"](weights, jnp.asarray(scale, dtype), jnp.asarray(intercept, dtype), key,
-                         jnp.uint32(first_context), n_trials=int(n_trials), dtype=dtype)
+    dtype = np.dtype(weights.dtype if dtype is None else dtype)
+    put = jax.device_put
+    return _CACHE["sim"](put(weights.astype(dtype)), put(scale.astype(dtype)), put(intercept.astype(dtype)),
+                         key, put(np.uint32(first_context)), n_trials=int(n_trials), dtype=dtype)

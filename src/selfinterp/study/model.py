@@ -11,7 +11,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..logit import fit_logit, normalize_weights, simulate_and_fit
+from ..logit import fit_logit, normalize_weights, simulate_and_fit, simulate_and_fit_jax
 from ..simulate import simulate_choices
 from .params import ChoiceModel, ReportModel
 
@@ -81,12 +81,30 @@ def simulate_learned_weights(w_eff, bias_logit, n_choices: int, model: ChoiceMod
 
     The same numbers as the two calls one after the other
     (:func:`selfinterp.simulate_and_fit`), without holding the (n, n_choices,
-    k) design in memory: the power engine's inner loop.
+    k) design in memory: the power engine's inner loop.  With
+    ``backend="jax"`` the choices are simulated and fitted on the JAX device
+    (:func:`selfinterp.logit.simulate_and_fit_jax`, float64) and only the
+    weights cross to and from it; JAX's generator then gives other (equally
+    distributed) choices.
     """
-    fit = simulate_and_fit(w_eff, n_choices, scale=model.scale, agent_intercept=bias_logit / model.scale,
-                           rng=key, first_context=first_context, prior_sd=1.0, intercept=True,
-                           backend=backend, check_separation=False)
+    options = dict(scale=model.scale, agent_intercept=bias_logit / model.scale, first_context=first_context,
+                   prior_sd=1.0, intercept=True, check_separation=False)
+    if backend == "jax":
+        # simulated and fitted on the JAX device (a GPU when present), with JAX's generator
+        fit = simulate_and_fit_jax(w_eff, n_choices, key=jax_key(key), dtype=np.float64, **options)
+    else:
+        fit = simulate_and_fit(w_eff, n_choices, rng=key, backend=backend, **options)
     return normalize_weights(fit.coef)
+
+
+def jax_key(key):
+    """A ``jax.random`` key from a 64-bit key (or anything ``np.random.default_rng`` takes)."""
+    import jax
+
+    from .._core.rng import key_from_rng
+
+    k = int(key if isinstance(key, np.uint64) else key_from_rng(key))
+    return jax.random.fold_in(jax.random.key(k & 0xFFFFFFFF), k >> 32)
 
 
 def check_backend(backend: str) -> None:
