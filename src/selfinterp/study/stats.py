@@ -12,6 +12,8 @@ studies would cost more than the simulation itself).
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 from scipy.special import ndtri
 
@@ -26,18 +28,60 @@ def context_sums(x, y, w=None):
     ``x``, ``y`` (N, C, K); ``w`` (N, C) in {0, 1} leaves contexts out (e.g.
     no valid report).  Each study's values are centred on its own means first
     (r does not change; the sums stay small, so no precision is lost), as
-    :func:`selfinterp.score` does for one study.
+    :func:`selfinterp.score` does for one study.  One pass per study in a
+    numba kernel, parallel over studies (NumPy's version made a dozen
+    temporaries the size of ``x``: a tenth of the power engine's time).
     """
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    K = x.shape[-1]
-    w = np.ones(x.shape[:2]) if w is None else np.asarray(w, dtype=np.float64)
-    wk = w[..., None]
-    cnt = np.maximum(wk.sum(axis=1, keepdims=True) * K, 1.0)
-    x = x - (x * wk).sum(axis=(1, 2), keepdims=True) / cnt
-    y = y - (y * wk).sum(axis=(1, 2), keepdims=True) / cnt
-    return np.stack([w * K, w * x.sum(-1), w * y.sum(-1), w * (x * x).sum(-1),
-                     w * (y * y).sum(-1), w * (x * y).sum(-1)], axis=-1)
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    y = np.ascontiguousarray(y, dtype=np.float64)
+    w = np.ones(x.shape[:2]) if w is None else np.ascontiguousarray(w, dtype=np.float64)
+    out = np.empty(x.shape[:2] + (6,))
+    _sums_kernel()(x, y, w, out)
+    return out
+
+
+@lru_cache(maxsize=1)
+def _sums_kernel():
+    from numba import njit, prange
+
+    @njit(cache=True, parallel=True)
+    def sums(x, y, w, out):
+        N, C, K = x.shape
+        for n in prange(N):
+            cnt = 0.0
+            mx = 0.0
+            my = 0.0
+            for c in range(C):
+                for k in range(K):
+                    mx += w[n, c] * x[n, c, k]
+                    my += w[n, c] * y[n, c, k]
+                cnt += w[n, c] * K
+            cnt = max(cnt, 1.0)
+            mx /= cnt
+            my /= cnt
+            for c in range(C):
+                sx = 0.0
+                sy = 0.0
+                sxx = 0.0
+                syy = 0.0
+                sxy = 0.0
+                for k in range(K):
+                    a = x[n, c, k] - mx
+                    b = y[n, c, k] - my
+                    sx += a
+                    sy += b
+                    sxx += a * a
+                    syy += b * b
+                    sxy += a * b
+                wc = w[n, c]
+                out[n, c, 0] = wc * K
+                out[n, c, 1] = wc * sx
+                out[n, c, 2] = wc * sy
+                out[n, c, 3] = wc * sxx
+                out[n, c, 4] = wc * syy
+                out[n, c, 5] = wc * sxy
+
+    return sums
 
 
 def r_from_sums(s):
