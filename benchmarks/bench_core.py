@@ -161,10 +161,18 @@ def bench_size(A, T, n_loop, repeats, rng, use_jax, rows):
            "simulate numpy": peak_traced(lambda: numpy_simulator(w, T, np.random.default_rng(1))),
            "fit numba": peak_traced(lambda: si.fit_logit(X, y))}
     print("peak traced memory (MB): " + ", ".join(f"{k} {v / 1e6:.0f}" for k, v in mem.items()))
+    # into reused buffers (out=): what a loop over batches does; no first touch of fresh pages
+    buf = (np.empty_like(X), np.empty_like(y))
+    t_out, c_out, _ = timed(lambda: si.simulate_choices(w, T, rng=1, out=buf), repeats)
+    assert np.array_equal(buf[0], X) and np.array_equal(buf[1], y)
     print(f"simulate  numba  {n / t_sim:10.3g} choices/s  (CPU {n / c_sim:.3g} choices per CPU-s)")
+    print(f"simulate  numba into out= buffers  {n / t_out:10.3g} choices/s  (CPU {n / c_out:.3g})  "
+          f"numba/numpy = {t_np / t_out:.1f}x")
     print(f"simulate  numpy  {n / t_np:10.3g} choices/s  (CPU {n / c_np:.3g})   numba/numpy = {t_np / t_sim:.1f}x")
     rows.append((A, T, "simulate numba", n / t_sim, n / c_sim, t_np / t_sim))
+    rows.append((A, T, "simulate numba, out= buffers", n / t_out, n / c_out, t_np / t_out))
     rows.append((A, T, "simulate numpy (plain)", n / t_np, n / c_np, 1.0))
+    del buf
 
     # --- estimators on the same data ---
     t_nb, c_nb, fit = timed(lambda: si.fit_logit(X, y), repeats)

@@ -91,3 +91,26 @@ def test_jax_simulator_checks_its_arguments_like_the_others():
     pytest.importorskip("jax")
     with pytest.raises(si.InputError, match="scale must be >= 0.*context 1"):
         si.simulate_choices_jax(np.ones((2, 3)), 5, key=0, scale=np.array([1.0, -1.0]))
+
+
+def test_out_buffers_are_filled_in_place_with_the_same_numbers():
+    w = np.random.default_rng(4).normal(0, 2, (70, 3))
+    X, y = si.simulate_choices(w, 9, scale=2.0, rng=5, first_context=3)
+    for backend in ("numba", "numpy"):
+        out = (np.full((70, 9, 3), np.nan), np.full((70, 9), np.nan))
+        got = si.simulate_choices(w, 9, scale=2.0, rng=5, first_context=3, backend=backend, out=out)
+        assert got[0] is out[0] and got[1] is out[1]
+        np.testing.assert_array_equal(out[0], X)
+        np.testing.assert_array_equal(out[1], y)
+
+
+@pytest.mark.parametrize("out, match", [
+    ([np.zeros((2, 4, 3)), np.zeros((2, 4))], "tuple"),
+    ((np.zeros((2, 4, 2)), np.zeros((2, 4))), "shape"),
+    ((np.zeros((2, 4, 3), dtype=np.float32), np.zeros((2, 4))), "float64"),
+    ((np.zeros((2, 3, 4)).transpose(0, 2, 1), np.zeros((2, 4))), "C-contiguous"),
+    ((np.zeros((2, 4, 3)), np.zeros((2, 12))[:, :4].copy(order="F")), "C-contiguous"),
+])
+def test_bad_out_buffers_are_refused(out, match):
+    with pytest.raises(si.InputError, match=match):
+        si.simulate_choices(np.ones((2, 3)), 4, rng=0, out=out)

@@ -108,11 +108,13 @@ def _simulate_blocks(weights, n_trials, scale, intercept, key, first_context, X,
                     X[a, t, k] = xt[k, t]
 
 
-def simulate_numba(weights, n_trials, scale, intercept, key, first_context=0):
-    """numba simulator, parallel over blocks of contexts; bit-identical to the reference."""
+def simulate_numba(weights, n_trials, scale, intercept, key, first_context=0, out=None):
+    """numba simulator, parallel over blocks of contexts; bit-identical to the reference.
+
+    ``out``: (X, y) to write into (checked by the caller), else new arrays.
+    """
     A, K = weights.shape
-    X = np.empty((A, n_trials, K))
-    y = np.empty((A, n_trials))
+    X, y = (np.empty((A, n_trials, K)), np.empty((A, n_trials))) if out is None else out
     old = set_parallel_chunksize(1)
     try:
         _simulate_blocks(weights, int(n_trials), scale, intercept, np.uint64(key),
