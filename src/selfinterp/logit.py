@@ -91,9 +91,7 @@ def prepare_outcomes(X, y, mask=None, n=None):
     if y.shape != (A, T):
         raise InputError(f"y has shape {y.shape}, expected {(A, T)} to match X {X.shape}")
     dims = ("context", "trial", "attribute")
-    if mask is None:
-        used = np.ones((A, T), dtype=bool)
-    else:
+    if mask is not None:
         used = np.asarray(mask)
         if used.shape != (A, T):
             raise InputError(f"mask has shape {used.shape}, expected {(A, T)}")
@@ -114,6 +112,8 @@ def prepare_outcomes(X, y, mask=None, n=None):
         if y.min() < 0.0 or y.max() > 1.0:
             check_range("y", y, 0.0, 1.0, dims[:2])
         return np.ascontiguousarray(X), y, np.broadcast_to(1.0, (A, T))
+    if mask is None:
+        used = np.ones((A, T), dtype=bool)
     check_finite("y", np.where(used, y, 0.0), dims[:2])
     if n is None:
         w = used.astype(np.float64)
