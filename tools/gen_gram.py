@@ -34,21 +34,38 @@ from .vecmath import FASTMATH, logistic_fast
 '''
 
 
+# Row boundaries at which the Hessian sums are split into further sweeps over the trials.
+# One sweep keeps all 2P + P(P-1)/2 sums in vector registers only up to P = 4; beyond,
+# the register allocator spills and shuffles them every iteration.  A first sweep with the
+# logistic, the residuals, the gradient and the first two Hessian rows, and a second with
+# the other rows (reading the stored weights), was 12% to 27% faster at P = 5..8 (T = 56,
+# measured on this AVX-512 machine: 201 -> 177 ns at P = 5, 257 -> 201 ns at P = 6).
+CUTS = {5: [2], 6: [2], 7: [2], 8: [2, 5]}
+
+
 def gen(P: int) -> str:
     L = ["", "", '@njit(cache=True, fastmath=FASTMATH, error_model="numpy")',
          f"def eval_{P}(Zt, eta, f, w, r, v, theta, prec, g, H):"]
-    sums = [f"g{p}" for p in range(P)] + [f"h{p}_{q}" for p in range(P) for q in range(p + 1)]
-    L += [f"    {s} = 0.0" for s in sums]
-    L += ["    for t in range(eta.shape[0]):",
-          "        _, pr, pq = logistic_fast(eta[t])",
-          "        rt = w[t] * (f[t] - pr)",
-          "        vt = w[t] * pq",
-          "        r[t] = rt",
-          "        v[t] = vt"]
-    L += [f"        z{p} = Zt[{p}, t]" for p in range(P)]
-    for p in range(P):
-        L += [f"        g{p} += rt * z{p}", f"        u{p} = vt * z{p}"]
-        L += [f"        h{p}_{q} += u{p} * z{q}" for q in range(p + 1)]
+    bounds = [0] + CUTS.get(P, []) + [P]
+    for sweep, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+        sums = ([f"g{p}" for p in range(P)] if sweep == 0 else [])
+        sums += [f"h{p}_{q}" for p in range(a, b) for q in range(p + 1)]
+        L += [f"    {s} = 0.0" for s in sums]
+        L.append("    for t in range(eta.shape[0]):")
+        if sweep == 0:
+            L += ["        _, pr, pq = logistic_fast(eta[t])",
+                  "        rt = w[t] * (f[t] - pr)",
+                  "        vt = w[t] * pq",
+                  "        r[t] = rt",
+                  "        v[t] = vt"]
+            L += [f"        z{p} = Zt[{p}, t]" for p in range(P)]
+            L += [f"        g{p} += rt * z{p}" for p in range(P)]
+        else:
+            L.append("        vt = v[t]")
+            L += [f"        z{p} = Zt[{p}, t]" for p in range(b)]
+        for p in range(a, b):
+            L.append(f"        u{p} = vt * z{p}")
+            L += [f"        h{p}_{q} += u{p} * z{q}" for q in range(p + 1)]
     for p in range(P):
         L.append(f"    g[{p}] = g{p} - prec[{p}] * theta[{p}]")
         for q in range(p + 1):
@@ -60,16 +77,23 @@ def gen(P: int) -> str:
 
 
 def gen_gram(P: int) -> str:
-    """g = Z' r and H = Z' diag(v) Z for given r and v (no logistic): the certificates' sums."""
+    """g = Z' r and H = Z' diag(v) Z for given r and v (no logistic): the certificates' sums,
+    split into sweeps as :func:`gen` splits them."""
     L = ["", "", '@njit(cache=True, fastmath=FASTMATH, error_model="numpy")',
          f"def gram_{P}(Zt, r, v, g, H):"]
-    sums = [f"g{p}" for p in range(P)] + [f"h{p}_{q}" for p in range(P) for q in range(p + 1)]
-    L += [f"    {s} = 0.0" for s in sums]
-    L += ["    for t in range(r.shape[0]):", "        rt = r[t]", "        vt = v[t]"]
-    L += [f"        z{p} = Zt[{p}, t]" for p in range(P)]
-    for p in range(P):
-        L += [f"        g{p} += rt * z{p}", f"        u{p} = vt * z{p}"]
-        L += [f"        h{p}_{q} += u{p} * z{q}" for q in range(p + 1)]
+    bounds = [0] + CUTS.get(P, []) + [P]
+    for sweep, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+        sums = ([f"g{p}" for p in range(P)] if sweep == 0 else [])
+        sums += [f"h{p}_{q}" for p in range(a, b) for q in range(p + 1)]
+        L += [f"    {s} = 0.0" for s in sums]
+        L += ["    for t in range(r.shape[0]):", "        vt = v[t]"]
+        L += [f"        z{p} = Zt[{p}, t]" for p in range(P if sweep == 0 else b)]
+        if sweep == 0:
+            L.append("        rt = r[t]")
+            L += [f"        g{p} += rt * z{p}" for p in range(P)]
+        for p in range(a, b):
+            L.append(f"        u{p} = vt * z{p}")
+            L += [f"        h{p}_{q} += u{p} * z{q}" for q in range(p + 1)]
     for p in range(P):
         L.append(f"    g[{p}] = g{p}")
         for q in range(p + 1):
