@@ -173,10 +173,21 @@ def _gram_sums(Zt, r, v, tmp, zero, g, H):
 
 
 @njit(cache=True, error_model="numpy")
+def _half_residuals(f, w, out):
+    """The residuals w (f - 1/2) at theta = 0, into ``out`` (returned)."""
+    for t in range(f.shape[0]):
+        out[t] = w[t] * (f[t] - 0.5)
+    return out
+
+
+@njit(cache=True, error_model="numpy")
 def _residual_certificate(Zt, f, w, r, lam, D, tmp, zero, c, G, L, u, zd):
     """Not separated, proved from the residuals ``r`` at one point: see
     :func:`.logit_numpy.residual_certificate_numpy` (``lam``, ``D``, ``tmp``,
-    ``c``, ``G``, ``L``, ``u``, ``zd`` are work space; ``r`` is left as is)."""
+    ``c``, ``G``, ``L``, ``u``, ``zd`` are work space; ``r`` is left as is).
+
+    ``CERT_ROUNDS`` (8) and ``CERT_DAMPING`` are frozen into this file's
+    cached code: change them together with this file."""
     T = r.shape[0]
     for t in range(T):
         lam[t] = r[t]
@@ -504,6 +515,9 @@ def _fit_one(Zt, fa, wa, prec, zero_prec, ml, max_iter, tol, check_separation, t
             status = 1
         elif _residual_certificate(Zt, fa, wa, r, r_c, v_c, tmp, zero_prec, e, H2, L, d, eta_c):
             status = 0
+        elif _residual_certificate(Zt, fa, wa, _half_residuals(fa, wa, r_c), r_c, v_c, tmp, zero_prec,
+                                   e, H2, L, d, eta_c):
+            status = 0  # from theta = 0: see logit_numpy.separation_status_numpy
         else:
             # unpenalised Newton from the last evaluation of the fit, reusing it
             for p in range(P):
