@@ -30,33 +30,22 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from .._core.logit_numba import PAD, _factor_solve
+from .._core.vecmath import FASTMATH, log1p_unit, logistic_fast
+from . import _firth_unrolled as _fu
+
 MAX_STEP = 5.0  # logistf's maxstep: largest change of any parameter per iteration
 MAX_HALVING = 30
 INNER_ITER = 50  # Newton iterations per profile point (exact Hessian: a handful suffice)
 OUTER_ITER = 60  # root-finding iterations per bound
-# Reassociation lets LLVM vectorise the sums over trials (the loops run along
-# the contiguous trial axis of Zt); no flag that changes inf/NaN semantics.
-FAST = {"reassoc", "contract"}
 # Workspace slots (see _workspace); named so that the kernels read as algebra.
 (P_, V_, S_, M_, U_, INF_, L_, D_, CAND_, U2_, I2_, SS_, LS_, HN_, G_, LI_, ETA_, R_, ROW_, A2_, Y_,
  AZ_) = range(22)
 
 
-@njit(cache=True, fastmath=FAST, error_model="numpy")
-def _evaluate(Zt, f, w, b, ws, U, Inf):
-    """Penalised log-likelihood at ``b``; fills the modified score ``U``, the
-    Fisher information ``Inf`` and, in ``ws``, the fitted probabilities, the
-    weights, ``m_t = z_t' I^{-1} z_t``, and the Cholesky factor of ``Inf`` and
-    its inverse.  Returns -inf when ``Inf`` is singular.
-
-    Every sum over trials runs along the contiguous trial axis (vectorised);
-    the hat diagonal is ``h_t = v_t |L^{-1} z_t|^2`` with ``L^{-1}`` formed
-    once (P x P) and applied to all trials as one triangular product.  The
-    sum of ``log(1 + e^{-|eta|})`` over unit-weight trials is taken as the log
-    of a product (each factor lies in [1, 2]), one logarithm instead of T.
-    """
-    p_buf, v_buf, s_buf, m_buf = ws[P_], ws[V_], ws[S_], ws[M_]
-    L, Li, eta, row, Y = ws[L_], ws[LI_], ws[ETA_], ws[ROW_], ws[Y_]
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+def _info_generic(Zt, b, f, w, p_buf, v_buf, Inf, eta, row):
+    """:func:`._firth_unrolled.info_6` etc. for any P: a loop per sum (slower)."""
     P, T = Zt.shape
     for t in range(T):
         eta[t] = 0.0
@@ -64,27 +53,14 @@ def _evaluate(Zt, f, w, b, ws, U, Inf):
         bp = b[p]
         for t in range(T):
             eta[t] += Zt[p, t] * bp
-    lin = 0.0
-    lg = 0.0
-    prod = 1.0
+    ll = 0.0
     for t in range(T):
         x = eta[t]
-        e = math.exp(-abs(x))
-        inv = 1.0 / (1.0 + e)
-        pr = inv if x >= 0.0 else e * inv
+        e, pr, pq = logistic_fast(x)
         wt = w[t]
-        lin += wt * (f[t] * x - max(x, 0.0))
-        if wt == 1.0:
-            prod *= 1.0 + e
-            if prod > 1e250:  # keep the product finite for long designs
-                lg += math.log(prod)
-                prod = 1.0
-        elif wt != 0.0:
-            lg += wt * math.log1p(e)
+        ll += wt * (f[t] * x - (max(x, 0.0) + log1p_unit(e)))
         p_buf[t] = pr
-        # p (1 - p) without cancellation: e / (1 + e)^2
-        v_buf[t] = wt * e * inv * inv
-    ll = lin - (lg + math.log(prod))
+        v_buf[t] = wt * pq
     for p in range(P):
         for t in range(T):
             row[t] = v_buf[t] * Zt[p, t]
@@ -94,31 +70,13 @@ def _evaluate(Zt, f, w, b, ws, U, Inf):
                 s += row[t] * Zt[q, t]
             Inf[p, q] = s
             Inf[q, p] = s
-    # Cholesky I = L L'
-    for i in range(P):
-        for j in range(i + 1):
-            s = Inf[i, j]
-            for k in range(j):
-                s -= L[i, k] * L[j, k]
-            if i == j:
-                if not s > 0.0:
-                    return -np.inf
-                L[i, i] = math.sqrt(s)
-            else:
-                L[i, j] = s / L[j, j]
-    logdet = 0.0
-    for i in range(P):
-        logdet += 2.0 * math.log(L[i, i])
-    # L^{-1}, column by column (lower triangular)
-    for j in range(P):
-        for i in range(j):
-            Li[i, j] = 0.0
-        for i in range(j, P):
-            s = 1.0 if i == j else 0.0
-            for k in range(j, i):
-                s -= L[i, k] * Li[k, j]
-            Li[i, j] = s / L[i, i]
-    # Y = L^{-1} Z' (its columns y_t) and m_t = |y_t|^2
+    return ll
+
+
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+def _score_generic(Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U, s_buf):
+    """:func:`._firth_unrolled.score_6` etc. for any P."""
+    P, T = Zt.shape
     for t in range(T):
         m_buf[t] = 0.0
     for i in range(P):
@@ -131,7 +89,6 @@ def _evaluate(Zt, f, w, b, ws, U, Inf):
                 Y[i, t] += c * Zt[k, t]
         for t in range(T):
             m_buf[t] += Y[i, t] * Y[i, t]
-    # the modified score
     for t in range(T):
         s_buf[t] = w[t] * (f[t] - p_buf[t]) + v_buf[t] * m_buf[t] * (0.5 - p_buf[t])
     for p in range(P):
@@ -139,20 +96,99 @@ def _evaluate(Zt, f, w, b, ws, U, Inf):
         for t in range(T):
             s += s_buf[t] * Zt[p, t]
         U[p] = s
+
+
+@njit(cache=True, error_model="numpy")
+def _info(Zt, b, f, w, p_buf, v_buf, Inf, eta, row):
+    """Log-likelihood, p, v and the Fisher information: straight-line sweeps for P <= 8.
+
+    ``eta``, ``row``: work space of the generic loops.  (The dispatchers take
+    arrays, not the workspace tuple: passing its 22 arrays cost more than
+    these sweeps.)"""
+    P = Zt.shape[0]
+    if P == 6:
+        return _fu.info_6(Zt, b, f, w, p_buf, v_buf, Inf)
+    elif P == 5:
+        return _fu.info_5(Zt, b, f, w, p_buf, v_buf, Inf)
+    elif P == 7:
+        return _fu.info_7(Zt, b, f, w, p_buf, v_buf, Inf)
+    elif P == 4:
+        return _fu.info_4(Zt, b, f, w, p_buf, v_buf, Inf)
+    elif P == 3:
+        return _fu.info_3(Zt, b, f, w, p_buf, v_buf, Inf)
+    elif P == 2:
+        return _fu.info_2(Zt, b, f, w, p_buf, v_buf, Inf)
+    elif P == 1:
+        return _fu.info_1(Zt, b, f, w, p_buf, v_buf, Inf)
+    elif P == 8:
+        return _fu.info_8(Zt, b, f, w, p_buf, v_buf, Inf)
+    return _info_generic(Zt, b, f, w, p_buf, v_buf, Inf, eta, row)
+
+
+@njit(cache=True, error_model="numpy")
+def _score(Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U, s_buf):
+    """Y = L^{-1} Z', m and the modified score U: straight-line sweeps for P <= 8."""
+    P = Zt.shape[0]
+    if P == 6:
+        _fu.score_6(Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U)
+    elif P == 5:
+        _fu.score_5(Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U)
+    elif P == 7:
+        _fu.score_7(Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U)
+    elif P == 4:
+        _fu.score_4(Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U)
+    elif P == 3:
+        _fu.score_3(Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U)
+    elif P == 2:
+        _fu.score_2(Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U)
+    elif P == 1:
+        _fu.score_1(Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U)
+    elif P == 8:
+        _fu.score_8(Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U)
+    else:
+        _score_generic(Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U, s_buf)
+
+
+@njit(cache=True, error_model="numpy")
+def _evaluate(Zt, f, w, b, ws, U, Inf):
+    """Penalised log-likelihood at ``b``; fills the modified score ``U``, the
+    Fisher information ``Inf`` and, in ``ws``, the fitted probabilities, the
+    weights, ``m_t = z_t' I^{-1} z_t``, ``Y = L^{-1} Z'`` and the Cholesky
+    factor ``L`` of ``Inf`` and its inverse.  Returns -inf when ``Inf`` is
+    singular.
+
+    Two sweeps over the trials (:mod:`._firth_unrolled`): the likelihood
+    terms and ``Inf``, then, once ``L^{-1}`` is known (P x P), the hat
+    diagonal ``h_t = v_t m_t`` and the modified score.  The logistic and
+    log(1 + e^{-|eta|}) are the vectorisable polynomials of
+    :mod:`selfinterp._core.vecmath` (``math.exp`` would keep the loops scalar).
+    """
+    L, Li, p_buf, v_buf, r = ws[L_], ws[LI_], ws[P_], ws[V_], ws[R_]
+    P = Zt.shape[0]
+    ll = _info(Zt, b, f, w, p_buf, v_buf, Inf, ws[ETA_], ws[ROW_])
+    # Cholesky I = L L' (straight-line for P <= 8; the solution, into the
+    # scratch vector r whose entries it reads first, is not used)
+    if not _factor_solve(Inf, r, L, r):
+        return -np.inf
+    logdet = 0.0
+    for i in range(P):
+        logdet += 2.0 * math.log(L[i, i])
+    # L^{-1}, column by column (lower triangular)
+    for j in range(P):
+        for i in range(j):
+            Li[i, j] = 0.0
+        for i in range(j, P):
+            s = 1.0 if i == j else 0.0
+            for k in range(j, i):
+                s -= L[i, k] * Li[k, j]
+            Li[i, j] = s / L[i, i]
+    _score(Zt, Li, f, w, p_buf, v_buf, ws[Y_], ws[M_], U, ws[S_])
     return ll + 0.5 * logdet
 
 
-@njit(cache=True, fastmath=FAST, error_model="numpy")
-def _neg_hessian(Zt, w, Inf, ws):
-    """Minus the Hessian of l* at the point last evaluated (whose buffers ``ws`` holds).
-
-    -d2 l*/db_r db_s = I_rs + 1/2 tr(M B_r M B_s) - 1/2 sum_t v''_t m_t z_tr z_ts,
-    with M = I^{-1}, B_r = dI/db_r = sum_t v'_t z_tr z_t z_t', m_t = z_t' M z_t,
-    v' = w p(1-p)(1-2p) and v'' = w p(1-p)(1-6p(1-p)).  With M = L^{-T} L^{-1}
-    the trace is tr(G_r G_s), G_r = L^{-1} B_r L^{-T} = sum_t v'_t z_tr y_t y_t',
-    y_t = L^{-1} z_t (kept by :func:`_evaluate`): one product of a (P, T) and a
-    (T, P(P+1)/2) matrix, vectorised along trials, instead of O(P^4) algebra.
-    """
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+def _neg_hessian_generic(Zt, Inf, ws):
+    """:func:`_neg_hessian` for any P: a loop per sum (slower)."""
     P, T = Zt.shape
     p_buf, v_buf, m_buf = ws[P_], ws[V_], ws[M_]
     Y, Hn, G, AZ = ws[Y_], ws[HN_], ws[G_], ws[AZ_]
@@ -188,6 +224,40 @@ def _neg_hessian(Zt, w, Inf, ws):
                     tr += 2.0 * G[r, p, q] * G[s_, p, q]
             Hn[r, s_] += 0.5 * tr
             Hn[s_, r] = Hn[r, s_]
+
+
+@njit(cache=True, error_model="numpy")
+def _neg_hessian(Zt, w, Inf, ws):
+    """Minus the Hessian of l* at the point last evaluated (whose buffers ``ws`` holds).
+
+    -d2 l*/db_r db_s = I_rs + 1/2 tr(M B_r M B_s) - 1/2 sum_t v''_t m_t z_tr z_ts,
+    with M = I^{-1}, B_r = dI/db_r = sum_t v'_t z_tr z_t z_t', m_t = z_t' M z_t,
+    v' = w p(1-p)(1-2p) and v'' = w p(1-p)(1-6p(1-p)).  With M = L^{-T} L^{-1}
+    the trace is tr(G_r G_s), G_r = L^{-1} B_r L^{-T} = sum_t v'_t z_tr y_t y_t',
+    y_t = L^{-1} z_t (kept by :func:`_evaluate`): P (P + 1) / 2 sums over the
+    trials per r, instead of O(P^4) algebra; for P <= 8 each r is one sweep
+    with its sums in registers (:mod:`._firth_unrolled`).
+    """
+    P = Zt.shape[0]
+    Y, p_buf, v_buf, m_buf, a1, Hn = ws[Y_], ws[P_], ws[V_], ws[M_], ws[A2_], ws[HN_]
+    if P == 6:
+        _fu.hess_6(Zt, Y, p_buf, v_buf, m_buf, a1, Inf, Hn)
+    elif P == 5:
+        _fu.hess_5(Zt, Y, p_buf, v_buf, m_buf, a1, Inf, Hn)
+    elif P == 7:
+        _fu.hess_7(Zt, Y, p_buf, v_buf, m_buf, a1, Inf, Hn)
+    elif P == 4:
+        _fu.hess_4(Zt, Y, p_buf, v_buf, m_buf, a1, Inf, Hn)
+    elif P == 3:
+        _fu.hess_3(Zt, Y, p_buf, v_buf, m_buf, a1, Inf, Hn)
+    elif P == 2:
+        _fu.hess_2(Zt, Y, p_buf, v_buf, m_buf, a1, Inf, Hn)
+    elif P == 1:
+        _fu.hess_1(Zt, Y, p_buf, v_buf, m_buf, a1, Inf, Hn)
+    elif P == 8:
+        _fu.hess_8(Zt, Y, p_buf, v_buf, m_buf, a1, Inf, Hn)
+    else:
+        _neg_hessian_generic(Zt, Inf, ws)
 
 
 @njit(cache=True)
@@ -434,17 +504,23 @@ def firth_numba(X, f, w, fit_intercept, intervals, q, max_iter, tol):
     conv = np.zeros(A, dtype=np.bool_)
     ci_conv = np.zeros(A, dtype=np.bool_)
     iters = np.zeros(A, dtype=np.int64)
+    # trials padded to a multiple of the vector width with weight-0 trials
+    # (z = 0, f = 0, w = 0), which add nothing to any sum: the vectorised
+    # loops then have no scalar remainder
+    Tp = (T + PAD - 1) // PAD * PAD
     for a in prange(A):
-        Zt = np.empty((P, T))
+        Zt = np.zeros((P, Tp))
+        fa = np.zeros(Tp)
+        wa = np.zeros(Tp)
         for t in range(T):
             for k in range(K):
                 Zt[k, t] = X[a, t, k]
             if fit_intercept:
                 Zt[K, t] = 1.0
-        ws = _workspace(P, T)
+            fa[t] = f[a, t]
+            wa[t] = w[a, t]
+        ws = _workspace(P, Tp)
         b = np.zeros(P)
-        fa = f[a]
-        wa = w[a]
         obj, ok, n_it = _maximise(Zt, fa, wa, b, -1, max_iter, tol, ws)
         beta[a] = b
         conv[a] = ok
