@@ -27,12 +27,17 @@ loops these functions replace for P <= {pmax}.
 * ``info_P(Zt, b, f, w, p, v, Inf)``: eta = Z b, p = sigmoid(eta),
   v = w p (1 - p), the Fisher information ``Inf`` = Z' diag(v) Z; returns the
   log-likelihood sum_t w_t [f_t eta_t - log(1 + e^eta_t)].
+* ``chol_inv_P(Inf, L, Li)``: the lower Cholesky factor L of ``Inf`` and
+  Li = L^-1; returns log det Inf (-inf if ``Inf`` is not positive definite).
 * ``score_P(Zt, Li, f, w, p, v, Y, m, U)``: Y = Li Z' (Li = chol(Inf)^-1),
   m_t = |y_t|^2, the modified score U = Z' [w (f - p) + v m (1/2 - p)].
-* ``hess_P(Zt, Y, p, v, m, a1, Inf, Hn)``: minus the Hessian of the penalised
-  log-likelihood, Hn = Inf - Z' diag(v'' m / 2) Z + tr(G_r G_s) / 2 with
-  G_r = sum_t v'_t z_tr y_t y_t' (``a1`` receives v').
+* ``hess_P(Zt, Y, p, v, m, a1, L, Inf, Hn)``: minus the Hessian of the
+  penalised log-likelihood, Hn = Inf - Z' diag(v'' m / 2) Z + tr(G_r G_s) / 2
+  with G_r = sum_t v'_t z_tr y_t y_t' (``a1`` receives v'), the trace taken
+  as (L S L')_rs (see ``tools/gen_firth.py``).
 """
+
+import math
 
 from numba import njit
 
@@ -94,10 +99,21 @@ def gen_score(P: int) -> str:
 
 
 def gen_hess(P: int) -> str:
+    """Minus the Hessian.  The trace term is taken in the basis of y_t = L^-1 z_t:
+    with z_t = L y_t, G_r = sum_k L_rk T_k, T_kpq = sum_t v'_t y_tk y_tp y_tq a
+    fully symmetric tensor (P (P + 1) (P + 2) / 6 sums, 56 at P = 6, instead of
+    the P^2 (P + 1) / 2 = 126 of the G_r), so tr(G_r G_s) = (L S L')_rs with
+    S_kl = <T_k, T_l> (Frobenius)."""
     pairs = _pairs(P)
-    L = ["", "", DECO, f"def hess_{P}(Zt, Y, p, v, m, a1, Inf, Hn):"]
+    triples = [(k, p, q) for k in range(P) for p in range(k + 1) for q in range(p + 1)]
+
+    def t(*idx):
+        a, b, c = sorted(idx, reverse=True)
+        return f"t{a}_{b}_{c}"
+
+    L = ["", "", DECO, f"def hess_{P}(Zt, Y, p, v, m, a1, L, Inf, Hn):"]
     L += [f"    c{p}_{q} = 0.0" for p, q in pairs]
-    # sweep 1: v'' m / 2 weighted Gram matrix, and v' kept for the G sweeps
+    # sweep 1: v'' m / 2 weighted Gram matrix, and v' kept for the T sweeps
     L += ["    for t in range(Zt.shape[1]):",
           "        pr = p[t]",
           "        vt = v[t]",
@@ -107,29 +123,73 @@ def gen_hess(P: int) -> str:
     for k in range(P):
         L.append(f"        u{k} = a2 * z{k}")
         L += [f"        c{k}_{q} += u{k} * z{q}" for q in range(k + 1)]
-    # one sweep per r: G_r's P (P + 1) / 2 sums in registers
-    for r in range(P):
-        L += [f"    g{r}_{p}_{q} = 0.0" for p, q in pairs]
+    # one sweep per k: T_kpq, p <= k, q <= p, in registers
+    for k in range(P):
+        L += [f"    {t(k, p, q)} = 0.0" for (kk, p, q) in triples if kk == k]
         L += ["    for t in range(Zt.shape[1]):",
-              f"        c = a1[t] * Zt[{r}, t]"]
-        L += [f"        y{k} = Y[{k}, t]" for k in range(P)]
-        L += [f"        cy{k} = c * y{k}" for k in range(P)]
-        L += [f"        g{r}_{p}_{q} += cy{p} * y{q}" for p, q in pairs]
+              f"        yk = Y[{k}, t]",
+              "        c = a1[t] * yk"]
+        L += [f"        y{q} = Y[{q}, t]" for q in range(k)] + [f"        y{k} = yk"]
+        L += [f"        cy{p} = c * y{p}" for p in range(k + 1)]
+        L += [f"        {t(k, p, q)} += cy{p} * y{q}" for (kk, p, q) in triples if kk == k]
+    # S_kl = sum_{p, q} T_kpq T_lpq (all p, q)
+    for k, l in pairs:
+        diag = " + ".join(f"{t(k, a, a)} * {t(l, a, a)}" for a in range(P))
+        off = " + ".join(f"{t(k, a, b)} * {t(l, a, b)}" for a, b in pairs if a != b)
+        L.append(f"    s{k}_{l} = {diag}" + (f" + 2.0 * ({off})" if off else ""))
+    # W = L S, then (L S L')_rs = sum_{l <= s} W_rl L_sl
+    L += [f"    l{i}_{k} = L[{i}, {k}]" for i, k in pairs]
 
-    def entry(r, s):
-        diag = " + ".join(f"g{r}_{p}_{p} * g{s}_{p}_{p}" for p in range(P))
-        off = " + ".join(f"g{r}_{p}_{q} * g{s}_{p}_{q}" for p, q in pairs if p != q)
-        tr = diag + (f" + 2.0 * ({off})" if off else "")
-        return f"Inf[{r}, {s}] - c{r}_{s} + 0.5 * ({tr})"
+    def S(k, l):
+        return f"s{max(k, l)}_{min(k, l)}"
+
+    for r in range(P):
+        for l_ in range(P):
+            L.append(f"    w{r}_{l_} = " + " + ".join(f"l{r}_{k} * {S(k, l_)}" for k in range(r + 1)))
+
+    def entry(r, s_):
+        tr = " + ".join(f"w{r}_{l_} * l{s_}_{l_}" for l_ in range(s_ + 1))
+        return f"Inf[{r}, {s_}] - c{r}_{s_} + 0.5 * ({tr})"
 
     _store_sym(L, "Hn", P, entry)
+    return "\n".join(L) + "\n"
+
+
+def gen_chol_inv(P: int) -> str:
+    """Li = inverse of the lower Cholesky factor of Inf, straight-line; returns
+    log det Inf, or -inf if Inf is not positive definite.  One reciprocal per
+    column (no other division), so the CPU overlaps the independent products
+    (a loop over a runtime P cost twice as much)."""
+    L = ["", "", '@njit(cache=True, error_model="numpy")', f"def chol_inv_{P}(Inf, L, Li):",
+         "    logdet = 0.0"]
+    for j in range(P):
+        terms = "".join(f" - l{j}_{k} * l{j}_{k}" for k in range(j))
+        L += [f"    s = Inf[{j}, {j}]{terms}",
+              "    if not s > 0.0:",
+              "        return -math.inf",
+              "    logdet += math.log(s)",
+              f"    i{j} = 1.0 / math.sqrt(s)"]
+        for i in range(j + 1, P):
+            terms = "".join(f" - l{i}_{k} * l{j}_{k}" for k in range(j))
+            L.append(f"    l{i}_{j} = (Inf[{i}, {j}]{terms}) * i{j}")
+    # Li = L^{-1}: diagonal 1 / l_jj, below it -(sum_k l_ik Li_kj) / l_ii
+    for j in range(P):
+        L.append(f"    m{j}_{j} = i{j}")
+        for i in range(j + 1, P):
+            terms = " + ".join(f"l{i}_{k} * m{k}_{j}" for k in range(j, i))
+            L.append(f"    m{i}_{j} = -({terms}) * i{i}")
+    for i in range(P):
+        for j in range(P):
+            L.append(f"    Li[{i}, {j}] = " + (f"m{i}_{j}" if j <= i else "0.0"))
+            L.append(f"    L[{i}, {j}] = " + ((f"l{i}_{j}" if j < i else f"1.0 / i{i}") if j <= i else "0.0"))
+    L.append("    return logdet")
     return "\n".join(L) + "\n"
 
 
 def render() -> str:
     """The whole generated module."""
     return HEADER.format(pmax=P_MAX) + "".join(
-        gen_info(P) + gen_score(P) + gen_hess(P) for P in range(1, P_MAX + 1))
+        gen_info(P) + gen_chol_inv(P) + gen_score(P) + gen_hess(P) for P in range(1, P_MAX + 1))
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .._core.logit_numba import PAD, _factor_solve
+from .._core.logit_numba import PAD, _cholesky
 from .._core.vecmath import FASTMATH, log1p_unit, logistic_fast
 from . import _firth_unrolled as _fu
 
@@ -126,6 +126,50 @@ def _info(Zt, b, f, w, p_buf, v_buf, Inf, eta, row):
 
 
 @njit(cache=True, error_model="numpy")
+def _chol_inv_generic(Inf, L, Li):
+    """:func:`._firth_unrolled.chol_inv_6` etc. for any P (``L``: work space)."""
+    P = Inf.shape[0]
+    if not _cholesky(Inf, L):
+        return -np.inf
+    logdet = 0.0
+    for i in range(P):
+        logdet += 2.0 * math.log(L[i, i])
+    # L^{-1}, column by column (lower triangular)
+    for j in range(P):
+        for i in range(j):
+            Li[i, j] = 0.0
+        for i in range(j, P):
+            s = 1.0 if i == j else 0.0
+            for k in range(j, i):
+                s -= L[i, k] * Li[k, j]
+            Li[i, j] = s / L[i, i]
+    return logdet
+
+
+@njit(cache=True, error_model="numpy")
+def _chol_inv(Inf, L, Li):
+    """Li = chol(Inf)^{-1}; returns log det Inf, -inf if Inf is not positive definite."""
+    P = Inf.shape[0]
+    if P == 6:
+        return _fu.chol_inv_6(Inf, L, Li)
+    elif P == 5:
+        return _fu.chol_inv_5(Inf, L, Li)
+    elif P == 7:
+        return _fu.chol_inv_7(Inf, L, Li)
+    elif P == 4:
+        return _fu.chol_inv_4(Inf, L, Li)
+    elif P == 3:
+        return _fu.chol_inv_3(Inf, L, Li)
+    elif P == 2:
+        return _fu.chol_inv_2(Inf, L, Li)
+    elif P == 1:
+        return _fu.chol_inv_1(Inf, L, Li)
+    elif P == 8:
+        return _fu.chol_inv_8(Inf, L, Li)
+    return _chol_inv_generic(Inf, L, Li)
+
+
+@njit(cache=True, error_model="numpy")
 def _score(Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U, s_buf):
     """Y = L^{-1} Z', m and the modified score U: straight-line sweeps for P <= 8."""
     P = Zt.shape[0]
@@ -163,25 +207,12 @@ def _evaluate(Zt, f, w, b, ws, U, Inf):
     log(1 + e^{-|eta|}) are the vectorisable polynomials of
     :mod:`selfinterp._core.vecmath` (``math.exp`` would keep the loops scalar).
     """
-    L, Li, p_buf, v_buf, r = ws[L_], ws[LI_], ws[P_], ws[V_], ws[R_]
+    L, Li, p_buf, v_buf = ws[L_], ws[LI_], ws[P_], ws[V_]
     P = Zt.shape[0]
     ll = _info(Zt, b, f, w, p_buf, v_buf, Inf, ws[ETA_], ws[ROW_])
-    # Cholesky I = L L' (straight-line for P <= 8; the solution, into the
-    # scratch vector r whose entries it reads first, is not used)
-    if not _factor_solve(Inf, r, L, r):
+    logdet = _chol_inv(Inf, L, Li)
+    if logdet == -np.inf:
         return -np.inf
-    logdet = 0.0
-    for i in range(P):
-        logdet += 2.0 * math.log(L[i, i])
-    # L^{-1}, column by column (lower triangular)
-    for j in range(P):
-        for i in range(j):
-            Li[i, j] = 0.0
-        for i in range(j, P):
-            s = 1.0 if i == j else 0.0
-            for k in range(j, i):
-                s -= L[i, k] * Li[k, j]
-            Li[i, j] = s / L[i, i]
     _score(Zt, Li, f, w, p_buf, v_buf, ws[Y_], ws[M_], U, ws[S_])
     return ll + 0.5 * logdet
 
@@ -239,23 +270,23 @@ def _neg_hessian(Zt, w, Inf, ws):
     with its sums in registers (:mod:`._firth_unrolled`).
     """
     P = Zt.shape[0]
-    Y, p_buf, v_buf, m_buf, a1, Hn = ws[Y_], ws[P_], ws[V_], ws[M_], ws[A2_], ws[HN_]
+    Y, p_buf, v_buf, m_buf, a1, Hn, L = ws[Y_], ws[P_], ws[V_], ws[M_], ws[A2_], ws[HN_], ws[L_]
     if P == 6:
-        _fu.hess_6(Zt, Y, p_buf, v_buf, m_buf, a1, Inf, Hn)
+        _fu.hess_6(Zt, Y, p_buf, v_buf, m_buf, a1, L, Inf, Hn)
     elif P == 5:
-        _fu.hess_5(Zt, Y, p_buf, v_buf, m_buf, a1, Inf, Hn)
+        _fu.hess_5(Zt, Y, p_buf, v_buf, m_buf, a1, L, Inf, Hn)
     elif P == 7:
-        _fu.hess_7(Zt, Y, p_buf, v_buf, m_buf, a1, Inf, Hn)
+        _fu.hess_7(Zt, Y, p_buf, v_buf, m_buf, a1, L, Inf, Hn)
     elif P == 4:
-        _fu.hess_4(Zt, Y, p_buf, v_buf, m_buf, a1, Inf, Hn)
+        _fu.hess_4(Zt, Y, p_buf, v_buf, m_buf, a1, L, Inf, Hn)
     elif P == 3:
-        _fu.hess_3(Zt, Y, p_buf, v_buf, m_buf, a1, Inf, Hn)
+        _fu.hess_3(Zt, Y, p_buf, v_buf, m_buf, a1, L, Inf, Hn)
     elif P == 2:
-        _fu.hess_2(Zt, Y, p_buf, v_buf, m_buf, a1, Inf, Hn)
+        _fu.hess_2(Zt, Y, p_buf, v_buf, m_buf, a1, L, Inf, Hn)
     elif P == 1:
-        _fu.hess_1(Zt, Y, p_buf, v_buf, m_buf, a1, Inf, Hn)
+        _fu.hess_1(Zt, Y, p_buf, v_buf, m_buf, a1, L, Inf, Hn)
     elif P == 8:
-        _fu.hess_8(Zt, Y, p_buf, v_buf, m_buf, a1, Inf, Hn)
+        _fu.hess_8(Zt, Y, p_buf, v_buf, m_buf, a1, L, Inf, Hn)
     else:
         _neg_hessian_generic(Zt, Inf, ws)
 
