@@ -30,7 +30,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .._core.logit_numba import PAD, _cholesky
+from .._core.logit_numba import PAD, _cholesky, _factor_solve
 from .._core.vecmath import FASTMATH, log1p_unit, logistic_fast
 from . import _firth_unrolled as _fu
 
@@ -40,7 +40,7 @@ INNER_ITER = 50  # Newton iterations per profile point (exact Hessian: a handful
 OUTER_ITER = 60  # root-finding iterations per bound
 # Workspace slots (see _workspace); named so that the kernels read as algebra.
 (P_, V_, S_, M_, U_, INF_, L_, D_, CAND_, U2_, I2_, SS_, LS_, HN_, G_, LI_, ETA_, R_, ROW_, A2_, Y_,
- AZ_) = range(22)
+ AZ_, LF_) = range(23)
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy")
@@ -291,12 +291,17 @@ def _neg_hessian(Zt, w, Inf, ws):
         _neg_hessian_generic(Zt, Inf, ws)
 
 
-@njit(cache=True)
-def _solve_sub(Inf, U, fixed, d, S, Ls, r):
+@njit(cache=True, error_model="numpy")
+def _solve_sub(Inf, U, fixed, d, S, Ls, r, Lf):
     """d = I_ss^{-1} U_s over the free parameters s (all but ``fixed``; -1: none).
-    ``r`` is a work vector of length P.  Returns False if the submatrix is not
-    positive definite."""
+
+    ``S``, ``Ls`` (P - 1, P - 1) and ``r`` (P - 1) are work space for the
+    submatrix; ``Lf`` (P, P) for the full case's Cholesky factor.  Straight-line Cholesky and solves for up to 8 free
+    parameters (:func:`selfinterp._core.logit_numba._factor_solve`).
+    Returns False if the submatrix is not positive definite."""
     P = U.shape[0]
+    if fixed < 0:
+        return _factor_solve(Inf, U, Lf, d)
     n = 0
     for i in range(P):
         if i == fixed:
@@ -307,33 +312,12 @@ def _solve_sub(Inf, U, fixed, d, S, Ls, r):
                 continue
             S[n, m] = Inf[i, j]
             m += 1
+        r[n] = U[i]
         n += 1
-    for i in range(n):
-        for j in range(i + 1):
-            s = S[i, j]
-            for k in range(j):
-                s -= Ls[i, k] * Ls[j, k]
-            if i == j:
-                if not s > 0.0:
-                    return False
-                Ls[i, i] = math.sqrt(s)
-            else:
-                Ls[i, j] = s / Ls[j, j]
-    n = 0
-    for i in range(P):
-        if i != fixed:
-            r[n] = U[i]
-            n += 1
-    for i in range(n):
-        s = r[i]
-        for k in range(i):
-            s -= Ls[i, k] * r[k]
-        r[i] = s / Ls[i, i]
-    for i in range(n - 1, -1, -1):
-        s = r[i]
-        for k in range(i + 1, n):
-            s -= Ls[k, i] * r[k]
-        r[i] = s / Ls[i, i]
+    # r is both the right-hand side and the solution: the solve reads each
+    # entry before it writes it
+    if n > 0 and not _factor_solve(S, r, Ls, r):
+        return False
     n = 0
     for i in range(P):
         if i == fixed:
@@ -361,14 +345,15 @@ def _maximise(Zt, f, w, b, fixed, max_iter, tol, ws):
     """
     U, Inf, d, cand, U2, I2, S, Ls, Hn, r = (ws[U_], ws[INF_], ws[D_], ws[CAND_], ws[U2_], ws[I2_],
                                             ws[SS_], ws[LS_], ws[HN_], ws[R_])
+    Lf = ws[LF_]
     P = b.shape[0]
     obj = _evaluate(Zt, f, w, b, ws, U, Inf)
     if obj == -np.inf:
         return obj, False, 0
     _neg_hessian(Zt, w, Inf, ws)
     for it in range(max_iter):
-        if not _solve_sub(Hn, U, fixed, d, S, Ls, r):
-            if not _solve_sub(Inf, U, fixed, d, S, Ls, r):
+        if not _solve_sub(Hn, U, fixed, d, S, Ls, r, Lf):
+            if not _solve_sub(Inf, U, fixed, d, S, Ls, r, Lf):
                 return obj, False, it
         big = 0.0
         for p in range(P):
@@ -406,10 +391,12 @@ def _workspace(P, T):
     return (np.empty(T), np.empty(T), np.empty(T), np.empty(T),  # p, v, modified-score terms, m
             np.empty(P), np.empty((P, P)), np.zeros((P, P)),  # U, I, chol(I)
             np.empty(P), np.empty(P), np.empty(P), np.empty((P, P)),  # step, candidate, its U, I
-            np.empty((P, P)), np.zeros((P, P)), np.empty((P, P)),  # sub-matrix, its chol, -Hessian
+            np.empty((max(P - 1, 1), max(P - 1, 1))), np.zeros((max(P - 1, 1), max(P - 1, 1))),  # sub-matrix, its chol
+            np.empty((P, P)),  # -Hessian
             np.empty((P, P, P)), np.zeros((P, P)),  # G_r of the Hessian, chol(I)^{-1}
-            np.empty(T), np.empty(P), np.empty(T), np.empty(T),  # eta, solve vector, row, v'' m / 2
-            np.empty((P, T)), np.empty((P, T)))  # Y = chol(I)^{-1} Z', v' z_r
+            np.empty(T), np.empty(max(P - 1, 1)), np.empty(T), np.empty(T),  # eta, solve vector, row, v'' m / 2
+            np.empty((P, T)), np.empty((P, T)),  # Y = chol(I)^{-1} Z', v' z_r
+            np.zeros((P, P)))  # chol of the full matrix in _solve_sub
 
 
 @njit(cache=True)
@@ -471,7 +458,7 @@ def _profile_bound(Zt, f, w, b_hat, obj_hat, cov, j, direction, q, max_iter, tol
         Hn = ws[HN_]
         for p in range(P):
             col[p] = Hn[p, j]
-        if not _solve_sub(Hn, col, j, tangent, ws[SS_], ws[LS_], ws[R_]):
+        if not _solve_sub(Hn, col, j, tangent, ws[SS_], ws[LS_], ws[R_], ws[LF_]):
             for p in range(P):
                 tangent[p] = 0.0
         c_prev = c
@@ -566,7 +553,7 @@ def firth_numba(X, f, w, fit_intercept, intervals, q, max_iter, tol):
         for jj in range(P):
             for i in range(P):
                 e[i] = 1.0 if i == jj else 0.0
-            if not _solve_sub(Inf, e, -1, col, S, Ls, ws[R_]):
+            if not _solve_sub(Inf, e, -1, col, S, Ls, ws[R_], ws[LF_]):
                 good = False
                 break
             for i in range(P):
