@@ -52,7 +52,8 @@ def test_unrolled_sweeps_equal_generic_loops(P):
     ll = fn._info_generic(Zt, b, f, w, p2, v2, Inf2, ws2[fn.ETA_], ws2[fn.ROW_])
     logdet = fn._chol_inv_generic(Inf2, L2, Li2)
     fn._score_generic(Zt, Li2, f, w, p2, v2, ws2[fn.Y_], ws2[fn.M_], U2, ws2[fn.S_])
-    fn._neg_hessian_generic(Zt, Inf2, ws2)
+    fn._neg_hessian_generic(Zt, Inf2, p2, v2, ws2[fn.M_], ws2[fn.Y_], ws2[fn.HN_], ws2[fn.G_], ws2[fn.AZ_],
+                            ws2[fn.A2_], ws2[fn.ROW_])
     # sums in another order: equal to rounding
     assert obj == pytest.approx(ll + 0.5 * logdet, rel=1e-13, abs=1e-13)
     for a, b_ in ((U, U2), (Inf, Inf2), (ws[fn.LI_], Li2), (ws[fn.L_], L2), (ws[fn.M_], ws2[fn.M_]),
