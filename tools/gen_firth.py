@@ -13,6 +13,7 @@ loops of :mod:`selfinterp.estimators._firth_numba`.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 P_MAX = 8
@@ -186,10 +187,29 @@ def gen_chol_inv(P: int) -> str:
     return "\n".join(L) + "\n"
 
 
+def _wrap(line: str, width: int = 100) -> str:
+    """Break a long assignment inside parentheses, before a binary + or -."""
+    if len(line) <= width or " = " not in line:
+        return line
+    lhs, rhs = line.split(" = ", 1)
+    indent = " " * (len(lhs) - len(lhs.lstrip()) + 4)
+    parts = re.split(r" ([+-]) ", rhs)  # term, op, term, op, ...
+    out, cur = [], f"{lhs} = ({parts[0]}"
+    for op, term in zip(parts[1::2], parts[2::2]):
+        tok = f"{op} {term}"
+        if len(cur) + 1 + len(tok) > width:
+            out.append(cur)
+            cur = indent + tok
+        else:
+            cur = f"{cur} {tok}"
+    return "\n".join(out + [cur + ")"])
+
+
 def render() -> str:
     """The whole generated module."""
-    return HEADER.format(pmax=P_MAX) + "".join(
+    text = HEADER.format(pmax=P_MAX) + "".join(
         gen_info(P) + gen_chol_inv(P) + gen_score(P) + gen_hess(P) for P in range(1, P_MAX + 1))
+    return "\n".join(_wrap(line) for line in text.split("\n"))
 
 
 def main() -> None:

@@ -21,6 +21,16 @@ of the profile is ``U*_j`` at the profiled point (envelope theorem), safeguarded
 by bisection once the root is bracketed.  The Jeffreys penalty goes to minus
 infinity as any fitted probability goes to 0 or 1, so the profile falls
 without limit and both bounds are finite even under separation.
+
+Speed (as in :mod:`selfinterp._core.logit_numba`): each context's design is
+copied into a transposed buffer ``Zt`` (P, T), trials padded to a multiple of
+8 with weight-0 trials (z = 0, f = 0, w = 0, which add nothing to any sum),
+so that every loop over trials is contiguous, vectorised and without a scalar
+remainder; the per-trial sweeps are unrolled per P <= 8 in the generated
+:mod:`._firth_unrolled` (``tools/gen_firth.py``); exp and log1p are the
+vectorisable polynomials of :mod:`selfinterp._core.vecmath`.  numba's disk
+cache is keyed on each function's own file: a change to those modules must
+come with a change here or a cleared ``__pycache__``.
 """
 
 from __future__ import annotations
@@ -308,9 +318,10 @@ def _solve_sub(Inf, U, fixed, d, S, Ls, r, Lf):
     """d = I_ss^{-1} U_s over the free parameters s (all but ``fixed``; -1: none).
 
     ``S``, ``Ls`` (P - 1, P - 1) and ``r`` (P - 1) are work space for the
-    submatrix; ``Lf`` (P, P) for the full case's Cholesky factor.  Straight-line Cholesky and solves for up to 8 free
-    parameters (:func:`selfinterp._core.logit_numba._factor_solve`).
-    Returns False if the submatrix is not positive definite."""
+    submatrix; ``Lf`` (P, P) for the full case's Cholesky factor.
+    Straight-line Cholesky and solves for up to 8 free parameters
+    (:func:`selfinterp._core.logit_numba._factor_solve`).  Returns False if
+    the submatrix is not positive definite."""
     P = U.shape[0]
     if fixed < 0:
         return _factor_solve(Inf, U, Lf, d)
@@ -400,13 +411,14 @@ def _maximise(Zt, f, w, b, fixed, max_iter, tol, ws):
 @njit(cache=True)
 def _workspace(P, T):
     """Per-context buffers, allocated once per context (slot names above)."""
+    Q = max(P - 1, 1)  # the free parameters of a profile (one held fixed)
     return (np.empty(T), np.empty(T), np.empty(T), np.empty(T),  # p, v, modified-score terms, m
             np.empty(P), np.empty((P, P)), np.zeros((P, P)),  # U, I, chol(I)
             np.empty(P), np.empty(P), np.empty(P), np.empty((P, P)),  # step, candidate, its U, I
-            np.empty((max(P - 1, 1), max(P - 1, 1))), np.zeros((max(P - 1, 1), max(P - 1, 1))),  # sub-matrix, its chol
+            np.empty((Q, Q)), np.zeros((Q, Q)),  # free-parameter sub-matrix, its chol
             np.empty((P, P)),  # -Hessian
             np.empty((P, P, P)), np.zeros((P, P)),  # G_r of the Hessian, chol(I)^{-1}
-            np.empty(T), np.empty(max(P - 1, 1)), np.empty(T), np.empty(T),  # eta, solve vector, row, v'' m / 2
+            np.empty(T), np.empty(Q), np.empty(T), np.empty(T),  # eta, solve vector, row, v'' m / 2
             np.empty((P, T)), np.empty((P, T)),  # Y = chol(I)^{-1} Z', v' z_r
             np.zeros((P, P)))  # chol of the full matrix in _solve_sub
 
