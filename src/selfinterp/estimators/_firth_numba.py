@@ -21,6 +21,16 @@ of the profile is ``U*_j`` at the profiled point (envelope theorem), safeguarded
 by bisection once the root is bracketed.  The Jeffreys penalty goes to minus
 infinity as any fitted probability goes to 0 or 1, so the profile falls
 without limit and both bounds are finite even under separation.
+
+Speed (as in :mod:`selfinterp._core.logit_numba`): each context's design is
+copied into a transposed buffer ``Zt`` (P, T), trials padded to a multiple of
+8 with weight-0 trials (z = 0, f = 0, w = 0, which add nothing to any sum),
+so that every loop over trials is contiguous, vectorised and without a scalar
+remainder; the per-trial sweeps are unrolled per P <= 8 in the generated
+:mod:`._firth_unrolled` (``tools/gen_firth.py``); exp and log1p are the
+vectorisable polynomials of :mod:`selfinterp._core.vecmath`.  numba's disk
+cache is keyed on each function's own file: a change to those modules must
+come with a change here or a cleared ``__pycache__``.
 """
 
 from __future__ import annotations
@@ -30,33 +40,22 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from .._core.logit_numba import PAD, _cholesky, _factor_solve
+from .._core.vecmath import FASTMATH, log1p_unit, logistic_fast
+from . import _firth_unrolled as _fu
+
 MAX_STEP = 5.0  # logistf's maxstep: largest change of any parameter per iteration
 MAX_HALVING = 30
 INNER_ITER = 50  # Newton iterations per profile point (exact Hessian: a handful suffice)
 OUTER_ITER = 60  # root-finding iterations per bound
-# Reassociation lets LLVM vectorise the sums over trials (the loops run along
-# the contiguous trial axis of Zt); no flag that changes inf/NaN semantics.
-FAST = {"reassoc", "contract"}
 # Workspace slots (see _workspace); named so that the kernels read as algebra.
 (P_, V_, S_, M_, U_, INF_, L_, D_, CAND_, U2_, I2_, SS_, LS_, HN_, G_, LI_, ETA_, R_, ROW_, A2_, Y_,
- AZ_) = range(22)
+ AZ_, LF_) = range(23)
 
 
-@njit(cache=True, fastmath=FAST, error_model="numpy")
-def _evaluate(Zt, f, w, b, ws, U, Inf):
-    """Penalised log-likelihood at ``b``; fills the modified score ``U``, the
-    Fisher information ``Inf`` and, in ``ws``, the fitted probabilities, the
-    weights, ``m_t = z_t' I^{-1} z_t``, and the Cholesky factor of ``Inf`` and
-    its inverse.  Returns -inf when ``Inf`` is singular.
-
-    Every sum over trials runs along the contiguous trial axis (vectorised);
-    the hat diagonal is ``h_t = v_t |L^{-1} z_t|^2`` with ``L^{-1}`` formed
-    once (P x P) and applied to all trials as one triangular product.  The
-    sum of ``log(1 + e^{-|eta|})`` over unit-weight trials is taken as the log
-    of a product (each factor lies in [1, 2]), one logarithm instead of T.
-    """
-    p_buf, v_buf, s_buf, m_buf = ws[P_], ws[V_], ws[S_], ws[M_]
-    L, Li, eta, row, Y = ws[L_], ws[LI_], ws[ETA_], ws[ROW_], ws[Y_]
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+def _info_generic(Zt, b, f, w, p_buf, v_buf, Inf, eta, row):
+    """:func:`._firth_unrolled.info_6` etc. for any P: a loop per sum (slower)."""
     P, T = Zt.shape
     for t in range(T):
         eta[t] = 0.0
@@ -64,27 +63,14 @@ def _evaluate(Zt, f, w, b, ws, U, Inf):
         bp = b[p]
         for t in range(T):
             eta[t] += Zt[p, t] * bp
-    lin = 0.0
-    lg = 0.0
-    prod = 1.0
+    ll = 0.0
     for t in range(T):
         x = eta[t]
-        e = math.exp(-abs(x))
-        inv = 1.0 / (1.0 + e)
-        pr = inv if x >= 0.0 else e * inv
+        e, pr, pq = logistic_fast(x)
         wt = w[t]
-        lin += wt * (f[t] * x - max(x, 0.0))
-        if wt == 1.0:
-            prod *= 1.0 + e
-            if prod > 1e250:  # keep the product finite for long designs
-                lg += math.log(prod)
-                prod = 1.0
-        elif wt != 0.0:
-            lg += wt * math.log1p(e)
+        ll += wt * (f[t] * x - (max(x, 0.0) + log1p_unit(e)))
         p_buf[t] = pr
-        # p (1 - p) without cancellation: e / (1 + e)^2
-        v_buf[t] = wt * e * inv * inv
-    ll = lin - (lg + math.log(prod))
+        v_buf[t] = wt * pq
     for p in range(P):
         for t in range(T):
             row[t] = v_buf[t] * Zt[p, t]
@@ -94,31 +80,13 @@ def _evaluate(Zt, f, w, b, ws, U, Inf):
                 s += row[t] * Zt[q, t]
             Inf[p, q] = s
             Inf[q, p] = s
-    # Cholesky I = L L'
-    for i in range(P):
-        for j in range(i + 1):
-            s = Inf[i, j]
-            for k in range(j):
-                s -= L[i, k] * L[j, k]
-            if i == j:
-                if not s > 0.0:
-                    return -np.inf
-                L[i, i] = math.sqrt(s)
-            else:
-                L[i, j] = s / L[j, j]
-    logdet = 0.0
-    for i in range(P):
-        logdet += 2.0 * math.log(L[i, i])
-    # L^{-1}, column by column (lower triangular)
-    for j in range(P):
-        for i in range(j):
-            Li[i, j] = 0.0
-        for i in range(j, P):
-            s = 1.0 if i == j else 0.0
-            for k in range(j, i):
-                s -= L[i, k] * Li[k, j]
-            Li[i, j] = s / L[i, i]
-    # Y = L^{-1} Z' (its columns y_t) and m_t = |y_t|^2
+    return ll
+
+
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+def _score_generic(Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U, s_buf):
+    """:func:`._firth_unrolled.score_6` etc. for any P."""
+    P, T = Zt.shape
     for t in range(T):
         m_buf[t] = 0.0
     for i in range(P):
@@ -131,7 +99,6 @@ def _evaluate(Zt, f, w, b, ws, U, Inf):
                 Y[i, t] += c * Zt[k, t]
         for t in range(T):
             m_buf[t] += Y[i, t] * Y[i, t]
-    # the modified score
     for t in range(T):
         s_buf[t] = w[t] * (f[t] - p_buf[t]) + v_buf[t] * m_buf[t] * (0.5 - p_buf[t])
     for p in range(P):
@@ -139,24 +106,140 @@ def _evaluate(Zt, f, w, b, ws, U, Inf):
         for t in range(T):
             s += s_buf[t] * Zt[p, t]
         U[p] = s
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _info(Zt, b, f, w, p_buf, v_buf, Inf, eta, row):
+    """Log-likelihood, p, v and the Fisher information: straight-line sweeps for P <= 8.
+
+    ``eta``, ``row``: work space of the generic loops.  (The dispatchers take
+    arrays, not the workspace tuple: passing its 22 arrays cost more than
+    these sweeps.)"""
+    P = Zt.shape[0]
+    if P == 6:
+        return _fu.info_6(Zt, b, f, w, p_buf, v_buf, Inf)
+    elif P == 5:
+        return _fu.info_5(Zt, b, f, w, p_buf, v_buf, Inf)
+    elif P == 7:
+        return _fu.info_7(Zt, b, f, w, p_buf, v_buf, Inf)
+    elif P == 4:
+        return _fu.info_4(Zt, b, f, w, p_buf, v_buf, Inf)
+    elif P == 3:
+        return _fu.info_3(Zt, b, f, w, p_buf, v_buf, Inf)
+    elif P == 2:
+        return _fu.info_2(Zt, b, f, w, p_buf, v_buf, Inf)
+    elif P == 1:
+        return _fu.info_1(Zt, b, f, w, p_buf, v_buf, Inf)
+    elif P == 8:
+        return _fu.info_8(Zt, b, f, w, p_buf, v_buf, Inf)
+    return _info_generic(Zt, b, f, w, p_buf, v_buf, Inf, eta, row)
+
+
+@njit(cache=True, error_model="numpy")
+def _chol_inv_generic(Inf, L, Li):
+    """:func:`._firth_unrolled.chol_inv_6` etc. for any P (``L``: work space)."""
+    P = Inf.shape[0]
+    if not _cholesky(Inf, L):
+        return -np.inf
+    logdet = 0.0
+    for i in range(P):
+        logdet += 2.0 * math.log(L[i, i])
+    # L^{-1}, column by column (lower triangular)
+    for j in range(P):
+        for i in range(j):
+            Li[i, j] = 0.0
+        for i in range(j, P):
+            s = 1.0 if i == j else 0.0
+            for k in range(j, i):
+                s -= L[i, k] * Li[k, j]
+            Li[i, j] = s / L[i, i]
+    return logdet
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _chol_inv(Inf, L, Li):
+    """Li = chol(Inf)^{-1}; returns log det Inf, -inf if Inf is not positive definite."""
+    P = Inf.shape[0]
+    if P == 6:
+        return _fu.chol_inv_6(Inf, L, Li)
+    elif P == 5:
+        return _fu.chol_inv_5(Inf, L, Li)
+    elif P == 7:
+        return _fu.chol_inv_7(Inf, L, Li)
+    elif P == 4:
+        return _fu.chol_inv_4(Inf, L, Li)
+    elif P == 3:
+        return _fu.chol_inv_3(Inf, L, Li)
+    elif P == 2:
+        return _fu.chol_inv_2(Inf, L, Li)
+    elif P == 1:
+        return _fu.chol_inv_1(Inf, L, Li)
+    elif P == 8:
+        return _fu.chol_inv_8(Inf, L, Li)
+    return _chol_inv_generic(Inf, L, Li)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _score(Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U, s_buf):
+    """Y = L^{-1} Z', m and the modified score U: straight-line sweeps for P <= 8."""
+    P = Zt.shape[0]
+    if P == 6:
+        _fu.score_6(Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U)
+    elif P == 5:
+        _fu.score_5(Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U)
+    elif P == 7:
+        _fu.score_7(Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U)
+    elif P == 4:
+        _fu.score_4(Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U)
+    elif P == 3:
+        _fu.score_3(Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U)
+    elif P == 2:
+        _fu.score_2(Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U)
+    elif P == 1:
+        _fu.score_1(Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U)
+    elif P == 8:
+        _fu.score_8(Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U)
+    else:
+        _score_generic(Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U, s_buf)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _evaluate_arrays(Zt, f, w, b, U, Inf, p_buf, v_buf, L, Li, Y, m_buf, eta, row, s_buf):
+    """Penalised log-likelihood at ``b``; fills the modified score ``U``, the
+    Fisher information ``Inf`` and, in ``ws``, the fitted probabilities, the
+    weights, ``m_t = z_t' I^{-1} z_t``, ``Y = L^{-1} Z'`` and the Cholesky
+    factor ``L`` of ``Inf`` and its inverse.  Returns -inf when ``Inf`` is
+    singular.
+
+    Two sweeps over the trials (:mod:`._firth_unrolled`): the likelihood
+    terms and ``Inf``, then, once ``L^{-1}`` is known (P x P), the hat
+    diagonal ``h_t = v_t m_t`` and the modified score.  The logistic and
+    log(1 + e^{-|eta|}) are the vectorisable polynomials of
+    :mod:`selfinterp._core.vecmath` (``math.exp`` would keep the loops scalar).
+    """
+    ll = _info(Zt, b, f, w, p_buf, v_buf, Inf, eta, row)
+    logdet = _chol_inv(Inf, L, Li)
+    if logdet == -np.inf:
+        return -np.inf
+    _score(Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U, s_buf)
     return ll + 0.5 * logdet
 
 
-@njit(cache=True, fastmath=FAST, error_model="numpy")
-def _neg_hessian(Zt, w, Inf, ws):
-    """Minus the Hessian of l* at the point last evaluated (whose buffers ``ws`` holds).
+@njit(cache=True, error_model="numpy", inline="always")
+def _evaluate(Zt, f, w, b, ws, U, Inf):
+    """:func:`_evaluate_arrays` with its buffers from the workspace ``ws``.
 
-    -d2 l*/db_r db_s = I_rs + 1/2 tr(M B_r M B_s) - 1/2 sum_t v''_t m_t z_tr z_ts,
-    with M = I^{-1}, B_r = dI/db_r = sum_t v'_t z_tr z_t z_t', m_t = z_t' M z_t,
-    v' = w p(1-p)(1-2p) and v'' = w p(1-p)(1-6p(1-p)).  With M = L^{-T} L^{-1}
-    the trace is tr(G_r G_s), G_r = L^{-1} B_r L^{-T} = sum_t v'_t z_tr y_t y_t',
-    y_t = L^{-1} z_t (kept by :func:`_evaluate`): one product of a (P, T) and a
-    (T, P(P+1)/2) matrix, vectorised along trials, instead of O(P^4) algebra.
+    Inlined by numba: passing the 23-array tuple to a function costs about
+    300 ns per call (a fifth of an evaluation), passing the arrays does not.
     """
+    return _evaluate_arrays(Zt, f, w, b, U, Inf, ws[P_], ws[V_], ws[L_], ws[LI_], ws[Y_], ws[M_],
+                            ws[ETA_], ws[ROW_], ws[S_])
+
+
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+def _neg_hessian_generic(Zt, Inf, p_buf, v_buf, m_buf, Y, Hn, G, AZ, a2, row):
+    """:func:`_neg_hessian` for any P: a loop per sum (slower)."""
     P, T = Zt.shape
-    p_buf, v_buf, m_buf = ws[P_], ws[V_], ws[M_]
-    Y, Hn, G, AZ = ws[Y_], ws[HN_], ws[G_], ws[AZ_]
-    a2, row = ws[A2_], ws[ROW_]
     for t in range(T):
         pr = p_buf[t]
         a2[t] = 0.5 * v_buf[t] * (1.0 - 6.0 * pr * (1.0 - pr)) * m_buf[t]
@@ -190,12 +273,58 @@ def _neg_hessian(Zt, w, Inf, ws):
             Hn[s_, r] = Hn[r, s_]
 
 
-@njit(cache=True)
-def _solve_sub(Inf, U, fixed, d, S, Ls, r):
+@njit(cache=True, error_model="numpy", inline="always")
+def _neg_hessian_arrays(Zt, Inf, Y, p_buf, v_buf, m_buf, a1, Hn, L, G, AZ, row):
+    """Minus the Hessian of l* at the point last evaluated (whose buffers ``ws`` holds).
+
+    -d2 l*/db_r db_s = I_rs + 1/2 tr(M B_r M B_s) - 1/2 sum_t v''_t m_t z_tr z_ts,
+    with M = I^{-1}, B_r = dI/db_r = sum_t v'_t z_tr z_t z_t', m_t = z_t' M z_t,
+    v' = w p(1-p)(1-2p) and v'' = w p(1-p)(1-6p(1-p)).  With M = L^{-T} L^{-1}
+    the trace is tr(G_r G_s), G_r = L^{-1} B_r L^{-T} = sum_t v'_t z_tr y_t y_t',
+    y_t = L^{-1} z_t (kept by :func:`_evaluate`): P (P + 1) / 2 sums over the
+    trials per r, instead of O(P^4) algebra; for P <= 8 each r is one sweep
+    with its sums in registers (:mod:`._firth_unrolled`).
+    """
+    P = Zt.shape[0]
+    if P == 6:
+        _fu.hess_6(Zt, Y, p_buf, v_buf, m_buf, a1, L, Inf, Hn)
+    elif P == 5:
+        _fu.hess_5(Zt, Y, p_buf, v_buf, m_buf, a1, L, Inf, Hn)
+    elif P == 7:
+        _fu.hess_7(Zt, Y, p_buf, v_buf, m_buf, a1, L, Inf, Hn)
+    elif P == 4:
+        _fu.hess_4(Zt, Y, p_buf, v_buf, m_buf, a1, L, Inf, Hn)
+    elif P == 3:
+        _fu.hess_3(Zt, Y, p_buf, v_buf, m_buf, a1, L, Inf, Hn)
+    elif P == 2:
+        _fu.hess_2(Zt, Y, p_buf, v_buf, m_buf, a1, L, Inf, Hn)
+    elif P == 1:
+        _fu.hess_1(Zt, Y, p_buf, v_buf, m_buf, a1, L, Inf, Hn)
+    elif P == 8:
+        _fu.hess_8(Zt, Y, p_buf, v_buf, m_buf, a1, L, Inf, Hn)
+    else:
+        _neg_hessian_generic(Zt, Inf, p_buf, v_buf, m_buf, Y, Hn, G, AZ, a1, row)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _neg_hessian(Zt, w, Inf, ws):
+    """:func:`_neg_hessian_arrays` with its buffers from ``ws`` (inlined, see :func:`_evaluate`)."""
+    _neg_hessian_arrays(Zt, Inf, ws[Y_], ws[P_], ws[V_], ws[M_], ws[A2_], ws[HN_], ws[L_], ws[G_],
+                        ws[AZ_], ws[ROW_])
+
+
+@njit(cache=True, error_model="numpy")
+def _solve_sub(Inf, U, fixed, d, S, Ls, r, Lf):
     """d = I_ss^{-1} U_s over the free parameters s (all but ``fixed``; -1: none).
-    ``r`` is a work vector of length P.  Returns False if the submatrix is not
-    positive definite."""
+
+    ``S``, ``Ls`` (P - 1, P - 1) and ``r`` (P - 1) are work space for the
+    submatrix; ``Lf`` (P, P) for the full case's Cholesky factor.
+    Straight-line Cholesky and solves for up to 8 free parameters
+    (:func:`selfinterp._core.logit_numba._factor_solve`).  Returns False if
+    the submatrix is not positive definite."""
     P = U.shape[0]
+    if fixed < 0:
+        return _factor_solve(Inf, U, Lf, d)
     n = 0
     for i in range(P):
         if i == fixed:
@@ -206,33 +335,12 @@ def _solve_sub(Inf, U, fixed, d, S, Ls, r):
                 continue
             S[n, m] = Inf[i, j]
             m += 1
+        r[n] = U[i]
         n += 1
-    for i in range(n):
-        for j in range(i + 1):
-            s = S[i, j]
-            for k in range(j):
-                s -= Ls[i, k] * Ls[j, k]
-            if i == j:
-                if not s > 0.0:
-                    return False
-                Ls[i, i] = math.sqrt(s)
-            else:
-                Ls[i, j] = s / Ls[j, j]
-    n = 0
-    for i in range(P):
-        if i != fixed:
-            r[n] = U[i]
-            n += 1
-    for i in range(n):
-        s = r[i]
-        for k in range(i):
-            s -= Ls[i, k] * r[k]
-        r[i] = s / Ls[i, i]
-    for i in range(n - 1, -1, -1):
-        s = r[i]
-        for k in range(i + 1, n):
-            s -= Ls[k, i] * r[k]
-        r[i] = s / Ls[i, i]
+    # r is both the right-hand side and the solution: the solve reads each
+    # entry before it writes it
+    if n > 0 and not _factor_solve(S, r, Ls, r):
+        return False
     n = 0
     for i in range(P):
         if i == fixed:
@@ -260,14 +368,15 @@ def _maximise(Zt, f, w, b, fixed, max_iter, tol, ws):
     """
     U, Inf, d, cand, U2, I2, S, Ls, Hn, r = (ws[U_], ws[INF_], ws[D_], ws[CAND_], ws[U2_], ws[I2_],
                                             ws[SS_], ws[LS_], ws[HN_], ws[R_])
+    Lf = ws[LF_]
     P = b.shape[0]
     obj = _evaluate(Zt, f, w, b, ws, U, Inf)
     if obj == -np.inf:
         return obj, False, 0
     _neg_hessian(Zt, w, Inf, ws)
     for it in range(max_iter):
-        if not _solve_sub(Hn, U, fixed, d, S, Ls, r):
-            if not _solve_sub(Inf, U, fixed, d, S, Ls, r):
+        if not _solve_sub(Hn, U, fixed, d, S, Ls, r, Lf):
+            if not _solve_sub(Inf, U, fixed, d, S, Ls, r, Lf):
                 return obj, False, it
         big = 0.0
         for p in range(P):
@@ -302,13 +411,16 @@ def _maximise(Zt, f, w, b, fixed, max_iter, tol, ws):
 @njit(cache=True)
 def _workspace(P, T):
     """Per-context buffers, allocated once per context (slot names above)."""
+    Q = max(P - 1, 1)  # the free parameters of a profile (one held fixed)
     return (np.empty(T), np.empty(T), np.empty(T), np.empty(T),  # p, v, modified-score terms, m
             np.empty(P), np.empty((P, P)), np.zeros((P, P)),  # U, I, chol(I)
             np.empty(P), np.empty(P), np.empty(P), np.empty((P, P)),  # step, candidate, its U, I
-            np.empty((P, P)), np.zeros((P, P)), np.empty((P, P)),  # sub-matrix, its chol, -Hessian
+            np.empty((Q, Q)), np.zeros((Q, Q)),  # free-parameter sub-matrix, its chol
+            np.empty((P, P)),  # -Hessian
             np.empty((P, P, P)), np.zeros((P, P)),  # G_r of the Hessian, chol(I)^{-1}
-            np.empty(T), np.empty(P), np.empty(T), np.empty(T),  # eta, solve vector, row, v'' m / 2
-            np.empty((P, T)), np.empty((P, T)))  # Y = chol(I)^{-1} Z', v' z_r
+            np.empty(T), np.empty(Q), np.empty(T), np.empty(T),  # eta, solve vector, row, v'' m / 2
+            np.empty((P, T)), np.empty((P, T)),  # Y = chol(I)^{-1} Z', v' z_r
+            np.zeros((P, P)))  # chol of the full matrix in _solve_sub
 
 
 @njit(cache=True)
@@ -370,7 +482,7 @@ def _profile_bound(Zt, f, w, b_hat, obj_hat, cov, j, direction, q, max_iter, tol
         Hn = ws[HN_]
         for p in range(P):
             col[p] = Hn[p, j]
-        if not _solve_sub(Hn, col, j, tangent, ws[SS_], ws[LS_], ws[R_]):
+        if not _solve_sub(Hn, col, j, tangent, ws[SS_], ws[LS_], ws[R_], ws[LF_]):
             for p in range(P):
                 tangent[p] = 0.0
         c_prev = c
@@ -434,17 +546,23 @@ def firth_numba(X, f, w, fit_intercept, intervals, q, max_iter, tol):
     conv = np.zeros(A, dtype=np.bool_)
     ci_conv = np.zeros(A, dtype=np.bool_)
     iters = np.zeros(A, dtype=np.int64)
+    # trials padded to a multiple of the vector width with weight-0 trials
+    # (z = 0, f = 0, w = 0), which add nothing to any sum: the vectorised
+    # loops then have no scalar remainder
+    Tp = (T + PAD - 1) // PAD * PAD
     for a in prange(A):
-        Zt = np.empty((P, T))
+        Zt = np.zeros((P, Tp))
+        fa = np.zeros(Tp)
+        wa = np.zeros(Tp)
         for t in range(T):
             for k in range(K):
                 Zt[k, t] = X[a, t, k]
             if fit_intercept:
                 Zt[K, t] = 1.0
-        ws = _workspace(P, T)
+            fa[t] = f[a, t]
+            wa[t] = w[a, t]
+        ws = _workspace(P, Tp)
         b = np.zeros(P)
-        fa = f[a]
-        wa = w[a]
         obj, ok, n_it = _maximise(Zt, fa, wa, b, -1, max_iter, tol, ws)
         beta[a] = b
         conv[a] = ok
@@ -459,7 +577,7 @@ def firth_numba(X, f, w, fit_intercept, intervals, q, max_iter, tol):
         for jj in range(P):
             for i in range(P):
                 e[i] = 1.0 if i == jj else 0.0
-            if not _solve_sub(Inf, e, -1, col, S, Ls, ws[R_]):
+            if not _solve_sub(Inf, e, -1, col, S, Ls, ws[R_], ws[LF_]):
                 good = False
                 break
             for i in range(P):

@@ -1,0 +1,92 @@
+"""Internals of the Firth kernel: the unrolled sweeps (tools/gen_firth.py) equal
+the generic loops, the Hessian is the derivative of the modified score, and
+weight-0 padding trials change nothing."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+from selfinterp.estimators import _firth_numba as fn
+
+
+def _problem(P, T, seed):
+    rng = np.random.default_rng(seed)
+    Zt = rng.uniform(-1, 1, (P, T))
+    Zt[-1] = 1.0  # an intercept column
+    f = (rng.uniform(size=T) < 0.5).astype(float)
+    f[::5] = 0.3  # soft labels
+    w = rng.integers(0, 3, T).astype(float)  # including weight-0 (masked) trials
+    w[:P + 2] = 1.0  # enough trials for a positive definite information
+    b = rng.normal(0, 0.5, P)
+    return Zt, f, w, b
+
+
+def _evaluate(Zt, f, w, b):
+    P, T = Zt.shape
+    ws = fn._workspace(P, T)
+    U, Inf = np.empty(P), np.empty((P, P))
+    obj = fn._evaluate(Zt, f, w, b, ws, U, Inf)
+    fn._neg_hessian(Zt, w, Inf, ws)
+    return obj, U, Inf, ws
+
+
+def test_generated_module_is_up_to_date():
+    spec = importlib.util.spec_from_file_location("gen_firth", REPO / "tools" / "gen_firth.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    assert gen.OUT.read_text() == gen.render(), "run python tools/gen_firth.py"
+
+
+@pytest.mark.parametrize("P", range(1, 9))  # the unrolled sweeps; P = 9 runs the generic loops
+def test_unrolled_sweeps_equal_generic_loops(P):
+    T = 37  # not a multiple of the vector width: the loops' remainders are exercised too
+    Zt, f, w, b = _problem(P, T, 10 + P)
+    obj, U, Inf, ws = _evaluate(Zt, f, w, b)
+    ws2 = fn._workspace(P, T)
+    p2, v2, Inf2, U2, L2, Li2 = (ws2[fn.P_], ws2[fn.V_], np.empty((P, P)), np.empty(P),
+                                 np.zeros((P, P)), np.zeros((P, P)))
+    ll = fn._info_generic(Zt, b, f, w, p2, v2, Inf2, ws2[fn.ETA_], ws2[fn.ROW_])
+    logdet = fn._chol_inv_generic(Inf2, L2, Li2)
+    fn._score_generic(Zt, Li2, f, w, p2, v2, ws2[fn.Y_], ws2[fn.M_], U2, ws2[fn.S_])
+    fn._neg_hessian_generic(Zt, Inf2, p2, v2, ws2[fn.M_], ws2[fn.Y_], ws2[fn.HN_], ws2[fn.G_], ws2[fn.AZ_],
+                            ws2[fn.A2_], ws2[fn.ROW_])
+    # sums in another order: equal to rounding
+    assert obj == pytest.approx(ll + 0.5 * logdet, rel=1e-13, abs=1e-13)
+    for a, b_ in ((U, U2), (Inf, Inf2), (ws[fn.LI_], Li2), (ws[fn.L_], L2), (ws[fn.M_], ws2[fn.M_]),
+                  (ws[fn.HN_], ws2[fn.HN_])):
+        np.testing.assert_allclose(a, b_, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("P", [2, 6, 9])
+def test_score_and_hessian_are_derivatives_of_the_objective(P):
+    """U = grad l*, Hn = -d U / d b, by central differences (error O(h^2) ~ 1e-8)."""
+    Zt, f, w, b = _problem(P, 41, 30 + P)
+    _, U, _, ws = _evaluate(Zt, f, w, b)
+    Hn = ws[fn.HN_].copy()
+    h = 1e-4
+    for j in range(P):
+        e = np.zeros(P)
+        e[j] = h
+        op, Up, _, _ = _evaluate(Zt, f, w, b + e)
+        om, Um, _, _ = _evaluate(Zt, f, w, b - e)
+        assert (op - om) / (2 * h) == pytest.approx(U[j], abs=1e-6)
+        np.testing.assert_allclose(-(Up - Um) / (2 * h), Hn[:, j], atol=1e-6)
+
+
+def test_weight_zero_padding_changes_nothing():
+    P, T = 6, 50
+    Zt, f, w, b = _problem(P, T, 7)
+    obj, U, Inf, ws = _evaluate(Zt, f, w, b)
+    Zp = np.zeros((P, 56))
+    Zp[:, :T] = Zt
+    fp, wp = np.zeros(56), np.zeros(56)
+    fp[:T], wp[:T] = f, w
+    obj_p, U_p, Inf_p, ws_p = _evaluate(Zp, fp, wp, b)
+    assert obj_p == pytest.approx(obj, rel=1e-14)
+    np.testing.assert_allclose(U_p, U, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(Inf_p, Inf, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(ws_p[fn.HN_], ws[fn.HN_], rtol=1e-13, atol=1e-13)
