@@ -398,6 +398,12 @@ def _newton(Zt, f, w, prec, theta, max_iter, tol, stop_on_certificate, stop_on_d
         at[p] = theta[p]
     obj = 0.0
     obj_known = False
+    if not _any_nonzero(theta):
+        # at theta = 0 every trial contributes w (f * 0 - log 2): no sweep needed
+        for t in range(eta.shape[0]):
+            obj -= w[t]
+        obj *= math.log(2.0)
+        obj_known = True
     flipped = False  # r, v and r_c, v_c swapped an odd number of times
     converged = False
     certified = False

@@ -139,8 +139,10 @@ def newton_numpy(Z, f, w, prec, max_iter, tol, theta0=None, stop_on_certificate=
     r, v = _residuals(eta, f, w)
     g, H = _grad_hess(Z, r, v, theta, prec)
     at = theta.copy()
-    obj = np.zeros(A)
-    obj_known = np.zeros(A, dtype=bool)
+    # at theta = 0 every trial contributes w (f * 0 - log 2): known without a sweep
+    zero = ~np.any(theta != 0, axis=1)
+    obj = np.where(zero, -np.log(2.0) * w.sum(axis=1), 0.0)
+    obj_known = zero.copy()
     converged = np.zeros(A, dtype=bool)
     certified = np.zeros(A, dtype=bool)
     dual = np.zeros(A, dtype=bool)
