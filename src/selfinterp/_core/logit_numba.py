@@ -607,9 +607,10 @@ def _fit_blocks(X, f, w, sim, sim_w, sim_scale, sim_b, sim_key, first_context,
                 simulate_context(context_seed(sim_key, first_context + a), sim_w[a], sim_scale[a],
                                  sim_b[a], T, u, Zt, eta, fa)
             else:
-                for t in range(T):
-                    for k in range(K):
+                for k in range(K):  # contiguous stores, strided loads: this order vectorises
+                    for t in range(T):
                         Zt[k, t] = X[a, t, k]
+                for t in range(T):
                     fa[t] = f[a, t]
                     wa[t] = w[a, t]
             conv, n_iter, status = _fit_one(
