@@ -43,62 +43,60 @@ from .vecmath import FASTMATH, logistic_fast
 CUTS = {5: [2], 6: [2], 7: [2], 8: [2, 5]}
 
 
+def _sweeps(P: int, over: str, first: list[str]) -> list[str]:
+    """The loops over the trials (``range(over.shape[0])``) that accumulate g and H.
+
+    The first sweep starts with the lines ``first`` (which define ``rt`` and
+    ``vt``) and sums the gradient; each sweep sums its rows of H (:data:`CUTS`),
+    the later ones reading the stored weights ``v``.
+    """
+    L = []
+    bounds = [0] + CUTS.get(P, []) + [P]
+    for sweep, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+        sums = ([f"g{p}" for p in range(P)] if sweep == 0 else [])
+        sums += [f"h{p}_{q}" for p in range(a, b) for q in range(p + 1)]
+        L += [f"    {s} = 0.0" for s in sums]
+        L.append(f"    for t in range({over}.shape[0]):")
+        L += first if sweep == 0 else ["        vt = v[t]"]
+        L += [f"        z{p} = Zt[{p}, t]" for p in range(P if sweep == 0 else b)]
+        if sweep == 0:
+            L += [f"        g{p} += rt * z{p}" for p in range(P)]
+        for p in range(a, b):
+            L.append(f"        u{p} = vt * z{p}")
+            L += [f"        h{p}_{q} += u{p} * z{q}" for q in range(p + 1)]
+    return L
+
+
+def _store(P: int, penalised: bool) -> list[str]:
+    """g and the symmetric H from the sums (with the prior's terms when ``penalised``)."""
+    L = []
+    for p in range(P):
+        L.append(f"    g[{p}] = g{p}" + (f" - prec[{p}] * theta[{p}]" if penalised else ""))
+        for q in range(p + 1):
+            if p == q:
+                L.append(f"    H[{p}, {p}] = h{p}_{p}" + (f" + prec[{p}]" if penalised else ""))
+            else:
+                L += [f"    H[{p}, {q}] = h{p}_{q}", f"    H[{q}, {p}] = h{p}_{q}"]
+    return L
+
+
 def gen(P: int) -> str:
     L = ["", "", '@njit(cache=True, fastmath=FASTMATH, error_model="numpy")',
          f"def eval_{P}(Zt, eta, f, w, r, v, theta, prec, g, H):"]
-    bounds = [0] + CUTS.get(P, []) + [P]
-    for sweep, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
-        sums = ([f"g{p}" for p in range(P)] if sweep == 0 else [])
-        sums += [f"h{p}_{q}" for p in range(a, b) for q in range(p + 1)]
-        L += [f"    {s} = 0.0" for s in sums]
-        L.append("    for t in range(eta.shape[0]):")
-        if sweep == 0:
-            L += ["        _, pr, pq = logistic_fast(eta[t])",
-                  "        rt = w[t] * (f[t] - pr)",
-                  "        vt = w[t] * pq",
-                  "        r[t] = rt",
-                  "        v[t] = vt"]
-            L += [f"        z{p} = Zt[{p}, t]" for p in range(P)]
-            L += [f"        g{p} += rt * z{p}" for p in range(P)]
-        else:
-            L.append("        vt = v[t]")
-            L += [f"        z{p} = Zt[{p}, t]" for p in range(b)]
-        for p in range(a, b):
-            L.append(f"        u{p} = vt * z{p}")
-            L += [f"        h{p}_{q} += u{p} * z{q}" for q in range(p + 1)]
-    for p in range(P):
-        L.append(f"    g[{p}] = g{p} - prec[{p}] * theta[{p}]")
-        for q in range(p + 1):
-            if p == q:
-                L.append(f"    H[{p}, {p}] = h{p}_{p} + prec[{p}]")
-            else:
-                L += [f"    H[{p}, {q}] = h{p}_{q}", f"    H[{q}, {p}] = h{p}_{q}"]
-    return "\n".join(L) + "\n"
+    L += _sweeps(P, "eta", ["        _, pr, pq = logistic_fast(eta[t])",
+                            "        rt = w[t] * (f[t] - pr)",
+                            "        vt = w[t] * pq",
+                            "        r[t] = rt",
+                            "        v[t] = vt"])
+    return "\n".join(L + _store(P, True)) + "\n"
 
 
 def gen_gram(P: int) -> str:
-    """g = Z' r and H = Z' diag(v) Z for given r and v (no logistic): the certificates' sums,
-    split into sweeps as :func:`gen` splits them."""
+    """g = Z' r and H = Z' diag(v) Z for given r and v (no logistic): the certificates' sums."""
     L = ["", "", '@njit(cache=True, fastmath=FASTMATH, error_model="numpy")',
          f"def gram_{P}(Zt, r, v, g, H):"]
-    bounds = [0] + CUTS.get(P, []) + [P]
-    for sweep, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
-        sums = ([f"g{p}" for p in range(P)] if sweep == 0 else [])
-        sums += [f"h{p}_{q}" for p in range(a, b) for q in range(p + 1)]
-        L += [f"    {s} = 0.0" for s in sums]
-        L += ["    for t in range(r.shape[0]):", "        vt = v[t]"]
-        L += [f"        z{p} = Zt[{p}, t]" for p in range(P if sweep == 0 else b)]
-        if sweep == 0:
-            L.append("        rt = r[t]")
-            L += [f"        g{p} += rt * z{p}" for p in range(P)]
-        for p in range(a, b):
-            L.append(f"        u{p} = vt * z{p}")
-            L += [f"        h{p}_{q} += u{p} * z{q}" for q in range(p + 1)]
-    for p in range(P):
-        L.append(f"    g[{p}] = g{p}")
-        for q in range(p + 1):
-            L += [f"    H[{p}, {q}] = h{p}_{q}"] + ([f"    H[{q}, {p}] = h{p}_{q}"] if p != q else [])
-    return "\n".join(L) + "\n"
+    L += _sweeps(P, "r", ["        rt = r[t]", "        vt = v[t]"])
+    return "\n".join(L + _store(P, False)) + "\n"
 
 
 def gen_solve(P: int) -> str:

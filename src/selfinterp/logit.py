@@ -206,10 +206,7 @@ def fit_logit(X, y, *, mask=None, n=None, intercept: bool = True, prior_sd=1.0,
     -------
     LogitFit
     """
-    if backend not in BACKENDS:
-        raise InputError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if max_iter < 1:
-        raise InputError(f"max_iter must be at least 1, got {max_iter}")
+    _check_options(backend, max_iter)
     X, f, w = prepare_outcomes(X, y, mask, n)
     A, T, K = X.shape
     prec = prior_precision(K, intercept, prior_sd, intercept_prior_sd)
@@ -293,10 +290,7 @@ def simulate_and_fit(weights, n_trials: int, *, scale=1.0, agent_intercept=0.0, 
     """
     from .simulate import _check_arguments, _key, simulate_choices
 
-    if backend not in BACKENDS:
-        raise InputError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if max_iter < 1:
-        raise InputError(f"max_iter must be at least 1, got {max_iter}")
+    _check_options(backend, max_iter)
     weights, scale, agent_intercept = _check_arguments(weights, n_trials, scale, agent_intercept)
     key = _key(rng)
     options = dict(intercept=intercept, prior_sd=prior_sd, intercept_prior_sd=intercept_prior_sd,
@@ -312,14 +306,11 @@ def simulate_and_fit(weights, n_trials: int, *, scale=1.0, agent_intercept=0.0, 
     out = simulate_fit_numba(weights, n_trials, scale, agent_intercept, key, first_context, intercept,
                              prec, max_iter, tol, check_separation)
 
-    def data_of(idx):  # the rare contexts the Newton check leaves undecided: simulated again
-        parts = [simulate_choices(weights[i:i + 1], n_trials, scale=scale[i:i + 1],
-                                  intercept=agent_intercept[i:i + 1], rng=key,
-                                  first_context=first_context + int(i)) for i in idx]
-        return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
-                np.ones((len(idx), int(n_trials))))
+    def one(i):  # context i alone, from its own stream
+        return simulate_choices(weights[i:i + 1], n_trials, scale=scale[i:i + 1],
+                                intercept=agent_intercept[i:i + 1], rng=key, first_context=first_context + i)
 
-    return _finish(*out, K, intercept, prior_sd, data_of)
+    return _finish(*out, K, intercept, prior_sd, lambda idx: _simulated_again(one, idx))
 
 
 def simulate_and_fit_jax(weights, n_trials: int, *, key, scale=1.0, agent_intercept=0.0,
@@ -352,8 +343,7 @@ def simulate_and_fit_jax(weights, n_trials: int, *, key, scale=1.0, agent_interc
     """
     from .simulate import _check_arguments, simulate_choices_jax
 
-    if max_iter < 1:
-        raise InputError(f"max_iter must be at least 1, got {max_iter}")
+    _check_options("jax", max_iter)
     weights, scale, agent_intercept = _check_arguments(weights, n_trials, scale, agent_intercept)
     A, K = weights.shape
     prec = prior_precision(K, intercept, prior_sd, intercept_prior_sd)
@@ -362,15 +352,31 @@ def simulate_and_fit_jax(weights, n_trials: int, *, key, scale=1.0, agent_interc
     out = simulate_fit_jax(weights, int(n_trials), scale, agent_intercept, key, int(first_context),
                            intercept, prec, max_iter, tol, check_separation, dtype)
 
-    def data_of(idx):  # contexts left undecided: simulated again, for the linear program
-        parts = [simulate_choices_jax(weights[i:i + 1], n_trials, key=key, scale=scale[i:i + 1],
-                                      intercept=agent_intercept[i:i + 1],
-                                      first_context=first_context + int(i), dtype=dtype) for i in idx]
-        X = np.concatenate([np.asarray(p[0], dtype=np.float64) for p in parts])
-        y = np.concatenate([np.asarray(p[1], dtype=np.float64) for p in parts])
-        return X, y, np.ones_like(y)
+    def one(i):  # context i alone, from its own stream
+        return simulate_choices_jax(weights[i:i + 1], n_trials, key=key, scale=scale[i:i + 1],
+                                    intercept=agent_intercept[i:i + 1], first_context=first_context + i,
+                                    dtype=dtype)
 
-    return _finish(*out, K, intercept, prior_sd, data_of)
+    return _finish(*out, K, intercept, prior_sd, lambda idx: _simulated_again(one, idx))
+
+
+def _check_options(backend, max_iter):
+    if backend not in BACKENDS:
+        raise InputError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if max_iter < 1:
+        raise InputError(f"max_iter must be at least 1, got {max_iter}")
+
+
+def _simulated_again(one, idx):
+    """(X, f, w) of the contexts ``idx``, each simulated again by ``one(i)``.
+
+    The fused kernels keep no choices; the rare contexts that the Newton check
+    leaves undecided need theirs for the exact linear program.
+    """
+    parts = [one(int(i)) for i in idx]
+    X = np.concatenate([np.asarray(p[0], dtype=np.float64) for p in parts])
+    y = np.concatenate([np.asarray(p[1], dtype=np.float64) for p in parts])
+    return X, y, np.ones_like(y)
 
 
 def _design(X, intercept):

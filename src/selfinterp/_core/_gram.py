@@ -38,9 +38,9 @@ def gram_1(Zt, r, v, g, H):
     g0 = 0.0
     h0_0 = 0.0
     for t in range(r.shape[0]):
+        rt = r[t]
         vt = v[t]
         z0 = Zt[0, t]
-        rt = r[t]
         g0 += rt * z0
         u0 = vt * z0
         h0_0 += u0 * z0
@@ -101,10 +101,10 @@ def gram_2(Zt, r, v, g, H):
     h1_0 = 0.0
     h1_1 = 0.0
     for t in range(r.shape[0]):
+        rt = r[t]
         vt = v[t]
         z0 = Zt[0, t]
         z1 = Zt[1, t]
-        rt = r[t]
         g0 += rt * z0
         g1 += rt * z1
         u0 = vt * z0
@@ -204,11 +204,11 @@ def gram_3(Zt, r, v, g, H):
     h2_1 = 0.0
     h2_2 = 0.0
     for t in range(r.shape[0]):
+        rt = r[t]
         vt = v[t]
         z0 = Zt[0, t]
         z1 = Zt[1, t]
         z2 = Zt[2, t]
-        rt = r[t]
         g0 += rt * z0
         g1 += rt * z1
         g2 += rt * z2
@@ -357,12 +357,12 @@ def gram_4(Zt, r, v, g, H):
     h3_2 = 0.0
     h3_3 = 0.0
     for t in range(r.shape[0]):
+        rt = r[t]
         vt = v[t]
         z0 = Zt[0, t]
         z1 = Zt[1, t]
         z2 = Zt[2, t]
         z3 = Zt[3, t]
-        rt = r[t]
         g0 += rt * z0
         g1 += rt * z1
         g2 += rt * z2
@@ -565,13 +565,13 @@ def gram_5(Zt, r, v, g, H):
     h1_0 = 0.0
     h1_1 = 0.0
     for t in range(r.shape[0]):
+        rt = r[t]
         vt = v[t]
         z0 = Zt[0, t]
         z1 = Zt[1, t]
         z2 = Zt[2, t]
         z3 = Zt[3, t]
         z4 = Zt[4, t]
-        rt = r[t]
         g0 += rt * z0
         g1 += rt * z1
         g2 += rt * z2
@@ -857,6 +857,7 @@ def gram_6(Zt, r, v, g, H):
     h1_0 = 0.0
     h1_1 = 0.0
     for t in range(r.shape[0]):
+        rt = r[t]
         vt = v[t]
         z0 = Zt[0, t]
         z1 = Zt[1, t]
@@ -864,7 +865,6 @@ def gram_6(Zt, r, v, g, H):
         z3 = Zt[3, t]
         z4 = Zt[4, t]
         z5 = Zt[5, t]
-        rt = r[t]
         g0 += rt * z0
         g1 += rt * z1
         g2 += rt * z2
@@ -1230,6 +1230,7 @@ def gram_7(Zt, r, v, g, H):
     h1_0 = 0.0
     h1_1 = 0.0
     for t in range(r.shape[0]):
+        rt = r[t]
         vt = v[t]
         z0 = Zt[0, t]
         z1 = Zt[1, t]
@@ -1238,7 +1239,6 @@ def gram_7(Zt, r, v, g, H):
         z4 = Zt[4, t]
         z5 = Zt[5, t]
         z6 = Zt[6, t]
-        rt = r[t]
         g0 += rt * z0
         g1 += rt * z1
         g2 += rt * z2
@@ -1701,6 +1701,7 @@ def gram_8(Zt, r, v, g, H):
     h1_0 = 0.0
     h1_1 = 0.0
     for t in range(r.shape[0]):
+        rt = r[t]
         vt = v[t]
         z0 = Zt[0, t]
         z1 = Zt[1, t]
@@ -1710,7 +1711,6 @@ def gram_8(Zt, r, v, g, H):
         z5 = Zt[5, t]
         z6 = Zt[6, t]
         z7 = Zt[7, t]
-        rt = r[t]
         g0 += rt * z0
         g1 += rt * z1
         g2 += rt * z2
