@@ -44,6 +44,12 @@ BLOCK = 64  # contexts per work item: buffers are allocated once per block
 PAD = 8  # trials are padded to a multiple of this (8 float64 per AVX-512 vector)
 
 
+@njit(cache=True, error_model="numpy")
+def padded(T):
+    """T rounded up to a multiple of :data:`PAD`: the trial buffers' length."""
+    return (T + PAD - 1) // PAD * PAD
+
+
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def _linear(Zt, theta, eta):
     """eta = Z @ theta."""
@@ -182,7 +188,8 @@ def _half_residuals(f, w, out):
 
 @njit(cache=True, error_model="numpy")
 def _residual_certificate(Zt, f, w, r, lam, D, tmp, zero, c, G, L, u, zd):
-    """Not separated, proved from the residuals ``r`` at one point: see
+    """Separation status proved from the residuals ``r`` at one point: 0 not
+    separated, 1 separated, 2 undecided; see
     :func:`.logit_numpy.residual_certificate_numpy` (``lam``, ``D``, ``tmp``,
     ``c``, ``G``, ``L``, ``u``, ``zd`` are work space; ``r`` is left as is).
 
@@ -196,10 +203,12 @@ def _residual_certificate(Zt, f, w, r, lam, D, tmp, zero, c, G, L, u, zd):
             D[t] = lam[t] * lam[t]
         _gram_sums(Zt, lam, D, tmp, zero, c, G)
         if not _factor_solve(G, c, L, u):
-            return False
+            return 2
         if _dual_signs_ok(Zt, f, w, lam, D, u, zd):
-            return True
-        # damped move towards the full step lam - D (Z u) (zd = Z u)
+            return 0
+        if _signs_agree(zd, f, w):  # zd = Z u: u is a separating direction
+            return 1
+        # damped move towards the full step lam - D (Z u)
         ratio = np.inf
         for t in range(T):
             if w[t] > 0.0 and (f[t] == 1.0 or f[t] == 0.0):
@@ -210,7 +219,7 @@ def _residual_certificate(Zt, f, w, r, lam, D, tmp, zero, c, G, L, u, zd):
         alpha = min(1.0, CERT_DAMPING * ratio)
         for t in range(T):
             lam[t] -= alpha * D[t] * zd[t]
-    return False
+    return 2
 
 
 @njit(cache=True, error_model="numpy")
@@ -519,12 +528,12 @@ def _fit_one(Zt, fa, wa, prec, zero_prec, ml, max_iter, tol, check_separation, t
     if check_separation:
         if _any_nonzero(theta) and _signs_agree(eta, fa, wa):
             status = 1
-        elif _residual_certificate(Zt, fa, wa, r, r_c, v_c, tmp, zero_prec, e, H2, L, d, eta_c):
-            status = 0
-        elif _residual_certificate(Zt, fa, wa, _half_residuals(fa, wa, r_c), r_c, v_c, tmp, zero_prec,
-                                   e, H2, L, d, eta_c):
-            status = 0  # from theta = 0: see logit_numpy.separation_status_numpy
         else:
+            status = _residual_certificate(Zt, fa, wa, r, r_c, v_c, tmp, zero_prec, e, H2, L, d, eta_c)
+            if status == 2:  # again from theta = 0: see logit_numpy.separation_status_numpy
+                status = _residual_certificate(Zt, fa, wa, _half_residuals(fa, wa, r_c), r_c, v_c, tmp,
+                                               zero_prec, e, H2, L, d, eta_c)
+        if status == 2:
             # unpenalised Newton from the last evaluation of the fit, reusing it
             for p in range(P):
                 th2[p] = at[p]
@@ -565,7 +574,7 @@ def _fit_blocks(X, f, w, sim, sim_w, sim_scale, sim_b, sim_key, first_context,
     # trials padded to a multiple of the vector width with weight-0 trials, which add
     # nothing to any sum: the vectorised loops then have no scalar remainder (at T = 50
     # the 2 leftover trials, each with a scalar exp, cost a quarter of an evaluation)
-    Tp = (T + PAD - 1) // PAD * PAD
+    Tp = padded(T)
     ml = True
     for p in range(P):
         if prec[p] != 0.0:

@@ -40,7 +40,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .._core.logit_numba import PAD, _cholesky, _factor_solve
+from .._core.logit_numba import _cholesky, _factor_solve, padded
 from .._core.vecmath import FASTMATH, log1p_unit, logistic_fast
 from . import _firth_unrolled as _fu
 
@@ -206,7 +206,7 @@ def _score(Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U, s_buf):
 @njit(cache=True, error_model="numpy", inline="always")
 def _evaluate_arrays(Zt, f, w, b, U, Inf, p_buf, v_buf, L, Li, Y, m_buf, eta, row, s_buf):
     """Penalised log-likelihood at ``b``; fills the modified score ``U``, the
-    Fisher information ``Inf`` and, in ``ws``, the fitted probabilities, the
+    Fisher information ``Inf`` and, in the buffers passed, the fitted probabilities, the
     weights, ``m_t = z_t' I^{-1} z_t``, ``Y = L^{-1} Z'`` and the Cholesky
     factor ``L`` of ``Inf`` and its inverse.  Returns -inf when ``Inf`` is
     singular.
@@ -549,7 +549,7 @@ def firth_numba(X, f, w, fit_intercept, intervals, q, max_iter, tol):
     # trials padded to a multiple of the vector width with weight-0 trials
     # (z = 0, f = 0, w = 0), which add nothing to any sum: the vectorised
     # loops then have no scalar remainder
-    Tp = (T + PAD - 1) // PAD * PAD
+    Tp = padded(T)
     for a in prange(A):
         Zt = np.zeros((P, Tp))
         fa = np.zeros(Tp)
