@@ -55,15 +55,25 @@ def test_factor_solve_equals_the_loops(P):
     g = rng.normal(size=P)
     L, d = np.zeros((P, P)), np.empty(P)
     assert ln._factor_solve(H, g, L, d)
+    # the factor is LDL^T: unit lower factor below the diagonal, 1 / D on it
+    U = np.tril(L, -1) + np.eye(P)
+    np.testing.assert_allclose(U @ np.diag(1.0 / np.diag(L)) @ U.T, H, rtol=1e-12, atol=1e-12)
     L2, d2 = np.zeros((P, P)), np.empty(P)
-    assert ln._cholesky(H, L2)
-    ln._chol_solve(L2, g, d2)
-    np.testing.assert_allclose(np.tril(L), L2, rtol=1e-12, atol=1e-13)
+    assert ln._ldl(H, L2)
+    ln._ldl_solve(L2, g, d2)
+    np.testing.assert_allclose(L, L2, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(d, d2, rtol=1e-12, atol=1e-13)
     np.testing.assert_allclose(d, np.linalg.solve(H, g), rtol=1e-9, atol=1e-12)
+    # the variances, straight-line and by the loops, are the diagonal of the inverse
+    var, var2 = np.empty(P), np.empty(P)
+    ln._variances(L, var, np.empty((P, P)))
+    ln._variances_loops(L, var2, np.empty((P, P)))
+    np.testing.assert_allclose(var, np.diag(np.linalg.inv(H)), rtol=1e-9)
+    np.testing.assert_allclose(var, var2, rtol=1e-12)
     # not positive definite: refused, as the loops refuse it
     H[P - 1, P - 1] = -1.0
     assert not ln._factor_solve(H, g, L, d)
-    assert not ln._cholesky(H, L2)
+    assert not ln._ldl(H, L2)
 
 
 def test_fast_elementary_functions_are_accurate():

@@ -55,8 +55,8 @@ def test_undecided_contexts_are_simulated_again_for_the_linear_program(monkeypat
     original = logit_numba.simulate_fit_numba
 
     def undecided_everywhere(*args):
-        theta, var, conv, n_iter, status = original(*args)
-        return theta, var, conv, n_iter, np.full_like(status, 2)
+        *fitted, status = original(*args)
+        return *fitted, np.full_like(status, 2)
 
     monkeypatch.setattr(logit_numba, "simulate_fit_numba", undecided_everywhere)
     fused = si.simulate_and_fit(w, 15, rng=4, first_context=7, prior_sd=None)

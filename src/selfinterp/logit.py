@@ -97,21 +97,28 @@ def prepare_outcomes(X, y, mask=None, n=None):
             raise InputError(f"mask has shape {used.shape}, expected {(A, T)}")
         if used.dtype != bool:
             raise InputError(f"mask must be boolean, got dtype {used.dtype}")
+    if mask is None and n is None:
+        # the common case, without (A, T) temporaries (1e6 x 50 fits in 4 GB), screened by one
+        # parallel pass; the NumPy checks only run to name a bad value
+        if T == 0:
+            raise InputError("context 0 has no trials to fit (X has 0 trials)")
+        from ._core.screen import screen
+
+        X = np.ascontiguousarray(X)
+        y = np.ascontiguousarray(y)
+        x_ok, y_ok = screen(X, y)
+        if not x_ok:
+            check_finite("X", X, dims)
+        if not y_ok:
+            check_finite("y", y, dims[:2])
+            check_range("y", y, 0.0, 1.0, dims[:2])
+        return X, y, np.broadcast_to(1.0, (A, T))
     if mask is None:
         # a finite sum proves every term finite, without a temporary the size of X
         if not np.isfinite(np.sum(X)):
             check_finite("X", X, dims)
     else:
         check_finite("X", np.where(used[..., None], X, 0.0), dims)
-    if mask is None and n is None:
-        # the common case, without (A, T) temporaries: 1e6 x 50 fits in 4 GB
-        if T == 0:
-            raise InputError("context 0 has no trials to fit (X has 0 trials)")
-        if not np.isfinite(np.sum(y)):
-            check_finite("y", y, dims[:2])
-        if y.min() < 0.0 or y.max() > 1.0:
-            check_range("y", y, 0.0, 1.0, dims[:2])
-        return np.ascontiguousarray(X), y, np.broadcast_to(1.0, (A, T))
     if mask is None:
         used = np.ones((A, T), dtype=bool)
     check_finite("y", np.where(used, y, 0.0), dims[:2])
@@ -213,30 +220,38 @@ def fit_logit(X, y, *, mask=None, n=None, intercept: bool = True, prior_sd=1.0,
     if backend in ("auto", "numba"):
         from ._core.logit_numba import fit_numba
 
-        theta, cov, conv, n_iter, status = fit_numba(X, f, w, intercept, prec, max_iter, tol,
-                                                     check_separation)
+        out = fit_numba(X, f, w, intercept, prec, max_iter, tol, check_separation)
     elif backend == "numpy":
         from ._core.logit_numpy import fit_numpy
 
         Z = _design(X, intercept)
-        theta, cov, conv, n_iter, status = fit_numpy(
-            Z, f, w, np.broadcast_to(prec, (A, len(prec))), max_iter, tol, check_separation)
+        out = _parts(*fit_numpy(Z, f, w, np.broadcast_to(prec, (A, len(prec))), max_iter, tol,
+                                check_separation), K, intercept)
     else:
         from ._core.logit_jax import fit_jax
 
-        theta, cov, conv, n_iter, status = fit_jax(X, f, w, intercept, prec, max_iter, tol,
-                                                   check_separation, dtype)
-    return _finish(theta, cov, conv, n_iter, status, K, intercept, prior_sd,
-                   lambda idx: (X[idx], f[idx], w[idx]))
+        out = _parts(*fit_jax(X, f, w, intercept, prec, max_iter, tol, check_separation, dtype), K,
+                     intercept)
+    return _finish(*out, intercept, prior_sd, lambda idx: (X[idx], f[idx], w[idx]))
 
 
-def _finish(theta, cov, conv, n_iter, status, K, intercept, prior_sd, data_of) -> LogitFit:
-    """A backend's raw outputs as a :class:`LogitFit`.
+def _parts(theta, cov, conv, n_iter, status, K, intercept):
+    """The NumPy and JAX backends' (theta (A, P), covariance (A, P, P), ...) in the numba
+    backend's layout: (coef, intercept, stderr, intercept stderr, converged, n_iter, status)."""
+    A = theta.shape[0]
+    se = np.sqrt(np.clip(np.diagonal(cov, axis1=1, axis2=2), 0.0, None))
+    zeros = np.zeros(A)
+    return (np.ascontiguousarray(theta[:, :K]), theta[:, K].copy() if intercept else zeros,
+            np.ascontiguousarray(se[:, :K]), se[:, K].copy() if intercept else zeros.copy(),
+            conv, n_iter, status)
+
+
+def _finish(coef, icpt, se, ise, conv, n_iter, status, intercept, prior_sd, data_of) -> LogitFit:
+    """A backend's outputs (:func:`_parts`) as a :class:`LogitFit`.
 
     Contexts the backend left undecided (status 2) are settled by the exact
     linear program on their data, ``data_of(indices) -> (X, f, w)``.
     """
-    A = theta.shape[0]
     separated = status == 1
     undecided = np.flatnonzero(status == 2)
     if len(undecided):
@@ -246,14 +261,11 @@ def _finish(theta, cov, conv, n_iter, status, K, intercept, prior_sd, data_of) -
         separated[undecided] = separated_lp(_design(Xu, intercept), fu, wu)
     if prior_sd is None:
         conv = conv & ~separated
-    var = np.diagonal(cov, axis1=1, axis2=2) if cov.ndim == 3 else cov  # numba returns the diagonal
-    se = np.sqrt(np.clip(var, 0.0, None))
-    zeros = np.zeros(A)
     return LogitFit(
-        coef=np.ascontiguousarray(theta[:, :K]),
-        intercept=theta[:, K].copy() if intercept else zeros,
-        stderr=np.ascontiguousarray(se[:, :K]),
-        intercept_stderr=se[:, K].copy() if intercept else zeros.copy(),
+        coef=coef,
+        intercept=icpt,
+        stderr=se,
+        intercept_stderr=ise,
         converged=np.asarray(conv, dtype=bool),
         separated=np.asarray(separated, dtype=bool),
         n_iter=np.asarray(n_iter, dtype=np.int64),
@@ -310,7 +322,7 @@ def simulate_and_fit(weights, n_trials: int, *, scale=1.0, agent_intercept=0.0, 
         return simulate_choices(weights[i:i + 1], n_trials, scale=scale[i:i + 1],
                                 intercept=agent_intercept[i:i + 1], rng=key, first_context=first_context + i)
 
-    return _finish(*out, K, intercept, prior_sd, lambda idx: _simulated_again(one, idx))
+    return _finish(*out, intercept, prior_sd, lambda idx: _simulated_again(one, idx))
 
 
 def simulate_and_fit_jax(weights, n_trials: int, *, key, scale=1.0, agent_intercept=0.0,
@@ -349,15 +361,16 @@ def simulate_and_fit_jax(weights, n_trials: int, *, key, scale=1.0, agent_interc
     prec = prior_precision(K, intercept, prior_sd, intercept_prior_sd)
     from ._core.logit_jax import simulate_fit_jax
 
-    out = simulate_fit_jax(weights, int(n_trials), scale, agent_intercept, key, int(first_context),
-                           intercept, prec, max_iter, tol, check_separation, dtype)
+    out = _parts(*simulate_fit_jax(weights, int(n_trials), scale, agent_intercept, key,
+                                   int(first_context), intercept, prec, max_iter, tol,
+                                   check_separation, dtype), K, intercept)
 
     def one(i):  # context i alone, from its own stream
         return simulate_choices_jax(weights[i:i + 1], n_trials, key=key, scale=scale[i:i + 1],
                                     intercept=agent_intercept[i:i + 1], first_context=first_context + i,
                                     dtype=dtype)
 
-    return _finish(*out, K, intercept, prior_sd, lambda idx: _simulated_again(one, idx))
+    return _finish(*out, intercept, prior_sd, lambda idx: _simulated_again(one, idx))
 
 
 def _check_options(backend, max_iter):

@@ -5,7 +5,9 @@ theta, prec, g, H)`` computes, in one sweep over the trials, the residuals
 r = w (f - p) and weights v = w p (1 - p) at eta (p = sigmoid(eta)), the
 gradient g and the negative Hessian H of the penalised log-likelihood.
 ``gram_P(Zt, r, v, g, H)`` computes g = Z' r and H = Z' diag(v) Z for given r, v.
-``solve_P(H, g, L, d)`` factors H = L L^T (Cholesky) and solves H d = g.
+``solve_P(H, g, L, d)`` factors H = U D U^T
+(LDL^T) and solves H d = g; ``variances_P(L, var)`` is diag(H^-1) from that
+factor; ``linear_P(Zt, theta, eta)`` is eta = Z theta.
 """
 
 import math
@@ -15,7 +17,7 @@ from numba import njit
 from .vecmath import FASTMATH, logistic_fast
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
 def eval_1(Zt, eta, f, w, r, v, theta, prec, g, H):
     g0 = 0.0
     h0_0 = 0.0
@@ -33,7 +35,7 @@ def eval_1(Zt, eta, f, w, r, v, theta, prec, g, H):
     H[0, 0] = h0_0 + prec[0]
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
 def gram_1(Zt, r, v, g, H):
     g0 = 0.0
     h0_0 = 0.0
@@ -48,22 +50,37 @@ def gram_1(Zt, r, v, g, H):
     H[0, 0] = h0_0
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", _nrt=False)
 def solve_1(H, g, L, d):
-    """L = lower Cholesky factor of H, d = H^-1 g; False (L, d undefined) if H is not PD."""
+    """LDL^T factor of H into L (unit factor below the diagonal, 1 / D on it) and
+    d = H^-1 g; False (L, d undefined) if H is not positive definite."""
     s = H[0, 0]
     if not s > 0.0:
         return False
-    l0_0 = math.sqrt(s)
-    i0 = 1.0 / l0_0
-    y0 = (g[0]) * i0
-    x0 = (y0) * i0
-    L[0, 0] = l0_0
+    p0 = s
+    i0 = 1.0 / s
+    y0 = g[0]
+    x0 = y0 * i0
+    L[0, 0] = i0
     d[0] = x0
     return True
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, error_model="numpy", _nrt=False)
+def variances_1(L, var):
+    """var = diag(H^-1) from the factor of :func:`solve_1`."""
+    i0 = L[0, 0]
+    var[0] = i0
+
+
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
+def linear_1(Zt, theta, eta):
+    th0 = theta[0]
+    for t in range(eta.shape[0]):
+        eta[t] = Zt[0, t] * th0
+
+
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
 def eval_2(Zt, eta, f, w, r, v, theta, prec, g, H):
     g0 = 0.0
     g1 = 0.0
@@ -93,7 +110,7 @@ def eval_2(Zt, eta, f, w, r, v, theta, prec, g, H):
     H[1, 1] = h1_1 + prec[1]
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
 def gram_2(Zt, r, v, g, H):
     g0 = 0.0
     g1 = 0.0
@@ -120,33 +137,54 @@ def gram_2(Zt, r, v, g, H):
     H[1, 1] = h1_1
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", _nrt=False)
 def solve_2(H, g, L, d):
-    """L = lower Cholesky factor of H, d = H^-1 g; False (L, d undefined) if H is not PD."""
+    """LDL^T factor of H into L (unit factor below the diagonal, 1 / D on it) and
+    d = H^-1 g; False (L, d undefined) if H is not positive definite."""
     s = H[0, 0]
     if not s > 0.0:
         return False
-    l0_0 = math.sqrt(s)
-    i0 = 1.0 / l0_0
+    p0 = s
+    i0 = 1.0 / s
     l1_0 = (H[1, 0]) * i0
-    s = H[1, 1] - l1_0 * l1_0
+    c1_0 = l1_0 * p0
+    s = H[1, 1] - l1_0 * c1_0
     if not s > 0.0:
         return False
-    l1_1 = math.sqrt(s)
-    i1 = 1.0 / l1_1
-    y0 = (g[0]) * i0
-    y1 = (g[1] - l1_0 * y0) * i1
-    x1 = (y1) * i1
-    x0 = (y0 - l1_0 * x1) * i0
-    L[0, 0] = l0_0
+    p1 = s
+    i1 = 1.0 / s
+    y0 = g[0]
+    y1 = g[1] - l1_0 * y0
+    x1 = y1 * i1
+    x0 = y0 * i0 - l1_0 * x1
+    L[0, 0] = i0
     d[0] = x0
     L[1, 0] = l1_0
-    L[1, 1] = l1_1
+    L[1, 1] = i1
     d[1] = x1
     return True
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, error_model="numpy", _nrt=False)
+def variances_2(L, var):
+    """var = diag(H^-1) from the factor of :func:`solve_2`."""
+    i0 = L[0, 0]
+    i1 = L[1, 1]
+    l1_0 = L[1, 0]
+    m1_0 = -(l1_0)
+    var[0] = i0 + m1_0 * m1_0 * i1
+    var[1] = i1
+
+
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
+def linear_2(Zt, theta, eta):
+    th0 = theta[0]
+    th1 = theta[1]
+    for t in range(eta.shape[0]):
+        eta[t] = Zt[0, t] * th0 + Zt[1, t] * th1
+
+
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
 def eval_3(Zt, eta, f, w, r, v, theta, prec, g, H):
     g0 = 0.0
     g1 = 0.0
@@ -192,7 +230,7 @@ def eval_3(Zt, eta, f, w, r, v, theta, prec, g, H):
     H[2, 2] = h2_2 + prec[2]
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
 def gram_3(Zt, r, v, g, H):
     g0 = 0.0
     g1 = 0.0
@@ -235,46 +273,76 @@ def gram_3(Zt, r, v, g, H):
     H[2, 2] = h2_2
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", _nrt=False)
 def solve_3(H, g, L, d):
-    """L = lower Cholesky factor of H, d = H^-1 g; False (L, d undefined) if H is not PD."""
+    """LDL^T factor of H into L (unit factor below the diagonal, 1 / D on it) and
+    d = H^-1 g; False (L, d undefined) if H is not positive definite."""
     s = H[0, 0]
     if not s > 0.0:
         return False
-    l0_0 = math.sqrt(s)
-    i0 = 1.0 / l0_0
+    p0 = s
+    i0 = 1.0 / s
     l1_0 = (H[1, 0]) * i0
     l2_0 = (H[2, 0]) * i0
-    s = H[1, 1] - l1_0 * l1_0
+    c1_0 = l1_0 * p0
+    s = H[1, 1] - l1_0 * c1_0
     if not s > 0.0:
         return False
-    l1_1 = math.sqrt(s)
-    i1 = 1.0 / l1_1
-    l2_1 = (H[2, 1] - l2_0 * l1_0) * i1
-    s = H[2, 2] - l2_0 * l2_0 - l2_1 * l2_1
+    p1 = s
+    i1 = 1.0 / s
+    l2_1 = (H[2, 1] - l2_0 * c1_0) * i1
+    c2_0 = l2_0 * p0
+    c2_1 = l2_1 * p1
+    s = H[2, 2] - l2_0 * c2_0 - l2_1 * c2_1
     if not s > 0.0:
         return False
-    l2_2 = math.sqrt(s)
-    i2 = 1.0 / l2_2
-    y0 = (g[0]) * i0
-    y1 = (g[1] - l1_0 * y0) * i1
-    y2 = (g[2] - l2_0 * y0 - l2_1 * y1) * i2
-    x2 = (y2) * i2
-    x1 = (y1 - l2_1 * x2) * i1
-    x0 = (y0 - l1_0 * x1 - l2_0 * x2) * i0
-    L[0, 0] = l0_0
+    p2 = s
+    i2 = 1.0 / s
+    y0 = g[0]
+    y1 = g[1] - l1_0 * y0
+    y2 = g[2] - l2_0 * y0 - l2_1 * y1
+    x2 = y2 * i2
+    x1 = y1 * i1 - l2_1 * x2
+    x0 = y0 * i0 - l1_0 * x1 - l2_0 * x2
+    L[0, 0] = i0
     d[0] = x0
     L[1, 0] = l1_0
-    L[1, 1] = l1_1
+    L[1, 1] = i1
     d[1] = x1
     L[2, 0] = l2_0
     L[2, 1] = l2_1
-    L[2, 2] = l2_2
+    L[2, 2] = i2
     d[2] = x2
     return True
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, error_model="numpy", _nrt=False)
+def variances_3(L, var):
+    """var = diag(H^-1) from the factor of :func:`solve_3`."""
+    i0 = L[0, 0]
+    i1 = L[1, 1]
+    i2 = L[2, 2]
+    l1_0 = L[1, 0]
+    l2_0 = L[2, 0]
+    l2_1 = L[2, 1]
+    m1_0 = -(l1_0)
+    m2_0 = -(l2_0 + l2_1 * m1_0)
+    var[0] = i0 + m1_0 * m1_0 * i1 + m2_0 * m2_0 * i2
+    m2_1 = -(l2_1)
+    var[1] = i1 + m2_1 * m2_1 * i2
+    var[2] = i2
+
+
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
+def linear_3(Zt, theta, eta):
+    th0 = theta[0]
+    th1 = theta[1]
+    th2 = theta[2]
+    for t in range(eta.shape[0]):
+        eta[t] = Zt[0, t] * th0 + Zt[1, t] * th1 + Zt[2, t] * th2
+
+
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
 def eval_4(Zt, eta, f, w, r, v, theta, prec, g, H):
     g0 = 0.0
     g1 = 0.0
@@ -340,7 +408,7 @@ def eval_4(Zt, eta, f, w, r, v, theta, prec, g, H):
     H[3, 3] = h3_3 + prec[3]
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
 def gram_4(Zt, r, v, g, H):
     g0 = 0.0
     g1 = 0.0
@@ -403,61 +471,103 @@ def gram_4(Zt, r, v, g, H):
     H[3, 3] = h3_3
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", _nrt=False)
 def solve_4(H, g, L, d):
-    """L = lower Cholesky factor of H, d = H^-1 g; False (L, d undefined) if H is not PD."""
+    """LDL^T factor of H into L (unit factor below the diagonal, 1 / D on it) and
+    d = H^-1 g; False (L, d undefined) if H is not positive definite."""
     s = H[0, 0]
     if not s > 0.0:
         return False
-    l0_0 = math.sqrt(s)
-    i0 = 1.0 / l0_0
+    p0 = s
+    i0 = 1.0 / s
     l1_0 = (H[1, 0]) * i0
     l2_0 = (H[2, 0]) * i0
     l3_0 = (H[3, 0]) * i0
-    s = H[1, 1] - l1_0 * l1_0
+    c1_0 = l1_0 * p0
+    s = H[1, 1] - l1_0 * c1_0
     if not s > 0.0:
         return False
-    l1_1 = math.sqrt(s)
-    i1 = 1.0 / l1_1
-    l2_1 = (H[2, 1] - l2_0 * l1_0) * i1
-    l3_1 = (H[3, 1] - l3_0 * l1_0) * i1
-    s = H[2, 2] - l2_0 * l2_0 - l2_1 * l2_1
+    p1 = s
+    i1 = 1.0 / s
+    l2_1 = (H[2, 1] - l2_0 * c1_0) * i1
+    l3_1 = (H[3, 1] - l3_0 * c1_0) * i1
+    c2_0 = l2_0 * p0
+    c2_1 = l2_1 * p1
+    s = H[2, 2] - l2_0 * c2_0 - l2_1 * c2_1
     if not s > 0.0:
         return False
-    l2_2 = math.sqrt(s)
-    i2 = 1.0 / l2_2
-    l3_2 = (H[3, 2] - l3_0 * l2_0 - l3_1 * l2_1) * i2
-    s = H[3, 3] - l3_0 * l3_0 - l3_1 * l3_1 - l3_2 * l3_2
+    p2 = s
+    i2 = 1.0 / s
+    l3_2 = (H[3, 2] - l3_0 * c2_0 - l3_1 * c2_1) * i2
+    c3_0 = l3_0 * p0
+    c3_1 = l3_1 * p1
+    c3_2 = l3_2 * p2
+    s = H[3, 3] - l3_0 * c3_0 - l3_1 * c3_1 - l3_2 * c3_2
     if not s > 0.0:
         return False
-    l3_3 = math.sqrt(s)
-    i3 = 1.0 / l3_3
-    y0 = (g[0]) * i0
-    y1 = (g[1] - l1_0 * y0) * i1
-    y2 = (g[2] - l2_0 * y0 - l2_1 * y1) * i2
-    y3 = (g[3] - l3_0 * y0 - l3_1 * y1 - l3_2 * y2) * i3
-    x3 = (y3) * i3
-    x2 = (y2 - l3_2 * x3) * i2
-    x1 = (y1 - l2_1 * x2 - l3_1 * x3) * i1
-    x0 = (y0 - l1_0 * x1 - l2_0 * x2 - l3_0 * x3) * i0
-    L[0, 0] = l0_0
+    p3 = s
+    i3 = 1.0 / s
+    y0 = g[0]
+    y1 = g[1] - l1_0 * y0
+    y2 = g[2] - l2_0 * y0 - l2_1 * y1
+    y3 = g[3] - l3_0 * y0 - l3_1 * y1 - l3_2 * y2
+    x3 = y3 * i3
+    x2 = y2 * i2 - l3_2 * x3
+    x1 = y1 * i1 - l2_1 * x2 - l3_1 * x3
+    x0 = y0 * i0 - l1_0 * x1 - l2_0 * x2 - l3_0 * x3
+    L[0, 0] = i0
     d[0] = x0
     L[1, 0] = l1_0
-    L[1, 1] = l1_1
+    L[1, 1] = i1
     d[1] = x1
     L[2, 0] = l2_0
     L[2, 1] = l2_1
-    L[2, 2] = l2_2
+    L[2, 2] = i2
     d[2] = x2
     L[3, 0] = l3_0
     L[3, 1] = l3_1
     L[3, 2] = l3_2
-    L[3, 3] = l3_3
+    L[3, 3] = i3
     d[3] = x3
     return True
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, error_model="numpy", _nrt=False)
+def variances_4(L, var):
+    """var = diag(H^-1) from the factor of :func:`solve_4`."""
+    i0 = L[0, 0]
+    i1 = L[1, 1]
+    i2 = L[2, 2]
+    i3 = L[3, 3]
+    l1_0 = L[1, 0]
+    l2_0 = L[2, 0]
+    l2_1 = L[2, 1]
+    l3_0 = L[3, 0]
+    l3_1 = L[3, 1]
+    l3_2 = L[3, 2]
+    m1_0 = -(l1_0)
+    m2_0 = -(l2_0 + l2_1 * m1_0)
+    m3_0 = -(l3_0 + l3_1 * m1_0 + l3_2 * m2_0)
+    var[0] = i0 + m1_0 * m1_0 * i1 + m2_0 * m2_0 * i2 + m3_0 * m3_0 * i3
+    m2_1 = -(l2_1)
+    m3_1 = -(l3_1 + l3_2 * m2_1)
+    var[1] = i1 + m2_1 * m2_1 * i2 + m3_1 * m3_1 * i3
+    m3_2 = -(l3_2)
+    var[2] = i2 + m3_2 * m3_2 * i3
+    var[3] = i3
+
+
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
+def linear_4(Zt, theta, eta):
+    th0 = theta[0]
+    th1 = theta[1]
+    th2 = theta[2]
+    th3 = theta[3]
+    for t in range(eta.shape[0]):
+        eta[t] = Zt[0, t] * th0 + Zt[1, t] * th1 + Zt[2, t] * th2 + Zt[3, t] * th3
+
+
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
 def eval_5(Zt, eta, f, w, r, v, theta, prec, g, H):
     g0 = 0.0
     g1 = 0.0
@@ -554,7 +664,7 @@ def eval_5(Zt, eta, f, w, r, v, theta, prec, g, H):
     H[4, 4] = h4_4 + prec[4]
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
 def gram_5(Zt, r, v, g, H):
     g0 = 0.0
     g1 = 0.0
@@ -648,78 +758,135 @@ def gram_5(Zt, r, v, g, H):
     H[4, 4] = h4_4
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", _nrt=False)
 def solve_5(H, g, L, d):
-    """L = lower Cholesky factor of H, d = H^-1 g; False (L, d undefined) if H is not PD."""
+    """LDL^T factor of H into L (unit factor below the diagonal, 1 / D on it) and
+    d = H^-1 g; False (L, d undefined) if H is not positive definite."""
     s = H[0, 0]
     if not s > 0.0:
         return False
-    l0_0 = math.sqrt(s)
-    i0 = 1.0 / l0_0
+    p0 = s
+    i0 = 1.0 / s
     l1_0 = (H[1, 0]) * i0
     l2_0 = (H[2, 0]) * i0
     l3_0 = (H[3, 0]) * i0
     l4_0 = (H[4, 0]) * i0
-    s = H[1, 1] - l1_0 * l1_0
+    c1_0 = l1_0 * p0
+    s = H[1, 1] - l1_0 * c1_0
     if not s > 0.0:
         return False
-    l1_1 = math.sqrt(s)
-    i1 = 1.0 / l1_1
-    l2_1 = (H[2, 1] - l2_0 * l1_0) * i1
-    l3_1 = (H[3, 1] - l3_0 * l1_0) * i1
-    l4_1 = (H[4, 1] - l4_0 * l1_0) * i1
-    s = H[2, 2] - l2_0 * l2_0 - l2_1 * l2_1
+    p1 = s
+    i1 = 1.0 / s
+    l2_1 = (H[2, 1] - l2_0 * c1_0) * i1
+    l3_1 = (H[3, 1] - l3_0 * c1_0) * i1
+    l4_1 = (H[4, 1] - l4_0 * c1_0) * i1
+    c2_0 = l2_0 * p0
+    c2_1 = l2_1 * p1
+    s = H[2, 2] - l2_0 * c2_0 - l2_1 * c2_1
     if not s > 0.0:
         return False
-    l2_2 = math.sqrt(s)
-    i2 = 1.0 / l2_2
-    l3_2 = (H[3, 2] - l3_0 * l2_0 - l3_1 * l2_1) * i2
-    l4_2 = (H[4, 2] - l4_0 * l2_0 - l4_1 * l2_1) * i2
-    s = H[3, 3] - l3_0 * l3_0 - l3_1 * l3_1 - l3_2 * l3_2
+    p2 = s
+    i2 = 1.0 / s
+    l3_2 = (H[3, 2] - l3_0 * c2_0 - l3_1 * c2_1) * i2
+    l4_2 = (H[4, 2] - l4_0 * c2_0 - l4_1 * c2_1) * i2
+    c3_0 = l3_0 * p0
+    c3_1 = l3_1 * p1
+    c3_2 = l3_2 * p2
+    s = H[3, 3] - l3_0 * c3_0 - l3_1 * c3_1 - l3_2 * c3_2
     if not s > 0.0:
         return False
-    l3_3 = math.sqrt(s)
-    i3 = 1.0 / l3_3
-    l4_3 = (H[4, 3] - l4_0 * l3_0 - l4_1 * l3_1 - l4_2 * l3_2) * i3
-    s = H[4, 4] - l4_0 * l4_0 - l4_1 * l4_1 - l4_2 * l4_2 - l4_3 * l4_3
+    p3 = s
+    i3 = 1.0 / s
+    l4_3 = (H[4, 3] - l4_0 * c3_0 - l4_1 * c3_1 - l4_2 * c3_2) * i3
+    c4_0 = l4_0 * p0
+    c4_1 = l4_1 * p1
+    c4_2 = l4_2 * p2
+    c4_3 = l4_3 * p3
+    s = H[4, 4] - l4_0 * c4_0 - l4_1 * c4_1 - l4_2 * c4_2 - l4_3 * c4_3
     if not s > 0.0:
         return False
-    l4_4 = math.sqrt(s)
-    i4 = 1.0 / l4_4
-    y0 = (g[0]) * i0
-    y1 = (g[1] - l1_0 * y0) * i1
-    y2 = (g[2] - l2_0 * y0 - l2_1 * y1) * i2
-    y3 = (g[3] - l3_0 * y0 - l3_1 * y1 - l3_2 * y2) * i3
-    y4 = (g[4] - l4_0 * y0 - l4_1 * y1 - l4_2 * y2 - l4_3 * y3) * i4
-    x4 = (y4) * i4
-    x3 = (y3 - l4_3 * x4) * i3
-    x2 = (y2 - l3_2 * x3 - l4_2 * x4) * i2
-    x1 = (y1 - l2_1 * x2 - l3_1 * x3 - l4_1 * x4) * i1
-    x0 = (y0 - l1_0 * x1 - l2_0 * x2 - l3_0 * x3 - l4_0 * x4) * i0
-    L[0, 0] = l0_0
+    p4 = s
+    i4 = 1.0 / s
+    y0 = g[0]
+    y1 = g[1] - l1_0 * y0
+    y2 = g[2] - l2_0 * y0 - l2_1 * y1
+    y3 = g[3] - l3_0 * y0 - l3_1 * y1 - l3_2 * y2
+    y4 = g[4] - l4_0 * y0 - l4_1 * y1 - l4_2 * y2 - l4_3 * y3
+    x4 = y4 * i4
+    x3 = y3 * i3 - l4_3 * x4
+    x2 = y2 * i2 - l3_2 * x3 - l4_2 * x4
+    x1 = y1 * i1 - l2_1 * x2 - l3_1 * x3 - l4_1 * x4
+    x0 = y0 * i0 - l1_0 * x1 - l2_0 * x2 - l3_0 * x3 - l4_0 * x4
+    L[0, 0] = i0
     d[0] = x0
     L[1, 0] = l1_0
-    L[1, 1] = l1_1
+    L[1, 1] = i1
     d[1] = x1
     L[2, 0] = l2_0
     L[2, 1] = l2_1
-    L[2, 2] = l2_2
+    L[2, 2] = i2
     d[2] = x2
     L[3, 0] = l3_0
     L[3, 1] = l3_1
     L[3, 2] = l3_2
-    L[3, 3] = l3_3
+    L[3, 3] = i3
     d[3] = x3
     L[4, 0] = l4_0
     L[4, 1] = l4_1
     L[4, 2] = l4_2
     L[4, 3] = l4_3
-    L[4, 4] = l4_4
+    L[4, 4] = i4
     d[4] = x4
     return True
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, error_model="numpy", _nrt=False)
+def variances_5(L, var):
+    """var = diag(H^-1) from the factor of :func:`solve_5`."""
+    i0 = L[0, 0]
+    i1 = L[1, 1]
+    i2 = L[2, 2]
+    i3 = L[3, 3]
+    i4 = L[4, 4]
+    l1_0 = L[1, 0]
+    l2_0 = L[2, 0]
+    l2_1 = L[2, 1]
+    l3_0 = L[3, 0]
+    l3_1 = L[3, 1]
+    l3_2 = L[3, 2]
+    l4_0 = L[4, 0]
+    l4_1 = L[4, 1]
+    l4_2 = L[4, 2]
+    l4_3 = L[4, 3]
+    m1_0 = -(l1_0)
+    m2_0 = -(l2_0 + l2_1 * m1_0)
+    m3_0 = -(l3_0 + l3_1 * m1_0 + l3_2 * m2_0)
+    m4_0 = -(l4_0 + l4_1 * m1_0 + l4_2 * m2_0 + l4_3 * m3_0)
+    var[0] = i0 + m1_0 * m1_0 * i1 + m2_0 * m2_0 * i2 + m3_0 * m3_0 * i3 + m4_0 * m4_0 * i4
+    m2_1 = -(l2_1)
+    m3_1 = -(l3_1 + l3_2 * m2_1)
+    m4_1 = -(l4_1 + l4_2 * m2_1 + l4_3 * m3_1)
+    var[1] = i1 + m2_1 * m2_1 * i2 + m3_1 * m3_1 * i3 + m4_1 * m4_1 * i4
+    m3_2 = -(l3_2)
+    m4_2 = -(l4_2 + l4_3 * m3_2)
+    var[2] = i2 + m3_2 * m3_2 * i3 + m4_2 * m4_2 * i4
+    m4_3 = -(l4_3)
+    var[3] = i3 + m4_3 * m4_3 * i4
+    var[4] = i4
+
+
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
+def linear_5(Zt, theta, eta):
+    th0 = theta[0]
+    th1 = theta[1]
+    th2 = theta[2]
+    th3 = theta[3]
+    th4 = theta[4]
+    for t in range(eta.shape[0]):
+        eta[t] = Zt[0, t] * th0 + Zt[1, t] * th1 + Zt[2, t] * th2 + Zt[3, t] * th3 + Zt[4, t] * th4
+
+
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
 def eval_6(Zt, eta, f, w, r, v, theta, prec, g, H):
     g0 = 0.0
     g1 = 0.0
@@ -845,7 +1012,7 @@ def eval_6(Zt, eta, f, w, r, v, theta, prec, g, H):
     H[5, 5] = h5_5 + prec[5]
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
 def gram_6(Zt, r, v, g, H):
     g0 = 0.0
     g1 = 0.0
@@ -968,97 +1135,172 @@ def gram_6(Zt, r, v, g, H):
     H[5, 5] = h5_5
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", _nrt=False)
 def solve_6(H, g, L, d):
-    """L = lower Cholesky factor of H, d = H^-1 g; False (L, d undefined) if H is not PD."""
+    """LDL^T factor of H into L (unit factor below the diagonal, 1 / D on it) and
+    d = H^-1 g; False (L, d undefined) if H is not positive definite."""
     s = H[0, 0]
     if not s > 0.0:
         return False
-    l0_0 = math.sqrt(s)
-    i0 = 1.0 / l0_0
+    p0 = s
+    i0 = 1.0 / s
     l1_0 = (H[1, 0]) * i0
     l2_0 = (H[2, 0]) * i0
     l3_0 = (H[3, 0]) * i0
     l4_0 = (H[4, 0]) * i0
     l5_0 = (H[5, 0]) * i0
-    s = H[1, 1] - l1_0 * l1_0
+    c1_0 = l1_0 * p0
+    s = H[1, 1] - l1_0 * c1_0
     if not s > 0.0:
         return False
-    l1_1 = math.sqrt(s)
-    i1 = 1.0 / l1_1
-    l2_1 = (H[2, 1] - l2_0 * l1_0) * i1
-    l3_1 = (H[3, 1] - l3_0 * l1_0) * i1
-    l4_1 = (H[4, 1] - l4_0 * l1_0) * i1
-    l5_1 = (H[5, 1] - l5_0 * l1_0) * i1
-    s = H[2, 2] - l2_0 * l2_0 - l2_1 * l2_1
+    p1 = s
+    i1 = 1.0 / s
+    l2_1 = (H[2, 1] - l2_0 * c1_0) * i1
+    l3_1 = (H[3, 1] - l3_0 * c1_0) * i1
+    l4_1 = (H[4, 1] - l4_0 * c1_0) * i1
+    l5_1 = (H[5, 1] - l5_0 * c1_0) * i1
+    c2_0 = l2_0 * p0
+    c2_1 = l2_1 * p1
+    s = H[2, 2] - l2_0 * c2_0 - l2_1 * c2_1
     if not s > 0.0:
         return False
-    l2_2 = math.sqrt(s)
-    i2 = 1.0 / l2_2
-    l3_2 = (H[3, 2] - l3_0 * l2_0 - l3_1 * l2_1) * i2
-    l4_2 = (H[4, 2] - l4_0 * l2_0 - l4_1 * l2_1) * i2
-    l5_2 = (H[5, 2] - l5_0 * l2_0 - l5_1 * l2_1) * i2
-    s = H[3, 3] - l3_0 * l3_0 - l3_1 * l3_1 - l3_2 * l3_2
+    p2 = s
+    i2 = 1.0 / s
+    l3_2 = (H[3, 2] - l3_0 * c2_0 - l3_1 * c2_1) * i2
+    l4_2 = (H[4, 2] - l4_0 * c2_0 - l4_1 * c2_1) * i2
+    l5_2 = (H[5, 2] - l5_0 * c2_0 - l5_1 * c2_1) * i2
+    c3_0 = l3_0 * p0
+    c3_1 = l3_1 * p1
+    c3_2 = l3_2 * p2
+    s = H[3, 3] - l3_0 * c3_0 - l3_1 * c3_1 - l3_2 * c3_2
     if not s > 0.0:
         return False
-    l3_3 = math.sqrt(s)
-    i3 = 1.0 / l3_3
-    l4_3 = (H[4, 3] - l4_0 * l3_0 - l4_1 * l3_1 - l4_2 * l3_2) * i3
-    l5_3 = (H[5, 3] - l5_0 * l3_0 - l5_1 * l3_1 - l5_2 * l3_2) * i3
-    s = H[4, 4] - l4_0 * l4_0 - l4_1 * l4_1 - l4_2 * l4_2 - l4_3 * l4_3
+    p3 = s
+    i3 = 1.0 / s
+    l4_3 = (H[4, 3] - l4_0 * c3_0 - l4_1 * c3_1 - l4_2 * c3_2) * i3
+    l5_3 = (H[5, 3] - l5_0 * c3_0 - l5_1 * c3_1 - l5_2 * c3_2) * i3
+    c4_0 = l4_0 * p0
+    c4_1 = l4_1 * p1
+    c4_2 = l4_2 * p2
+    c4_3 = l4_3 * p3
+    s = H[4, 4] - l4_0 * c4_0 - l4_1 * c4_1 - l4_2 * c4_2 - l4_3 * c4_3
     if not s > 0.0:
         return False
-    l4_4 = math.sqrt(s)
-    i4 = 1.0 / l4_4
-    l5_4 = (H[5, 4] - l5_0 * l4_0 - l5_1 * l4_1 - l5_2 * l4_2 - l5_3 * l4_3) * i4
-    s = H[5, 5] - l5_0 * l5_0 - l5_1 * l5_1 - l5_2 * l5_2 - l5_3 * l5_3 - l5_4 * l5_4
+    p4 = s
+    i4 = 1.0 / s
+    l5_4 = (H[5, 4] - l5_0 * c4_0 - l5_1 * c4_1 - l5_2 * c4_2 - l5_3 * c4_3) * i4
+    c5_0 = l5_0 * p0
+    c5_1 = l5_1 * p1
+    c5_2 = l5_2 * p2
+    c5_3 = l5_3 * p3
+    c5_4 = l5_4 * p4
+    s = H[5, 5] - l5_0 * c5_0 - l5_1 * c5_1 - l5_2 * c5_2 - l5_3 * c5_3 - l5_4 * c5_4
     if not s > 0.0:
         return False
-    l5_5 = math.sqrt(s)
-    i5 = 1.0 / l5_5
-    y0 = (g[0]) * i0
-    y1 = (g[1] - l1_0 * y0) * i1
-    y2 = (g[2] - l2_0 * y0 - l2_1 * y1) * i2
-    y3 = (g[3] - l3_0 * y0 - l3_1 * y1 - l3_2 * y2) * i3
-    y4 = (g[4] - l4_0 * y0 - l4_1 * y1 - l4_2 * y2 - l4_3 * y3) * i4
-    y5 = (g[5] - l5_0 * y0 - l5_1 * y1 - l5_2 * y2 - l5_3 * y3 - l5_4 * y4) * i5
-    x5 = (y5) * i5
-    x4 = (y4 - l5_4 * x5) * i4
-    x3 = (y3 - l4_3 * x4 - l5_3 * x5) * i3
-    x2 = (y2 - l3_2 * x3 - l4_2 * x4 - l5_2 * x5) * i2
-    x1 = (y1 - l2_1 * x2 - l3_1 * x3 - l4_1 * x4 - l5_1 * x5) * i1
-    x0 = (y0 - l1_0 * x1 - l2_0 * x2 - l3_0 * x3 - l4_0 * x4 - l5_0 * x5) * i0
-    L[0, 0] = l0_0
+    p5 = s
+    i5 = 1.0 / s
+    y0 = g[0]
+    y1 = g[1] - l1_0 * y0
+    y2 = g[2] - l2_0 * y0 - l2_1 * y1
+    y3 = g[3] - l3_0 * y0 - l3_1 * y1 - l3_2 * y2
+    y4 = g[4] - l4_0 * y0 - l4_1 * y1 - l4_2 * y2 - l4_3 * y3
+    y5 = g[5] - l5_0 * y0 - l5_1 * y1 - l5_2 * y2 - l5_3 * y3 - l5_4 * y4
+    x5 = y5 * i5
+    x4 = y4 * i4 - l5_4 * x5
+    x3 = y3 * i3 - l4_3 * x4 - l5_3 * x5
+    x2 = y2 * i2 - l3_2 * x3 - l4_2 * x4 - l5_2 * x5
+    x1 = y1 * i1 - l2_1 * x2 - l3_1 * x3 - l4_1 * x4 - l5_1 * x5
+    x0 = y0 * i0 - l1_0 * x1 - l2_0 * x2 - l3_0 * x3 - l4_0 * x4 - l5_0 * x5
+    L[0, 0] = i0
     d[0] = x0
     L[1, 0] = l1_0
-    L[1, 1] = l1_1
+    L[1, 1] = i1
     d[1] = x1
     L[2, 0] = l2_0
     L[2, 1] = l2_1
-    L[2, 2] = l2_2
+    L[2, 2] = i2
     d[2] = x2
     L[3, 0] = l3_0
     L[3, 1] = l3_1
     L[3, 2] = l3_2
-    L[3, 3] = l3_3
+    L[3, 3] = i3
     d[3] = x3
     L[4, 0] = l4_0
     L[4, 1] = l4_1
     L[4, 2] = l4_2
     L[4, 3] = l4_3
-    L[4, 4] = l4_4
+    L[4, 4] = i4
     d[4] = x4
     L[5, 0] = l5_0
     L[5, 1] = l5_1
     L[5, 2] = l5_2
     L[5, 3] = l5_3
     L[5, 4] = l5_4
-    L[5, 5] = l5_5
+    L[5, 5] = i5
     d[5] = x5
     return True
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, error_model="numpy", _nrt=False)
+def variances_6(L, var):
+    """var = diag(H^-1) from the factor of :func:`solve_6`."""
+    i0 = L[0, 0]
+    i1 = L[1, 1]
+    i2 = L[2, 2]
+    i3 = L[3, 3]
+    i4 = L[4, 4]
+    i5 = L[5, 5]
+    l1_0 = L[1, 0]
+    l2_0 = L[2, 0]
+    l2_1 = L[2, 1]
+    l3_0 = L[3, 0]
+    l3_1 = L[3, 1]
+    l3_2 = L[3, 2]
+    l4_0 = L[4, 0]
+    l4_1 = L[4, 1]
+    l4_2 = L[4, 2]
+    l4_3 = L[4, 3]
+    l5_0 = L[5, 0]
+    l5_1 = L[5, 1]
+    l5_2 = L[5, 2]
+    l5_3 = L[5, 3]
+    l5_4 = L[5, 4]
+    m1_0 = -(l1_0)
+    m2_0 = -(l2_0 + l2_1 * m1_0)
+    m3_0 = -(l3_0 + l3_1 * m1_0 + l3_2 * m2_0)
+    m4_0 = -(l4_0 + l4_1 * m1_0 + l4_2 * m2_0 + l4_3 * m3_0)
+    m5_0 = -(l5_0 + l5_1 * m1_0 + l5_2 * m2_0 + l5_3 * m3_0 + l5_4 * m4_0)
+    var[0] = i0 + m1_0 * m1_0 * i1 + m2_0 * m2_0 * i2 + m3_0 * m3_0 * i3 + m4_0 * m4_0 * i4 + m5_0 * m5_0 * i5
+    m2_1 = -(l2_1)
+    m3_1 = -(l3_1 + l3_2 * m2_1)
+    m4_1 = -(l4_1 + l4_2 * m2_1 + l4_3 * m3_1)
+    m5_1 = -(l5_1 + l5_2 * m2_1 + l5_3 * m3_1 + l5_4 * m4_1)
+    var[1] = i1 + m2_1 * m2_1 * i2 + m3_1 * m3_1 * i3 + m4_1 * m4_1 * i4 + m5_1 * m5_1 * i5
+    m3_2 = -(l3_2)
+    m4_2 = -(l4_2 + l4_3 * m3_2)
+    m5_2 = -(l5_2 + l5_3 * m3_2 + l5_4 * m4_2)
+    var[2] = i2 + m3_2 * m3_2 * i3 + m4_2 * m4_2 * i4 + m5_2 * m5_2 * i5
+    m4_3 = -(l4_3)
+    m5_3 = -(l5_3 + l5_4 * m4_3)
+    var[3] = i3 + m4_3 * m4_3 * i4 + m5_3 * m5_3 * i5
+    m5_4 = -(l5_4)
+    var[4] = i4 + m5_4 * m5_4 * i5
+    var[5] = i5
+
+
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
+def linear_6(Zt, theta, eta):
+    th0 = theta[0]
+    th1 = theta[1]
+    th2 = theta[2]
+    th3 = theta[3]
+    th4 = theta[4]
+    th5 = theta[5]
+    for t in range(eta.shape[0]):
+        eta[t] = Zt[0, t] * th0 + Zt[1, t] * th1 + Zt[2, t] * th2 + Zt[3, t] * th3 + Zt[4, t] * th4 + Zt[5, t] * th5
+
+
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
 def eval_7(Zt, eta, f, w, r, v, theta, prec, g, H):
     g0 = 0.0
     g1 = 0.0
@@ -1217,7 +1459,7 @@ def eval_7(Zt, eta, f, w, r, v, theta, prec, g, H):
     H[6, 6] = h6_6 + prec[6]
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
 def gram_7(Zt, r, v, g, H):
     g0 = 0.0
     g1 = 0.0
@@ -1373,105 +1615,127 @@ def gram_7(Zt, r, v, g, H):
     H[6, 6] = h6_6
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", _nrt=False)
 def solve_7(H, g, L, d):
-    """L = lower Cholesky factor of H, d = H^-1 g; False (L, d undefined) if H is not PD."""
+    """LDL^T factor of H into L (unit factor below the diagonal, 1 / D on it) and
+    d = H^-1 g; False (L, d undefined) if H is not positive definite."""
     s = H[0, 0]
     if not s > 0.0:
         return False
-    l0_0 = math.sqrt(s)
-    i0 = 1.0 / l0_0
+    p0 = s
+    i0 = 1.0 / s
     l1_0 = (H[1, 0]) * i0
     l2_0 = (H[2, 0]) * i0
     l3_0 = (H[3, 0]) * i0
     l4_0 = (H[4, 0]) * i0
     l5_0 = (H[5, 0]) * i0
     l6_0 = (H[6, 0]) * i0
-    s = H[1, 1] - l1_0 * l1_0
+    c1_0 = l1_0 * p0
+    s = H[1, 1] - l1_0 * c1_0
     if not s > 0.0:
         return False
-    l1_1 = math.sqrt(s)
-    i1 = 1.0 / l1_1
-    l2_1 = (H[2, 1] - l2_0 * l1_0) * i1
-    l3_1 = (H[3, 1] - l3_0 * l1_0) * i1
-    l4_1 = (H[4, 1] - l4_0 * l1_0) * i1
-    l5_1 = (H[5, 1] - l5_0 * l1_0) * i1
-    l6_1 = (H[6, 1] - l6_0 * l1_0) * i1
-    s = H[2, 2] - l2_0 * l2_0 - l2_1 * l2_1
+    p1 = s
+    i1 = 1.0 / s
+    l2_1 = (H[2, 1] - l2_0 * c1_0) * i1
+    l3_1 = (H[3, 1] - l3_0 * c1_0) * i1
+    l4_1 = (H[4, 1] - l4_0 * c1_0) * i1
+    l5_1 = (H[5, 1] - l5_0 * c1_0) * i1
+    l6_1 = (H[6, 1] - l6_0 * c1_0) * i1
+    c2_0 = l2_0 * p0
+    c2_1 = l2_1 * p1
+    s = H[2, 2] - l2_0 * c2_0 - l2_1 * c2_1
     if not s > 0.0:
         return False
-    l2_2 = math.sqrt(s)
-    i2 = 1.0 / l2_2
-    l3_2 = (H[3, 2] - l3_0 * l2_0 - l3_1 * l2_1) * i2
-    l4_2 = (H[4, 2] - l4_0 * l2_0 - l4_1 * l2_1) * i2
-    l5_2 = (H[5, 2] - l5_0 * l2_0 - l5_1 * l2_1) * i2
-    l6_2 = (H[6, 2] - l6_0 * l2_0 - l6_1 * l2_1) * i2
-    s = H[3, 3] - l3_0 * l3_0 - l3_1 * l3_1 - l3_2 * l3_2
+    p2 = s
+    i2 = 1.0 / s
+    l3_2 = (H[3, 2] - l3_0 * c2_0 - l3_1 * c2_1) * i2
+    l4_2 = (H[4, 2] - l4_0 * c2_0 - l4_1 * c2_1) * i2
+    l5_2 = (H[5, 2] - l5_0 * c2_0 - l5_1 * c2_1) * i2
+    l6_2 = (H[6, 2] - l6_0 * c2_0 - l6_1 * c2_1) * i2
+    c3_0 = l3_0 * p0
+    c3_1 = l3_1 * p1
+    c3_2 = l3_2 * p2
+    s = H[3, 3] - l3_0 * c3_0 - l3_1 * c3_1 - l3_2 * c3_2
     if not s > 0.0:
         return False
-    l3_3 = math.sqrt(s)
-    i3 = 1.0 / l3_3
-    l4_3 = (H[4, 3] - l4_0 * l3_0 - l4_1 * l3_1 - l4_2 * l3_2) * i3
-    l5_3 = (H[5, 3] - l5_0 * l3_0 - l5_1 * l3_1 - l5_2 * l3_2) * i3
-    l6_3 = (H[6, 3] - l6_0 * l3_0 - l6_1 * l3_1 - l6_2 * l3_2) * i3
-    s = H[4, 4] - l4_0 * l4_0 - l4_1 * l4_1 - l4_2 * l4_2 - l4_3 * l4_3
+    p3 = s
+    i3 = 1.0 / s
+    l4_3 = (H[4, 3] - l4_0 * c3_0 - l4_1 * c3_1 - l4_2 * c3_2) * i3
+    l5_3 = (H[5, 3] - l5_0 * c3_0 - l5_1 * c3_1 - l5_2 * c3_2) * i3
+    l6_3 = (H[6, 3] - l6_0 * c3_0 - l6_1 * c3_1 - l6_2 * c3_2) * i3
+    c4_0 = l4_0 * p0
+    c4_1 = l4_1 * p1
+    c4_2 = l4_2 * p2
+    c4_3 = l4_3 * p3
+    s = H[4, 4] - l4_0 * c4_0 - l4_1 * c4_1 - l4_2 * c4_2 - l4_3 * c4_3
     if not s > 0.0:
         return False
-    l4_4 = math.sqrt(s)
-    i4 = 1.0 / l4_4
-    l5_4 = (H[5, 4] - l5_0 * l4_0 - l5_1 * l4_1 - l5_2 * l4_2 - l5_3 * l4_3) * i4
-    l6_4 = (H[6, 4] - l6_0 * l4_0 - l6_1 * l4_1 - l6_2 * l4_2 - l6_3 * l4_3) * i4
-    s = H[5, 5] - l5_0 * l5_0 - l5_1 * l5_1 - l5_2 * l5_2 - l5_3 * l5_3 - l5_4 * l5_4
+    p4 = s
+    i4 = 1.0 / s
+    l5_4 = (H[5, 4] - l5_0 * c4_0 - l5_1 * c4_1 - l5_2 * c4_2 - l5_3 * c4_3) * i4
+    l6_4 = (H[6, 4] - l6_0 * c4_0 - l6_1 * c4_1 - l6_2 * c4_2 - l6_3 * c4_3) * i4
+    c5_0 = l5_0 * p0
+    c5_1 = l5_1 * p1
+    c5_2 = l5_2 * p2
+    c5_3 = l5_3 * p3
+    c5_4 = l5_4 * p4
+    s = H[5, 5] - l5_0 * c5_0 - l5_1 * c5_1 - l5_2 * c5_2 - l5_3 * c5_3 - l5_4 * c5_4
     if not s > 0.0:
         return False
-    l5_5 = math.sqrt(s)
-    i5 = 1.0 / l5_5
-    l6_5 = (H[6, 5] - l6_0 * l5_0 - l6_1 * l5_1 - l6_2 * l5_2 - l6_3 * l5_3 - l6_4 * l5_4) * i5
-    s = H[6, 6] - l6_0 * l6_0 - l6_1 * l6_1 - l6_2 * l6_2 - l6_3 * l6_3 - l6_4 * l6_4 - l6_5 * l6_5
+    p5 = s
+    i5 = 1.0 / s
+    l6_5 = (H[6, 5] - l6_0 * c5_0 - l6_1 * c5_1 - l6_2 * c5_2 - l6_3 * c5_3 - l6_4 * c5_4) * i5
+    c6_0 = l6_0 * p0
+    c6_1 = l6_1 * p1
+    c6_2 = l6_2 * p2
+    c6_3 = l6_3 * p3
+    c6_4 = l6_4 * p4
+    c6_5 = l6_5 * p5
+    s = H[6, 6] - l6_0 * c6_0 - l6_1 * c6_1 - l6_2 * c6_2 - l6_3 * c6_3 - l6_4 * c6_4 - l6_5 * c6_5
     if not s > 0.0:
         return False
-    l6_6 = math.sqrt(s)
-    i6 = 1.0 / l6_6
-    y0 = (g[0]) * i0
-    y1 = (g[1] - l1_0 * y0) * i1
-    y2 = (g[2] - l2_0 * y0 - l2_1 * y1) * i2
-    y3 = (g[3] - l3_0 * y0 - l3_1 * y1 - l3_2 * y2) * i3
-    y4 = (g[4] - l4_0 * y0 - l4_1 * y1 - l4_2 * y2 - l4_3 * y3) * i4
-    y5 = (g[5] - l5_0 * y0 - l5_1 * y1 - l5_2 * y2 - l5_3 * y3 - l5_4 * y4) * i5
-    y6 = (g[6] - l6_0 * y0 - l6_1 * y1 - l6_2 * y2 - l6_3 * y3 - l6_4 * y4 - l6_5 * y5) * i6
-    x6 = (y6) * i6
-    x5 = (y5 - l6_5 * x6) * i5
-    x4 = (y4 - l5_4 * x5 - l6_4 * x6) * i4
-    x3 = (y3 - l4_3 * x4 - l5_3 * x5 - l6_3 * x6) * i3
-    x2 = (y2 - l3_2 * x3 - l4_2 * x4 - l5_2 * x5 - l6_2 * x6) * i2
-    x1 = (y1 - l2_1 * x2 - l3_1 * x3 - l4_1 * x4 - l5_1 * x5 - l6_1 * x6) * i1
-    x0 = (y0 - l1_0 * x1 - l2_0 * x2 - l3_0 * x3 - l4_0 * x4 - l5_0 * x5 - l6_0 * x6) * i0
-    L[0, 0] = l0_0
+    p6 = s
+    i6 = 1.0 / s
+    y0 = g[0]
+    y1 = g[1] - l1_0 * y0
+    y2 = g[2] - l2_0 * y0 - l2_1 * y1
+    y3 = g[3] - l3_0 * y0 - l3_1 * y1 - l3_2 * y2
+    y4 = g[4] - l4_0 * y0 - l4_1 * y1 - l4_2 * y2 - l4_3 * y3
+    y5 = g[5] - l5_0 * y0 - l5_1 * y1 - l5_2 * y2 - l5_3 * y3 - l5_4 * y4
+    y6 = g[6] - l6_0 * y0 - l6_1 * y1 - l6_2 * y2 - l6_3 * y3 - l6_4 * y4 - l6_5 * y5
+    x6 = y6 * i6
+    x5 = y5 * i5 - l6_5 * x6
+    x4 = y4 * i4 - l5_4 * x5 - l6_4 * x6
+    x3 = y3 * i3 - l4_3 * x4 - l5_3 * x5 - l6_3 * x6
+    x2 = y2 * i2 - l3_2 * x3 - l4_2 * x4 - l5_2 * x5 - l6_2 * x6
+    x1 = y1 * i1 - l2_1 * x2 - l3_1 * x3 - l4_1 * x4 - l5_1 * x5 - l6_1 * x6
+    x0 = y0 * i0 - l1_0 * x1 - l2_0 * x2 - l3_0 * x3 - l4_0 * x4 - l5_0 * x5 - l6_0 * x6
+    L[0, 0] = i0
     d[0] = x0
     L[1, 0] = l1_0
-    L[1, 1] = l1_1
+    L[1, 1] = i1
     d[1] = x1
     L[2, 0] = l2_0
     L[2, 1] = l2_1
-    L[2, 2] = l2_2
+    L[2, 2] = i2
     d[2] = x2
     L[3, 0] = l3_0
     L[3, 1] = l3_1
     L[3, 2] = l3_2
-    L[3, 3] = l3_3
+    L[3, 3] = i3
     d[3] = x3
     L[4, 0] = l4_0
     L[4, 1] = l4_1
     L[4, 2] = l4_2
     L[4, 3] = l4_3
-    L[4, 4] = l4_4
+    L[4, 4] = i4
     d[4] = x4
     L[5, 0] = l5_0
     L[5, 1] = l5_1
     L[5, 2] = l5_2
     L[5, 3] = l5_3
     L[5, 4] = l5_4
-    L[5, 5] = l5_5
+    L[5, 5] = i5
     d[5] = x5
     L[6, 0] = l6_0
     L[6, 1] = l6_1
@@ -1479,12 +1743,86 @@ def solve_7(H, g, L, d):
     L[6, 3] = l6_3
     L[6, 4] = l6_4
     L[6, 5] = l6_5
-    L[6, 6] = l6_6
+    L[6, 6] = i6
     d[6] = x6
     return True
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, error_model="numpy", _nrt=False)
+def variances_7(L, var):
+    """var = diag(H^-1) from the factor of :func:`solve_7`."""
+    i0 = L[0, 0]
+    i1 = L[1, 1]
+    i2 = L[2, 2]
+    i3 = L[3, 3]
+    i4 = L[4, 4]
+    i5 = L[5, 5]
+    i6 = L[6, 6]
+    l1_0 = L[1, 0]
+    l2_0 = L[2, 0]
+    l2_1 = L[2, 1]
+    l3_0 = L[3, 0]
+    l3_1 = L[3, 1]
+    l3_2 = L[3, 2]
+    l4_0 = L[4, 0]
+    l4_1 = L[4, 1]
+    l4_2 = L[4, 2]
+    l4_3 = L[4, 3]
+    l5_0 = L[5, 0]
+    l5_1 = L[5, 1]
+    l5_2 = L[5, 2]
+    l5_3 = L[5, 3]
+    l5_4 = L[5, 4]
+    l6_0 = L[6, 0]
+    l6_1 = L[6, 1]
+    l6_2 = L[6, 2]
+    l6_3 = L[6, 3]
+    l6_4 = L[6, 4]
+    l6_5 = L[6, 5]
+    m1_0 = -(l1_0)
+    m2_0 = -(l2_0 + l2_1 * m1_0)
+    m3_0 = -(l3_0 + l3_1 * m1_0 + l3_2 * m2_0)
+    m4_0 = -(l4_0 + l4_1 * m1_0 + l4_2 * m2_0 + l4_3 * m3_0)
+    m5_0 = -(l5_0 + l5_1 * m1_0 + l5_2 * m2_0 + l5_3 * m3_0 + l5_4 * m4_0)
+    m6_0 = -(l6_0 + l6_1 * m1_0 + l6_2 * m2_0 + l6_3 * m3_0 + l6_4 * m4_0 + l6_5 * m5_0)
+    var[0] = i0 + m1_0 * m1_0 * i1 + m2_0 * m2_0 * i2 + m3_0 * m3_0 * i3 + m4_0 * m4_0 * i4 + m5_0 * m5_0 * i5 + m6_0 * m6_0 * i6
+    m2_1 = -(l2_1)
+    m3_1 = -(l3_1 + l3_2 * m2_1)
+    m4_1 = -(l4_1 + l4_2 * m2_1 + l4_3 * m3_1)
+    m5_1 = -(l5_1 + l5_2 * m2_1 + l5_3 * m3_1 + l5_4 * m4_1)
+    m6_1 = -(l6_1 + l6_2 * m2_1 + l6_3 * m3_1 + l6_4 * m4_1 + l6_5 * m5_1)
+    var[1] = i1 + m2_1 * m2_1 * i2 + m3_1 * m3_1 * i3 + m4_1 * m4_1 * i4 + m5_1 * m5_1 * i5 + m6_1 * m6_1 * i6
+    m3_2 = -(l3_2)
+    m4_2 = -(l4_2 + l4_3 * m3_2)
+    m5_2 = -(l5_2 + l5_3 * m3_2 + l5_4 * m4_2)
+    m6_2 = -(l6_2 + l6_3 * m3_2 + l6_4 * m4_2 + l6_5 * m5_2)
+    var[2] = i2 + m3_2 * m3_2 * i3 + m4_2 * m4_2 * i4 + m5_2 * m5_2 * i5 + m6_2 * m6_2 * i6
+    m4_3 = -(l4_3)
+    m5_3 = -(l5_3 + l5_4 * m4_3)
+    m6_3 = -(l6_3 + l6_4 * m4_3 + l6_5 * m5_3)
+    var[3] = i3 + m4_3 * m4_3 * i4 + m5_3 * m5_3 * i5 + m6_3 * m6_3 * i6
+    m5_4 = -(l5_4)
+    m6_4 = -(l6_4 + l6_5 * m5_4)
+    var[4] = i4 + m5_4 * m5_4 * i5 + m6_4 * m6_4 * i6
+    m6_5 = -(l6_5)
+    var[5] = i5 + m6_5 * m6_5 * i6
+    var[6] = i6
+
+
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
+def linear_7(Zt, theta, eta):
+    th0 = theta[0]
+    th1 = theta[1]
+    th2 = theta[2]
+    th3 = theta[3]
+    th4 = theta[4]
+    th5 = theta[5]
+    th6 = theta[6]
+    for t in range(eta.shape[0]):
+        eta[t] = Zt[0, t] * th0 + Zt[1, t] * th1 + Zt[2, t] * th2 + Zt[3, t] * th3 + Zt[4, t] * th4 + Zt[5, t] * th5 + Zt[6, t] * th6
+
+
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
 def eval_8(Zt, eta, f, w, r, v, theta, prec, g, H):
     g0 = 0.0
     g1 = 0.0
@@ -1687,7 +2025,7 @@ def eval_8(Zt, eta, f, w, r, v, theta, prec, g, H):
     H[7, 7] = h7_7 + prec[7]
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
 def gram_8(Zt, r, v, g, H):
     g0 = 0.0
     g1 = 0.0
@@ -1887,14 +2225,15 @@ def gram_8(Zt, r, v, g, H):
     H[7, 7] = h7_7
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", _nrt=False)
 def solve_8(H, g, L, d):
-    """L = lower Cholesky factor of H, d = H^-1 g; False (L, d undefined) if H is not PD."""
+    """LDL^T factor of H into L (unit factor below the diagonal, 1 / D on it) and
+    d = H^-1 g; False (L, d undefined) if H is not positive definite."""
     s = H[0, 0]
     if not s > 0.0:
         return False
-    l0_0 = math.sqrt(s)
-    i0 = 1.0 / l0_0
+    p0 = s
+    i0 = 1.0 / s
     l1_0 = (H[1, 0]) * i0
     l2_0 = (H[2, 0]) * i0
     l3_0 = (H[3, 0]) * i0
@@ -1902,104 +2241,132 @@ def solve_8(H, g, L, d):
     l5_0 = (H[5, 0]) * i0
     l6_0 = (H[6, 0]) * i0
     l7_0 = (H[7, 0]) * i0
-    s = H[1, 1] - l1_0 * l1_0
+    c1_0 = l1_0 * p0
+    s = H[1, 1] - l1_0 * c1_0
     if not s > 0.0:
         return False
-    l1_1 = math.sqrt(s)
-    i1 = 1.0 / l1_1
-    l2_1 = (H[2, 1] - l2_0 * l1_0) * i1
-    l3_1 = (H[3, 1] - l3_0 * l1_0) * i1
-    l4_1 = (H[4, 1] - l4_0 * l1_0) * i1
-    l5_1 = (H[5, 1] - l5_0 * l1_0) * i1
-    l6_1 = (H[6, 1] - l6_0 * l1_0) * i1
-    l7_1 = (H[7, 1] - l7_0 * l1_0) * i1
-    s = H[2, 2] - l2_0 * l2_0 - l2_1 * l2_1
+    p1 = s
+    i1 = 1.0 / s
+    l2_1 = (H[2, 1] - l2_0 * c1_0) * i1
+    l3_1 = (H[3, 1] - l3_0 * c1_0) * i1
+    l4_1 = (H[4, 1] - l4_0 * c1_0) * i1
+    l5_1 = (H[5, 1] - l5_0 * c1_0) * i1
+    l6_1 = (H[6, 1] - l6_0 * c1_0) * i1
+    l7_1 = (H[7, 1] - l7_0 * c1_0) * i1
+    c2_0 = l2_0 * p0
+    c2_1 = l2_1 * p1
+    s = H[2, 2] - l2_0 * c2_0 - l2_1 * c2_1
     if not s > 0.0:
         return False
-    l2_2 = math.sqrt(s)
-    i2 = 1.0 / l2_2
-    l3_2 = (H[3, 2] - l3_0 * l2_0 - l3_1 * l2_1) * i2
-    l4_2 = (H[4, 2] - l4_0 * l2_0 - l4_1 * l2_1) * i2
-    l5_2 = (H[5, 2] - l5_0 * l2_0 - l5_1 * l2_1) * i2
-    l6_2 = (H[6, 2] - l6_0 * l2_0 - l6_1 * l2_1) * i2
-    l7_2 = (H[7, 2] - l7_0 * l2_0 - l7_1 * l2_1) * i2
-    s = H[3, 3] - l3_0 * l3_0 - l3_1 * l3_1 - l3_2 * l3_2
+    p2 = s
+    i2 = 1.0 / s
+    l3_2 = (H[3, 2] - l3_0 * c2_0 - l3_1 * c2_1) * i2
+    l4_2 = (H[4, 2] - l4_0 * c2_0 - l4_1 * c2_1) * i2
+    l5_2 = (H[5, 2] - l5_0 * c2_0 - l5_1 * c2_1) * i2
+    l6_2 = (H[6, 2] - l6_0 * c2_0 - l6_1 * c2_1) * i2
+    l7_2 = (H[7, 2] - l7_0 * c2_0 - l7_1 * c2_1) * i2
+    c3_0 = l3_0 * p0
+    c3_1 = l3_1 * p1
+    c3_2 = l3_2 * p2
+    s = H[3, 3] - l3_0 * c3_0 - l3_1 * c3_1 - l3_2 * c3_2
     if not s > 0.0:
         return False
-    l3_3 = math.sqrt(s)
-    i3 = 1.0 / l3_3
-    l4_3 = (H[4, 3] - l4_0 * l3_0 - l4_1 * l3_1 - l4_2 * l3_2) * i3
-    l5_3 = (H[5, 3] - l5_0 * l3_0 - l5_1 * l3_1 - l5_2 * l3_2) * i3
-    l6_3 = (H[6, 3] - l6_0 * l3_0 - l6_1 * l3_1 - l6_2 * l3_2) * i3
-    l7_3 = (H[7, 3] - l7_0 * l3_0 - l7_1 * l3_1 - l7_2 * l3_2) * i3
-    s = H[4, 4] - l4_0 * l4_0 - l4_1 * l4_1 - l4_2 * l4_2 - l4_3 * l4_3
+    p3 = s
+    i3 = 1.0 / s
+    l4_3 = (H[4, 3] - l4_0 * c3_0 - l4_1 * c3_1 - l4_2 * c3_2) * i3
+    l5_3 = (H[5, 3] - l5_0 * c3_0 - l5_1 * c3_1 - l5_2 * c3_2) * i3
+    l6_3 = (H[6, 3] - l6_0 * c3_0 - l6_1 * c3_1 - l6_2 * c3_2) * i3
+    l7_3 = (H[7, 3] - l7_0 * c3_0 - l7_1 * c3_1 - l7_2 * c3_2) * i3
+    c4_0 = l4_0 * p0
+    c4_1 = l4_1 * p1
+    c4_2 = l4_2 * p2
+    c4_3 = l4_3 * p3
+    s = H[4, 4] - l4_0 * c4_0 - l4_1 * c4_1 - l4_2 * c4_2 - l4_3 * c4_3
     if not s > 0.0:
         return False
-    l4_4 = math.sqrt(s)
-    i4 = 1.0 / l4_4
-    l5_4 = (H[5, 4] - l5_0 * l4_0 - l5_1 * l4_1 - l5_2 * l4_2 - l5_3 * l4_3) * i4
-    l6_4 = (H[6, 4] - l6_0 * l4_0 - l6_1 * l4_1 - l6_2 * l4_2 - l6_3 * l4_3) * i4
-    l7_4 = (H[7, 4] - l7_0 * l4_0 - l7_1 * l4_1 - l7_2 * l4_2 - l7_3 * l4_3) * i4
-    s = H[5, 5] - l5_0 * l5_0 - l5_1 * l5_1 - l5_2 * l5_2 - l5_3 * l5_3 - l5_4 * l5_4
+    p4 = s
+    i4 = 1.0 / s
+    l5_4 = (H[5, 4] - l5_0 * c4_0 - l5_1 * c4_1 - l5_2 * c4_2 - l5_3 * c4_3) * i4
+    l6_4 = (H[6, 4] - l6_0 * c4_0 - l6_1 * c4_1 - l6_2 * c4_2 - l6_3 * c4_3) * i4
+    l7_4 = (H[7, 4] - l7_0 * c4_0 - l7_1 * c4_1 - l7_2 * c4_2 - l7_3 * c4_3) * i4
+    c5_0 = l5_0 * p0
+    c5_1 = l5_1 * p1
+    c5_2 = l5_2 * p2
+    c5_3 = l5_3 * p3
+    c5_4 = l5_4 * p4
+    s = H[5, 5] - l5_0 * c5_0 - l5_1 * c5_1 - l5_2 * c5_2 - l5_3 * c5_3 - l5_4 * c5_4
     if not s > 0.0:
         return False
-    l5_5 = math.sqrt(s)
-    i5 = 1.0 / l5_5
-    l6_5 = (H[6, 5] - l6_0 * l5_0 - l6_1 * l5_1 - l6_2 * l5_2 - l6_3 * l5_3 - l6_4 * l5_4) * i5
-    l7_5 = (H[7, 5] - l7_0 * l5_0 - l7_1 * l5_1 - l7_2 * l5_2 - l7_3 * l5_3 - l7_4 * l5_4) * i5
-    s = H[6, 6] - l6_0 * l6_0 - l6_1 * l6_1 - l6_2 * l6_2 - l6_3 * l6_3 - l6_4 * l6_4 - l6_5 * l6_5
+    p5 = s
+    i5 = 1.0 / s
+    l6_5 = (H[6, 5] - l6_0 * c5_0 - l6_1 * c5_1 - l6_2 * c5_2 - l6_3 * c5_3 - l6_4 * c5_4) * i5
+    l7_5 = (H[7, 5] - l7_0 * c5_0 - l7_1 * c5_1 - l7_2 * c5_2 - l7_3 * c5_3 - l7_4 * c5_4) * i5
+    c6_0 = l6_0 * p0
+    c6_1 = l6_1 * p1
+    c6_2 = l6_2 * p2
+    c6_3 = l6_3 * p3
+    c6_4 = l6_4 * p4
+    c6_5 = l6_5 * p5
+    s = H[6, 6] - l6_0 * c6_0 - l6_1 * c6_1 - l6_2 * c6_2 - l6_3 * c6_3 - l6_4 * c6_4 - l6_5 * c6_5
     if not s > 0.0:
         return False
-    l6_6 = math.sqrt(s)
-    i6 = 1.0 / l6_6
-    l7_6 = (H[7, 6] - l7_0 * l6_0 - l7_1 * l6_1 - l7_2 * l6_2 - l7_3 * l6_3 - l7_4 * l6_4 - l7_5 * l6_5) * i6
-    s = H[7, 7] - l7_0 * l7_0 - l7_1 * l7_1 - l7_2 * l7_2 - l7_3 * l7_3 - l7_4 * l7_4 - l7_5 * l7_5 - l7_6 * l7_6
+    p6 = s
+    i6 = 1.0 / s
+    l7_6 = (H[7, 6] - l7_0 * c6_0 - l7_1 * c6_1 - l7_2 * c6_2 - l7_3 * c6_3 - l7_4 * c6_4 - l7_5 * c6_5) * i6
+    c7_0 = l7_0 * p0
+    c7_1 = l7_1 * p1
+    c7_2 = l7_2 * p2
+    c7_3 = l7_3 * p3
+    c7_4 = l7_4 * p4
+    c7_5 = l7_5 * p5
+    c7_6 = l7_6 * p6
+    s = H[7, 7] - l7_0 * c7_0 - l7_1 * c7_1 - l7_2 * c7_2 - l7_3 * c7_3 - l7_4 * c7_4 - l7_5 * c7_5 - l7_6 * c7_6
     if not s > 0.0:
         return False
-    l7_7 = math.sqrt(s)
-    i7 = 1.0 / l7_7
-    y0 = (g[0]) * i0
-    y1 = (g[1] - l1_0 * y0) * i1
-    y2 = (g[2] - l2_0 * y0 - l2_1 * y1) * i2
-    y3 = (g[3] - l3_0 * y0 - l3_1 * y1 - l3_2 * y2) * i3
-    y4 = (g[4] - l4_0 * y0 - l4_1 * y1 - l4_2 * y2 - l4_3 * y3) * i4
-    y5 = (g[5] - l5_0 * y0 - l5_1 * y1 - l5_2 * y2 - l5_3 * y3 - l5_4 * y4) * i5
-    y6 = (g[6] - l6_0 * y0 - l6_1 * y1 - l6_2 * y2 - l6_3 * y3 - l6_4 * y4 - l6_5 * y5) * i6
-    y7 = (g[7] - l7_0 * y0 - l7_1 * y1 - l7_2 * y2 - l7_3 * y3 - l7_4 * y4 - l7_5 * y5 - l7_6 * y6) * i7
-    x7 = (y7) * i7
-    x6 = (y6 - l7_6 * x7) * i6
-    x5 = (y5 - l6_5 * x6 - l7_5 * x7) * i5
-    x4 = (y4 - l5_4 * x5 - l6_4 * x6 - l7_4 * x7) * i4
-    x3 = (y3 - l4_3 * x4 - l5_3 * x5 - l6_3 * x6 - l7_3 * x7) * i3
-    x2 = (y2 - l3_2 * x3 - l4_2 * x4 - l5_2 * x5 - l6_2 * x6 - l7_2 * x7) * i2
-    x1 = (y1 - l2_1 * x2 - l3_1 * x3 - l4_1 * x4 - l5_1 * x5 - l6_1 * x6 - l7_1 * x7) * i1
-    x0 = (y0 - l1_0 * x1 - l2_0 * x2 - l3_0 * x3 - l4_0 * x4 - l5_0 * x5 - l6_0 * x6 - l7_0 * x7) * i0
-    L[0, 0] = l0_0
+    p7 = s
+    i7 = 1.0 / s
+    y0 = g[0]
+    y1 = g[1] - l1_0 * y0
+    y2 = g[2] - l2_0 * y0 - l2_1 * y1
+    y3 = g[3] - l3_0 * y0 - l3_1 * y1 - l3_2 * y2
+    y4 = g[4] - l4_0 * y0 - l4_1 * y1 - l4_2 * y2 - l4_3 * y3
+    y5 = g[5] - l5_0 * y0 - l5_1 * y1 - l5_2 * y2 - l5_3 * y3 - l5_4 * y4
+    y6 = g[6] - l6_0 * y0 - l6_1 * y1 - l6_2 * y2 - l6_3 * y3 - l6_4 * y4 - l6_5 * y5
+    y7 = g[7] - l7_0 * y0 - l7_1 * y1 - l7_2 * y2 - l7_3 * y3 - l7_4 * y4 - l7_5 * y5 - l7_6 * y6
+    x7 = y7 * i7
+    x6 = y6 * i6 - l7_6 * x7
+    x5 = y5 * i5 - l6_5 * x6 - l7_5 * x7
+    x4 = y4 * i4 - l5_4 * x5 - l6_4 * x6 - l7_4 * x7
+    x3 = y3 * i3 - l4_3 * x4 - l5_3 * x5 - l6_3 * x6 - l7_3 * x7
+    x2 = y2 * i2 - l3_2 * x3 - l4_2 * x4 - l5_2 * x5 - l6_2 * x6 - l7_2 * x7
+    x1 = y1 * i1 - l2_1 * x2 - l3_1 * x3 - l4_1 * x4 - l5_1 * x5 - l6_1 * x6 - l7_1 * x7
+    x0 = y0 * i0 - l1_0 * x1 - l2_0 * x2 - l3_0 * x3 - l4_0 * x4 - l5_0 * x5 - l6_0 * x6 - l7_0 * x7
+    L[0, 0] = i0
     d[0] = x0
     L[1, 0] = l1_0
-    L[1, 1] = l1_1
+    L[1, 1] = i1
     d[1] = x1
     L[2, 0] = l2_0
     L[2, 1] = l2_1
-    L[2, 2] = l2_2
+    L[2, 2] = i2
     d[2] = x2
     L[3, 0] = l3_0
     L[3, 1] = l3_1
     L[3, 2] = l3_2
-    L[3, 3] = l3_3
+    L[3, 3] = i3
     d[3] = x3
     L[4, 0] = l4_0
     L[4, 1] = l4_1
     L[4, 2] = l4_2
     L[4, 3] = l4_3
-    L[4, 4] = l4_4
+    L[4, 4] = i4
     d[4] = x4
     L[5, 0] = l5_0
     L[5, 1] = l5_1
     L[5, 2] = l5_2
     L[5, 3] = l5_3
     L[5, 4] = l5_4
-    L[5, 5] = l5_5
+    L[5, 5] = i5
     d[5] = x5
     L[6, 0] = l6_0
     L[6, 1] = l6_1
@@ -2007,7 +2374,7 @@ def solve_8(H, g, L, d):
     L[6, 3] = l6_3
     L[6, 4] = l6_4
     L[6, 5] = l6_5
-    L[6, 6] = l6_6
+    L[6, 6] = i6
     d[6] = x6
     L[7, 0] = l7_0
     L[7, 1] = l7_1
@@ -2016,6 +2383,97 @@ def solve_8(H, g, L, d):
     L[7, 4] = l7_4
     L[7, 5] = l7_5
     L[7, 6] = l7_6
-    L[7, 7] = l7_7
+    L[7, 7] = i7
     d[7] = x7
     return True
+
+
+@njit(cache=True, error_model="numpy", _nrt=False)
+def variances_8(L, var):
+    """var = diag(H^-1) from the factor of :func:`solve_8`."""
+    i0 = L[0, 0]
+    i1 = L[1, 1]
+    i2 = L[2, 2]
+    i3 = L[3, 3]
+    i4 = L[4, 4]
+    i5 = L[5, 5]
+    i6 = L[6, 6]
+    i7 = L[7, 7]
+    l1_0 = L[1, 0]
+    l2_0 = L[2, 0]
+    l2_1 = L[2, 1]
+    l3_0 = L[3, 0]
+    l3_1 = L[3, 1]
+    l3_2 = L[3, 2]
+    l4_0 = L[4, 0]
+    l4_1 = L[4, 1]
+    l4_2 = L[4, 2]
+    l4_3 = L[4, 3]
+    l5_0 = L[5, 0]
+    l5_1 = L[5, 1]
+    l5_2 = L[5, 2]
+    l5_3 = L[5, 3]
+    l5_4 = L[5, 4]
+    l6_0 = L[6, 0]
+    l6_1 = L[6, 1]
+    l6_2 = L[6, 2]
+    l6_3 = L[6, 3]
+    l6_4 = L[6, 4]
+    l6_5 = L[6, 5]
+    l7_0 = L[7, 0]
+    l7_1 = L[7, 1]
+    l7_2 = L[7, 2]
+    l7_3 = L[7, 3]
+    l7_4 = L[7, 4]
+    l7_5 = L[7, 5]
+    l7_6 = L[7, 6]
+    m1_0 = -(l1_0)
+    m2_0 = -(l2_0 + l2_1 * m1_0)
+    m3_0 = -(l3_0 + l3_1 * m1_0 + l3_2 * m2_0)
+    m4_0 = -(l4_0 + l4_1 * m1_0 + l4_2 * m2_0 + l4_3 * m3_0)
+    m5_0 = -(l5_0 + l5_1 * m1_0 + l5_2 * m2_0 + l5_3 * m3_0 + l5_4 * m4_0)
+    m6_0 = -(l6_0 + l6_1 * m1_0 + l6_2 * m2_0 + l6_3 * m3_0 + l6_4 * m4_0 + l6_5 * m5_0)
+    m7_0 = -(l7_0 + l7_1 * m1_0 + l7_2 * m2_0 + l7_3 * m3_0 + l7_4 * m4_0 + l7_5 * m5_0 + l7_6 * m6_0)
+    var[0] = i0 + m1_0 * m1_0 * i1 + m2_0 * m2_0 * i2 + m3_0 * m3_0 * i3 + m4_0 * m4_0 * i4 + m5_0 * m5_0 * i5 + m6_0 * m6_0 * i6 + m7_0 * m7_0 * i7
+    m2_1 = -(l2_1)
+    m3_1 = -(l3_1 + l3_2 * m2_1)
+    m4_1 = -(l4_1 + l4_2 * m2_1 + l4_3 * m3_1)
+    m5_1 = -(l5_1 + l5_2 * m2_1 + l5_3 * m3_1 + l5_4 * m4_1)
+    m6_1 = -(l6_1 + l6_2 * m2_1 + l6_3 * m3_1 + l6_4 * m4_1 + l6_5 * m5_1)
+    m7_1 = -(l7_1 + l7_2 * m2_1 + l7_3 * m3_1 + l7_4 * m4_1 + l7_5 * m5_1 + l7_6 * m6_1)
+    var[1] = i1 + m2_1 * m2_1 * i2 + m3_1 * m3_1 * i3 + m4_1 * m4_1 * i4 + m5_1 * m5_1 * i5 + m6_1 * m6_1 * i6 + m7_1 * m7_1 * i7
+    m3_2 = -(l3_2)
+    m4_2 = -(l4_2 + l4_3 * m3_2)
+    m5_2 = -(l5_2 + l5_3 * m3_2 + l5_4 * m4_2)
+    m6_2 = -(l6_2 + l6_3 * m3_2 + l6_4 * m4_2 + l6_5 * m5_2)
+    m7_2 = -(l7_2 + l7_3 * m3_2 + l7_4 * m4_2 + l7_5 * m5_2 + l7_6 * m6_2)
+    var[2] = i2 + m3_2 * m3_2 * i3 + m4_2 * m4_2 * i4 + m5_2 * m5_2 * i5 + m6_2 * m6_2 * i6 + m7_2 * m7_2 * i7
+    m4_3 = -(l4_3)
+    m5_3 = -(l5_3 + l5_4 * m4_3)
+    m6_3 = -(l6_3 + l6_4 * m4_3 + l6_5 * m5_3)
+    m7_3 = -(l7_3 + l7_4 * m4_3 + l7_5 * m5_3 + l7_6 * m6_3)
+    var[3] = i3 + m4_3 * m4_3 * i4 + m5_3 * m5_3 * i5 + m6_3 * m6_3 * i6 + m7_3 * m7_3 * i7
+    m5_4 = -(l5_4)
+    m6_4 = -(l6_4 + l6_5 * m5_4)
+    m7_4 = -(l7_4 + l7_5 * m5_4 + l7_6 * m6_4)
+    var[4] = i4 + m5_4 * m5_4 * i5 + m6_4 * m6_4 * i6 + m7_4 * m7_4 * i7
+    m6_5 = -(l6_5)
+    m7_5 = -(l7_5 + l7_6 * m6_5)
+    var[5] = i5 + m6_5 * m6_5 * i6 + m7_5 * m7_5 * i7
+    m7_6 = -(l7_6)
+    var[6] = i6 + m7_6 * m7_6 * i7
+    var[7] = i7
+
+
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
+def linear_8(Zt, theta, eta):
+    th0 = theta[0]
+    th1 = theta[1]
+    th2 = theta[2]
+    th3 = theta[3]
+    th4 = theta[4]
+    th5 = theta[5]
+    th6 = theta[6]
+    th7 = theta[7]
+    for t in range(eta.shape[0]):
+        eta[t] = Zt[0, t] * th0 + Zt[1, t] * th1 + Zt[2, t] * th2 + Zt[3, t] * th3 + Zt[4, t] * th4 + Zt[5, t] * th5 + Zt[6, t] * th6 + Zt[7, t] * th7

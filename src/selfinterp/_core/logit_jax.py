@@ -101,7 +101,10 @@ def _build():
                 step, _, k = c
                 cand = theta + step * d
                 eta_c = Z @ cand
-                safe = jnp.max(jnp.abs(eta_c - eta)) <= SAFE_ETA_STEP
+                # a step moving no eta by more than SAFE_ETA_STEP, or the full step from a
+                # Hessian evaluated at theta = 0, raises l for certain (logit_numpy)
+                safe = (jnp.max(jnp.abs(eta_c - eta)) <= SAFE_ETA_STEP) | (
+                    (step == 1.0) & ~jnp.any(s["at"] != 0))
                 o = objective(eta_c, f, w, cand, prec)
                 acc = safe | (o >= obj0 - slack * jnp.abs(obj0))
                 return jnp.where(acc, step, 0.5 * step), acc, k + 1
@@ -198,7 +201,7 @@ def fit_batch_jax():
 
 
 def fit_jax(X, f, w, fit_intercept, prec, max_iter, tol, check_separation, dtype=np.float64):
-    """Fit every context with JAX; same arguments and outputs as :func:`.logit_numba.fit_numba`.
+    """Fit every context with JAX; same arguments as :func:`.logit_numba.fit_numba`.
 
     Parameters
     ----------

@@ -60,7 +60,7 @@ def simulate_numpy(weights, n_trials, scale, intercept, key, first_context=0):
     return np.ascontiguousarray(X), y
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", _nrt=False)
 def simulate_context(cs, w, s, b, T, u, xt, eta, y):
     """One context's draws: ``xt[k, t]`` (attribute-major, k < K) and ``y[t]``, t < T.
 

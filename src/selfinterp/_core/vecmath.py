@@ -43,6 +43,22 @@ def _bits_as_float(typingctx, bits):
     return sig, codegen
 
 
+@intrinsic
+def float_bits(typingctx, x):
+    """The 64 bits of a float64 as an int64 (no conversion).
+
+    For x >= 0 the order of the bits is the order of the values: a maximum of
+    the bits vectorises where a floating-point maximum does not (LLVM wants
+    function-level no-NaN attributes for that, which numba does not set).
+    """
+    sig = types.int64(types.float64)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.int64))
+
+    return sig, codegen
+
+
 # 1/k! for k = 13 down to 2, the Taylor coefficients of exp used by both twins
 _EXP_COEF = (1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0,
              1.0 / 362880.0, 1.0 / 40320.0, 1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0,
