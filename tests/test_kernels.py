@@ -176,3 +176,44 @@ def test_residual_certificate_numba_matches_numpy():
                                              np.zeros((P, P)), np.empty(P), np.empty(T)))
     np.testing.assert_array_equal(ours, ref)
     assert 0.5 < np.mean(ref == 0) < 1.0  # both outcomes occur: the test can fail
+
+
+@settings(max_examples=60, deadline=None)
+@given(design=arbitrary_designs(), counts=st.booleans(), prior=st.sampled_from([None, 0.5, 1.0]))
+def test_the_full_step_from_zero_raises_the_objective(design, counts, prior):
+    # the kernels accept the first Newton step from theta = 0 without evaluating the
+    # log-likelihood: H(0) (weights w / 4) bounds the curvature everywhere, so
+    # l(d) >= l(0) + g.d / 2 (Boehning & Lindsay 1988) for soft labels and counts too
+    X, y = design
+    A, T, K = X.shape
+    w = np.random.default_rng(T).integers(1, 4, (A, T)).astype(float) if counts else np.ones((A, T))
+    Z = np.concatenate([X, np.ones((A, T, 1))], axis=2)
+    prec = np.zeros(K + 1) if prior is None else np.r_[np.full(K, 1 / prior**2), 1 / 2.5**2]
+    H = 0.25 * np.einsum("atp,at,atq->apq", Z, w, Z) + np.diag(prec)
+    g = np.einsum("atp,at->ap", Z, w * (y - 0.5))
+    ok = np.linalg.eigvalsh(H)[:, 0] > 1e-9  # plain ML on a degenerate design: no Newton step
+    d = np.linalg.solve(H[ok], g[ok][..., None])[..., 0]
+
+    def objective(theta):
+        eta = np.einsum("atp,ap->at", Z[ok], theta)
+        return (w[ok] * (y[ok] * eta - np.logaddexp(0.0, eta))).sum(1) - 0.5 * (prec * theta**2).sum(1)
+
+    gain = objective(d) - objective(np.zeros_like(d))
+    bound = 0.5 * np.einsum("ap,ap->a", g[ok], d)
+    assert np.all(gain >= bound - 1e-9 * (1 + np.abs(objective(d))))
+
+
+@settings(max_examples=60, deadline=None)
+@given(design=arbitrary_designs(), where=st.integers(0, 10**6),
+       bad=st.sampled_from(["X nan", "X inf", "X -inf", "y nan", "y -0.5", "y 1.5", "y inf", None]))
+def test_the_input_screen_finds_every_bad_value(design, where, bad):
+    from selfinterp._core.screen import screen
+
+    X, y = (np.ascontiguousarray(a) for a in design)
+    if bad is not None:
+        name, value = bad.split()
+        target = X if name == "X" else y
+        target.flat[where % target.size] = float(value)
+    x_ok, y_ok = screen(X, y)
+    assert x_ok == (bad is None or not bad.startswith("X"))
+    assert y_ok == (bad is None or not bad.startswith("y"))
