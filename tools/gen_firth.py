@@ -45,7 +45,7 @@ from numba import njit
 from .._core.vecmath import FASTMATH, log1p_unit, logistic_fast
 '''
 
-DECO = '@njit(cache=True, fastmath=FASTMATH, error_model="numpy")'
+DECO = '@njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)'
 
 
 def _pairs(P):
@@ -161,7 +161,7 @@ def gen_chol_inv(P: int) -> str:
     log det Inf, or -inf if Inf is not positive definite.  One reciprocal per
     column (no other division), so the CPU overlaps the independent products
     (a loop over a runtime P cost twice as much)."""
-    L = ["", "", '@njit(cache=True, error_model="numpy")', f"def chol_inv_{P}(Inf, L, Li):",
+    L = ["", "", '@njit(cache=True, error_model="numpy", _nrt=False)', f"def chol_inv_{P}(Inf, L, Li):",
          "    logdet = 0.0"]
     for j in range(P):
         terms = "".join(f" - l{j}_{k} * l{j}_{k}" for k in range(j))

@@ -53,7 +53,7 @@ OUTER_ITER = 60  # root-finding iterations per bound
  AZ_, LF_) = range(23)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
 def _info_generic(Zt, b, f, w, p_buf, v_buf, Inf, eta, row):
     """:func:`._firth_unrolled.info_6` etc. for any P: a loop per sum (slower)."""
     P, T = Zt.shape
@@ -83,7 +83,7 @@ def _info_generic(Zt, b, f, w, p_buf, v_buf, Inf, eta, row):
     return ll
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
 def _score_generic(Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U, s_buf):
     """:func:`._firth_unrolled.score_6` etc. for any P."""
     P, T = Zt.shape
@@ -108,7 +108,7 @@ def _score_generic(Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U, s_buf):
         U[p] = s
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, error_model="numpy", inline="always", _nrt=False)
 def _info(Zt, b, f, w, p_buf, v_buf, Inf, eta, row):
     """Log-likelihood, p, v and the Fisher information: straight-line sweeps for P <= 8.
 
@@ -135,7 +135,7 @@ def _info(Zt, b, f, w, p_buf, v_buf, Inf, eta, row):
     return _info_generic(Zt, b, f, w, p_buf, v_buf, Inf, eta, row)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", _nrt=False)
 def _chol_inv_generic(Inf, L, Li):
     """:func:`._firth_unrolled.chol_inv_6` etc. for any P (``L``: work space)."""
     P = Inf.shape[0]
@@ -156,7 +156,7 @@ def _chol_inv_generic(Inf, L, Li):
     return logdet
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, error_model="numpy", inline="always", _nrt=False)
 def _chol_inv(Inf, L, Li):
     """Li = chol(Inf)^{-1}; returns log det Inf, -inf if Inf is not positive definite."""
     P = Inf.shape[0]
@@ -179,7 +179,7 @@ def _chol_inv(Inf, L, Li):
     return _chol_inv_generic(Inf, L, Li)
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, error_model="numpy", inline="always", _nrt=False)
 def _score(Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U, s_buf):
     """Y = L^{-1} Z', m and the modified score U: straight-line sweeps for P <= 8."""
     P = Zt.shape[0]
@@ -203,7 +203,7 @@ def _score(Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U, s_buf):
         _score_generic(Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U, s_buf)
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, error_model="numpy", inline="always", _nrt=False)
 def _evaluate_arrays(Zt, f, w, b, U, Inf, p_buf, v_buf, L, Li, Y, m_buf, eta, row, s_buf):
     """Penalised log-likelihood at ``b``; fills the modified score ``U``, the
     Fisher information ``Inf`` and, in the buffers passed, the fitted probabilities, the
@@ -225,7 +225,7 @@ def _evaluate_arrays(Zt, f, w, b, U, Inf, p_buf, v_buf, L, Li, Y, m_buf, eta, ro
     return ll + 0.5 * logdet
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, error_model="numpy", inline="always", _nrt=False)
 def _evaluate(Zt, f, w, b, ws, U, Inf):
     """:func:`_evaluate_arrays` with its buffers from the workspace ``ws``.
 
@@ -236,7 +236,7 @@ def _evaluate(Zt, f, w, b, ws, U, Inf):
                             ws[ETA_], ws[ROW_], ws[S_])
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
 def _neg_hessian_generic(Zt, Inf, p_buf, v_buf, m_buf, Y, Hn, G, AZ, a2, row):
     """:func:`_neg_hessian` for any P: a loop per sum (slower)."""
     P, T = Zt.shape
@@ -273,7 +273,7 @@ def _neg_hessian_generic(Zt, Inf, p_buf, v_buf, m_buf, Y, Hn, G, AZ, a2, row):
             Hn[s_, r] = Hn[r, s_]
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, error_model="numpy", inline="always", _nrt=False)
 def _neg_hessian_arrays(Zt, Inf, Y, p_buf, v_buf, m_buf, a1, Hn, L, G, AZ, row):
     """Minus the Hessian of l* at the point last evaluated (whose buffers ``ws`` holds).
 
@@ -306,14 +306,14 @@ def _neg_hessian_arrays(Zt, Inf, Y, p_buf, v_buf, m_buf, a1, Hn, L, G, AZ, row):
         _neg_hessian_generic(Zt, Inf, p_buf, v_buf, m_buf, Y, Hn, G, AZ, a1, row)
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, error_model="numpy", inline="always", _nrt=False)
 def _neg_hessian(Zt, w, Inf, ws):
     """:func:`_neg_hessian_arrays` with its buffers from ``ws`` (inlined, see :func:`_evaluate`)."""
     _neg_hessian_arrays(Zt, Inf, ws[Y_], ws[P_], ws[V_], ws[M_], ws[A2_], ws[HN_], ws[L_], ws[G_],
                         ws[AZ_], ws[ROW_])
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", _nrt=False)
 def _solve_sub(Inf, U, fixed, d, S, Ls, r, Lf):
     """d = I_ss^{-1} U_s over the free parameters s (all but ``fixed``; -1: none).
 
@@ -351,7 +351,7 @@ def _solve_sub(Inf, U, fixed, d, S, Ls, r, Lf):
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _maximise(Zt, f, w, b, fixed, max_iter, tol, ws):
     """Maximise l* over all parameters but ``fixed`` (-1: none); b updated in place.
 
@@ -423,8 +423,9 @@ def _workspace(P, T):
             np.zeros((P, P)))  # chol of the full matrix in _solve_sub
 
 
-@njit(cache=True)
-def _profile_bound(Zt, f, w, b_hat, obj_hat, cov, j, direction, q, max_iter, tol, ws, nuis, alt):
+@njit(cache=True, _nrt=False)
+def _profile_bound(Zt, f, w, b_hat, obj_hat, cov, j, direction, q, max_iter, tol, ws, nuis, alt, col,
+                   tangent):
     """One profile penalised-likelihood bound of parameter ``j``.
 
     ``direction`` is +1 (upper) or -1 (lower).  Returns (bound, converged).
@@ -443,9 +444,8 @@ def _profile_bound(Zt, f, w, b_hat, obj_hat, cov, j, direction, q, max_iter, tol
     P = b_hat.shape[0]
     target = obj_hat - 0.5 * q
     U = ws[U_]
-    col = np.empty(P)
-    tangent = np.zeros(P)
     for p in range(P):
+        tangent[p] = 0.0
         nuis[p] = b_hat[p]
     inside = b_hat[j]          # g > 0 here
     outside = np.nan           # g < 0 here, once found
@@ -588,12 +588,13 @@ def firth_numba(X, f, w, fit_intercept, intervals, q, max_iter, tol):
             cov_a = cov[a]
             nuis = np.empty(P)
             alt = np.empty(P)
+            tangent = np.empty(P)
             all_ok = True
             for k in range(K):
                 lo, ok_lo = _profile_bound(Zt, fa, wa, b, obj, cov_a, k, -1.0, q, OUTER_ITER, tol,
-                                           ws, nuis, alt)
+                                           ws, nuis, alt, col, tangent)
                 hi, ok_hi = _profile_bound(Zt, fa, wa, b, obj, cov_a, k, 1.0, q, OUTER_ITER, tol,
-                                           ws, nuis, alt)
+                                           ws, nuis, alt, col, tangent)
                 lower[a, k] = lo
                 upper[a, k] = hi
                 all_ok = all_ok and ok_lo and ok_hi

@@ -24,7 +24,7 @@ from numba import njit
 from .._core.vecmath import FASTMATH, log1p_unit, logistic_fast
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
 def info_1(Zt, b, f, w, p, v, Inf):
     b0 = b[0]
     ll = 0.0
@@ -44,7 +44,7 @@ def info_1(Zt, b, f, w, p, v, Inf):
     return ll
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", _nrt=False)
 def chol_inv_1(Inf, L, Li):
     logdet = 0.0
     s = Inf[0, 0]
@@ -58,7 +58,7 @@ def chol_inv_1(Inf, L, Li):
     return logdet
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
 def score_1(Zt, Li, f, w, p, v, Y, m, U):
     l0_0 = Li[0, 0]
     s0 = 0.0
@@ -74,7 +74,7 @@ def score_1(Zt, Li, f, w, p, v, Y, m, U):
     U[0] = s0
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
 def hess_1(Zt, Y, p, v, m, a1, L, Inf, Hn):
     c0_0 = 0.0
     for t in range(Zt.shape[1]):
@@ -98,7 +98,7 @@ def hess_1(Zt, Y, p, v, m, a1, L, Inf, Hn):
     Hn[0, 0] = Inf[0, 0] - c0_0 + 0.5 * (w0_0 * l0_0)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
 def info_2(Zt, b, f, w, p, v, Inf):
     b0 = b[0]
     b1 = b[1]
@@ -128,7 +128,7 @@ def info_2(Zt, b, f, w, p, v, Inf):
     return ll
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", _nrt=False)
 def chol_inv_2(Inf, L, Li):
     logdet = 0.0
     s = Inf[0, 0]
@@ -156,7 +156,7 @@ def chol_inv_2(Inf, L, Li):
     return logdet
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
 def score_2(Zt, Li, f, w, p, v, Y, m, U):
     l0_0 = Li[0, 0]
     l1_0 = Li[1, 0]
@@ -180,7 +180,7 @@ def score_2(Zt, Li, f, w, p, v, Y, m, U):
     U[1] = s1
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
 def hess_2(Zt, Y, p, v, m, a1, L, Inf, Hn):
     c0_0 = 0.0
     c1_0 = 0.0
@@ -233,7 +233,7 @@ def hess_2(Zt, Y, p, v, m, a1, L, Inf, Hn):
     Hn[1, 1] = Inf[1, 1] - c1_1 + 0.5 * (w1_0 * l1_0 + w1_1 * l1_1)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
 def info_3(Zt, b, f, w, p, v, Inf):
     b0 = b[0]
     b1 = b[1]
@@ -277,7 +277,7 @@ def info_3(Zt, b, f, w, p, v, Inf):
     return ll
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", _nrt=False)
 def chol_inv_3(Inf, L, Li):
     logdet = 0.0
     s = Inf[0, 0]
@@ -325,7 +325,7 @@ def chol_inv_3(Inf, L, Li):
     return logdet
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
 def score_3(Zt, Li, f, w, p, v, Y, m, U):
     l0_0 = Li[0, 0]
     l1_0 = Li[1, 0]
@@ -358,7 +358,7 @@ def score_3(Zt, Li, f, w, p, v, Y, m, U):
     U[2] = s2
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
 def hess_3(Zt, Y, p, v, m, a1, L, Inf, Hn):
     c0_0 = 0.0
     c1_0 = 0.0
@@ -462,7 +462,7 @@ def hess_3(Zt, Y, p, v, m, a1, L, Inf, Hn):
     Hn[2, 2] = Inf[2, 2] - c2_2 + 0.5 * (w2_0 * l2_0 + w2_1 * l2_1 + w2_2 * l2_2)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
 def info_4(Zt, b, f, w, p, v, Inf):
     b0 = b[0]
     b1 = b[1]
@@ -524,7 +524,7 @@ def info_4(Zt, b, f, w, p, v, Inf):
     return ll
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", _nrt=False)
 def chol_inv_4(Inf, L, Li):
     logdet = 0.0
     s = Inf[0, 0]
@@ -598,7 +598,7 @@ def chol_inv_4(Inf, L, Li):
     return logdet
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
 def score_4(Zt, Li, f, w, p, v, Y, m, U):
     l0_0 = Li[0, 0]
     l1_0 = Li[1, 0]
@@ -641,7 +641,7 @@ def score_4(Zt, Li, f, w, p, v, Y, m, U):
     U[3] = s3
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
 def hess_4(Zt, Y, p, v, m, a1, L, Inf, Hn):
     c0_0 = 0.0
     c1_0 = 0.0
@@ -822,7 +822,7 @@ def hess_4(Zt, Y, p, v, m, a1, L, Inf, Hn):
     Hn[3, 3] = Inf[3, 3] - c3_3 + 0.5 * (w3_0 * l3_0 + w3_1 * l3_1 + w3_2 * l3_2 + w3_3 * l3_3)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
 def info_5(Zt, b, f, w, p, v, Inf):
     b0 = b[0]
     b1 = b[1]
@@ -906,7 +906,7 @@ def info_5(Zt, b, f, w, p, v, Inf):
     return ll
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", _nrt=False)
 def chol_inv_5(Inf, L, Li):
     logdet = 0.0
     s = Inf[0, 0]
@@ -1012,7 +1012,7 @@ def chol_inv_5(Inf, L, Li):
     return logdet
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
 def score_5(Zt, Li, f, w, p, v, Y, m, U):
     l0_0 = Li[0, 0]
     l1_0 = Li[1, 0]
@@ -1066,7 +1066,7 @@ def score_5(Zt, Li, f, w, p, v, Y, m, U):
     U[4] = s4
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
 def hess_5(Zt, Y, p, v, m, a1, L, Inf, Hn):
     c0_0 = 0.0
     c1_0 = 0.0
@@ -1356,7 +1356,7 @@ def hess_5(Zt, Y, p, v, m, a1, L, Inf, Hn):
         + w4_4 * l4_4))
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
 def info_6(Zt, b, f, w, p, v, Inf):
     b0 = b[0]
     b1 = b[1]
@@ -1466,7 +1466,7 @@ def info_6(Zt, b, f, w, p, v, Inf):
     return ll
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", _nrt=False)
 def chol_inv_6(Inf, L, Li):
     logdet = 0.0
     s = Inf[0, 0]
@@ -1610,7 +1610,7 @@ def chol_inv_6(Inf, L, Li):
     return logdet
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
 def score_6(Zt, Li, f, w, p, v, Y, m, U):
     l0_0 = Li[0, 0]
     l1_0 = Li[1, 0]
@@ -1676,7 +1676,7 @@ def score_6(Zt, Li, f, w, p, v, Y, m, U):
     U[5] = s5
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
 def hess_6(Zt, Y, p, v, m, a1, L, Inf, Hn):
     c0_0 = 0.0
     c1_0 = 0.0
@@ -2112,7 +2112,7 @@ def hess_6(Zt, Y, p, v, m, a1, L, Inf, Hn):
         + w5_4 * l5_4 + w5_5 * l5_5))
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
 def info_7(Zt, b, f, w, p, v, Inf):
     b0 = b[0]
     b1 = b[1]
@@ -2252,7 +2252,7 @@ def info_7(Zt, b, f, w, p, v, Inf):
     return ll
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", _nrt=False)
 def chol_inv_7(Inf, L, Li):
     logdet = 0.0
     s = Inf[0, 0]
@@ -2441,7 +2441,7 @@ def chol_inv_7(Inf, L, Li):
     return logdet
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
 def score_7(Zt, Li, f, w, p, v, Y, m, U):
     l0_0 = Li[0, 0]
     l1_0 = Li[1, 0]
@@ -2520,7 +2520,7 @@ def score_7(Zt, Li, f, w, p, v, Y, m, U):
     U[6] = s6
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
 def hess_7(Zt, Y, p, v, m, a1, L, Inf, Hn):
     c0_0 = 0.0
     c1_0 = 0.0
@@ -3151,7 +3151,7 @@ def hess_7(Zt, Y, p, v, m, a1, L, Inf, Hn):
         + w6_4 * l6_4 + w6_5 * l6_5 + w6_6 * l6_6))
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
 def info_8(Zt, b, f, w, p, v, Inf):
     b0 = b[0]
     b1 = b[1]
@@ -3325,7 +3325,7 @@ def info_8(Zt, b, f, w, p, v, Inf):
     return ll
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", _nrt=False)
 def chol_inv_8(Inf, L, Li):
     logdet = 0.0
     s = Inf[0, 0]
@@ -3567,7 +3567,7 @@ def chol_inv_8(Inf, L, Li):
     return logdet
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
 def score_8(Zt, Li, f, w, p, v, Y, m, U):
     l0_0 = Li[0, 0]
     l1_0 = Li[1, 0]
@@ -3661,7 +3661,7 @@ def score_8(Zt, Li, f, w, p, v, Y, m, U):
     U[7] = s7
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
 def hess_8(Zt, Y, p, v, m, a1, L, Inf, Hn):
     c0_0 = 0.0
     c1_0 = 0.0
