@@ -313,7 +313,7 @@ def simulate_and_fit(weights, n_trials: int, *, scale=1.0, agent_intercept=0.0, 
         return fit_logit(X, y, backend=backend, **options)
     from ._core.logit_numba import simulate_fit_numba
 
-    A, K = weights.shape
+    K = weights.shape[1]
     prec = prior_precision(K, intercept, prior_sd, intercept_prior_sd)
     out = simulate_fit_numba(weights, n_trials, scale, agent_intercept, key, first_context, intercept,
                              prec, max_iter, tol, check_separation)
@@ -357,7 +357,7 @@ def simulate_and_fit_jax(weights, n_trials: int, *, key, scale=1.0, agent_interc
 
     _check_options("jax", max_iter)
     weights, scale, agent_intercept = _check_arguments(weights, n_trials, scale, agent_intercept)
-    A, K = weights.shape
+    K = weights.shape[1]
     prec = prior_precision(K, intercept, prior_sd, intercept_prior_sd)
     from ._core.logit_jax import simulate_fit_jax
 

@@ -17,6 +17,13 @@ module is about doing it fast.
   are register accumulators of one vectorised loop; the log-likelihood itself
   (log1p per trial) is only evaluated when the line search needs it (see
   :data:`.logit_numpy.SAFE_ETA_STEP`).
+* Solves: LDL^T, straight-line for P <= 8 (no square root on the serial
+  path of the factorisation), and only the variances of the inverse.
+* No reference counting: numba increments and decrements the count of every
+  array argument, atomically, at each call of a compiled function; the
+  per-context code allocates nothing and is compiled with ``_nrt=False``
+  (:func:`_fit_blocks` allocates each block's buffers and hands the block to
+  :func:`_fit_range`), and the per-P dispatchers are inlined.
 * ``error_model="numpy"``: no ZeroDivisionError branch in the loops, which
   would stop vectorisation (no division here can be by zero).
 
@@ -38,7 +45,7 @@ from .rng import context_seed
 from .simulate import simulate_context
 from .logit_numpy import (CERT_DAMPING, CERT_MARGIN, CERT_ROUNDS, ETA_MAX, MAX_HALVING, QUAD_SAFETY,
                           SAFE_ETA_STEP)
-from .vecmath import FASTMATH, _bits_as_float, exp_nonpos_fast, float_bits, log1p_unit, logistic_fast
+from .vecmath import FASTMATH, bits_as_float, exp_nonpos_fast, float_bits, log1p_unit, logistic_fast
 
 BLOCK = 64  # contexts per work item: buffers are allocated once per block
 PAD = 8  # trials are padded to a multiple of this (8 float64 per AVX-512 vector)
@@ -472,7 +479,7 @@ def _abs_max_rows(Zt, out):
         for t in range(Zt.shape[1]):
             b = float_bits(abs(Zt[p, t]))
             m = b if b > m else m
-        out[p] = _bits_as_float(m)
+        out[p] = bits_as_float(m)
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)

@@ -44,13 +44,16 @@ l(0) + g.d / 2 > l(0).  The first step of every fit (91% of which move some
 eta by more than 1.5 on the benchmark data) is of that kind.
 
 Separation (the maximum likelihood estimate does not exist) is examined
-afterwards by :func:`separation_status_numpy`: if the fitted theta separates
-the data, status 1; else an unpenalised Newton run, from the last point the
-fit evaluated, stops as soon as its iterate separates the data (status 1) or
-its Newton direction yields a dual certificate that the MLE exists (status 0,
-:func:`dual_signs_ok`, usually at the first or second iterate), or converges
-to a finite MLE (status 0); failing all of these within its iterations,
-status 2: the caller settles it exactly with a linear program.
+afterwards by :func:`separation_status_numpy`: the residual certificate
+(:func:`residual_certificate_numpy`) from the residuals at the fit, with the
+fitted theta tried as a separating direction after its first round, then from
+the residuals at theta = 0.  For what that leaves, an unpenalised Newton run
+from the last point the fit evaluated stops as soon as its iterate separates
+the data (status 1) or its Newton direction yields a dual certificate that
+the MLE exists (status 0, :func:`dual_signs_ok`, usually at the first or
+second iterate), or converges to a finite MLE (status 0); failing all of
+these within its iterations, status 2: the caller settles it exactly with a
+linear program.
 """
 
 from __future__ import annotations
@@ -359,7 +362,7 @@ def separation_status_numpy(Z, f, w, prec, eta, state, max_iter, tol):
     # the residual certificate from the fit's last evaluation point: its first round
     # settles most contexts; then theta itself is tried as a separating direction, then
     # the other rounds
-    status, lam = certificate_rounds_numpy(Z, f, w, w * (f - sigmoid(_linear(Z, at))), 1)
+    status, lam = certificate_rounds_numpy(Z, f, w, state["r"], 1)  # the residuals at ``at``
     rest = np.flatnonzero(status == 2)
     sep = np.any(theta[rest] != 0, axis=1) & _signs_agree(eta[rest], f[rest], w[rest])
     status[rest[sep]] = 1

@@ -32,31 +32,25 @@ _LN2_HI = 0.693147180369123816490  # ln 2 split in two (Cody & Waite) so n * _LN
 _LN2_LO = 1.90821492927058770002e-10
 
 
-@intrinsic
-def _bits_as_float(typingctx, bits):
-    """Reinterpret the 64 bits of an int64 as a float64 (no conversion)."""
-    sig = types.float64(types.int64)
+def _bitcast(src, dst):
+    """A numba intrinsic reinterpreting the 64 bits of a ``src`` as a ``dst`` (no conversion)."""
 
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(types.float64))
+    @intrinsic
+    def cast(typingctx, x):
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], context.get_value_type(dst))
 
-    return sig, codegen
+        return dst(src), codegen
+
+    return cast
 
 
-@intrinsic
-def float_bits(typingctx, x):
-    """The 64 bits of a float64 as an int64 (no conversion).
-
-    For x >= 0 the order of the bits is the order of the values: a maximum of
-    the bits vectorises where a floating-point maximum does not (LLVM wants
-    function-level no-NaN attributes for that, which numba does not set).
-    """
-    sig = types.int64(types.float64)
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(types.int64))
-
-    return sig, codegen
+# the 64 bits of an int64 as a float64: the exponent field of 2^n
+bits_as_float = _bitcast(types.int64, types.float64)
+# the 64 bits of a float64 as an int64: for x >= 0 the order of the bits is the order of the
+# values, and a maximum of the bits vectorises where a floating-point maximum does not (LLVM
+# wants function-level no-NaN attributes for that, which numba does not set)
+float_bits = _bitcast(types.float64, types.int64)
 
 
 # 1/k! for k = 13 down to 2, the Taylor coefficients of exp used by both twins
@@ -103,7 +97,7 @@ def exp_nonpos(x):
     p = p * r + 0.5
     p = p * r + 1.0
     p = p * r + 1.0
-    return p * _bits_as_float((np.int64(n) + 1023) << 52)
+    return p * bits_as_float((np.int64(n) + 1023) << 52)
 
 
 @njit(cache=True, fastmath=False, error_model="numpy")
@@ -143,7 +137,7 @@ def exp_nonpos_fast(x):
     b2 = a4 + r2 * a5
     c0 = b0 + r4 * b1
     c1 = b2 + r4 * a6
-    return (c0 + r8 * c1) * _bits_as_float((np.int64(n) + 1023) << 52)
+    return (c0 + r8 * c1) * bits_as_float((np.int64(n) + 1023) << 52)
 
 
 @njit(cache=True, fastmath=SCALAR_FASTMATH, error_model="numpy")
