@@ -226,14 +226,23 @@ def bench_size(A, T, n_loop, repeats, rng, use_jax, rows):
 
 def memory_check(A=1_000_000, T=50):
     """Peak RSS of simulating and fitting A x T x 5 in a fresh process (GB)."""
+    # the high-water mark of this process's own memory (VmHWM, kB): ru_maxrss would not do,
+    # Linux carries it over from the parent through fork and exec
     code = f"""
 import resource, numpy as np, selfinterp as si
-from selfinterp._core.rng import key_from_rng
+
+def peak_kb():
+    try:
+        with open("/proc/self/status") as fh:
+            return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
 w = np.random.default_rng(0).uniform(-2.5, 2.5, ({A}, {K}))
 X, y = si.simulate_choices(w, {T}, rng=0)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = peak_kb()
 fit = si.fit_logit(X, y)
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+after = peak_kb()
 print(X.nbytes / 1e9, before / 1e6, after / 1e6, fit.converged.mean())
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -75,11 +75,14 @@ def normalize_weights(coef, max_abs: float = 100.0) -> np.ndarray:
     return out
 
 
-def prepare_outcomes(X, y, mask=None, n=None):
+def prepare_outcomes(X, y, mask=None, n=None, *, screen=True):
     """Validate (X, y, mask, n) and return X, the fraction f and the weight w.
 
     Raises :class:`~selfinterp.errors.InputError` naming the context and trial
-    of the first bad value, before any fitting.
+    of the first bad value, before any fitting.  ``screen=False`` leaves out
+    the values' check in the common case (no mask, no n) for a caller whose
+    kernel checks each context as it reads it (the numba backend of
+    :func:`fit_logit`), and then calls :func:`name_invalid_value`.
     """
     X = as_float_array("X", X, 3)
     y = as_float_array("y", y, 2)
@@ -102,16 +105,14 @@ def prepare_outcomes(X, y, mask=None, n=None):
         # parallel pass; the NumPy checks only run to name a bad value
         if T == 0:
             raise InputError("context 0 has no trials to fit (X has 0 trials)")
-        from ._core.screen import screen
+        from ._core.screen import screen as screen_values
 
         X = np.ascontiguousarray(X)
         y = np.ascontiguousarray(y)
-        x_ok, y_ok = screen(X, y)
-        if not x_ok:
-            check_finite("X", X, dims)
-        if not y_ok:
-            check_finite("y", y, dims[:2])
-            check_range("y", y, 0.0, 1.0, dims[:2])
+        if screen:
+            x_ok, y_ok = screen_values(X, y)
+            if not (x_ok and y_ok):
+                name_invalid_value(X, y)
         return X, y, np.broadcast_to(1.0, (A, T))
     if mask is None:
         # a finite sum proves every term finite, without a temporary the size of X
@@ -148,6 +149,17 @@ def prepare_outcomes(X, y, mask=None, n=None):
     if mask is not None:  # masked entries may hold anything: the kernels must read zeros
         X = np.where(used[..., None], X, 0.0)
     return np.ascontiguousarray(X), f, w
+
+
+def name_invalid_value(X, y, contexts=()):
+    """Raise the :class:`~selfinterp.errors.InputError` that names the first non-finite X or
+    y, or y outside [0, 1] (X (A, T, K), y (A, T)); ``contexts``: those a kernel found bad."""
+    dims = ("context", "trial", "attribute")
+    check_finite("X", X, dims)
+    check_finite("y", y, dims[:2])
+    check_range("y", y, 0.0, 1.0, dims[:2])
+    raise InputError(f"context {int(contexts[0]) if len(contexts) else 0} has a non-finite "
+                     "attribute value or an outcome outside [0, 1]")
 
 
 def prior_precision(K: int, intercept: bool, prior_sd, intercept_prior_sd=INTERCEPT_PRIOR_SD):
@@ -214,13 +226,18 @@ def fit_logit(X, y, *, mask=None, n=None, intercept: bool = True, prior_sd=1.0,
     LogitFit
     """
     _check_options(backend, max_iter)
-    X, f, w = prepare_outcomes(X, y, mask, n)
+    numba = backend in ("auto", "numba")
+    # the numba kernel checks the values of each context as it copies it: no separate pass
+    X, f, w = prepare_outcomes(X, y, mask, n, screen=not numba)
     A, T, K = X.shape
     prec = prior_precision(K, intercept, prior_sd, intercept_prior_sd)
-    if backend in ("auto", "numba"):
-        from ._core.logit_numba import fit_numba
+    if numba:
+        from ._core.logit_numba import INVALID, fit_numba
 
         out = fit_numba(X, f, w, intercept, prec, max_iter, tol, check_separation)
+        invalid = np.flatnonzero(out[6] == INVALID)
+        if len(invalid):
+            name_invalid_value(X, f, invalid)
     elif backend == "numpy":
         from ._core.logit_numpy import fit_numpy
 

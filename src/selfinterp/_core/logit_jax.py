@@ -22,7 +22,8 @@ from functools import partial
 
 import numpy as np
 
-from .logit_numpy import CERT_MARGIN, ETA_MAX, MAX_HALVING, QUAD_SAFETY, SAFE_ETA_STEP
+from .logit_numpy import (CERT_MARGIN, ETA_MAX, MAX_HALVING, PIVOT_MIN, QUAD_SAFETY, RAY_MAX,
+                          SAFE_ETA_STEP)
 
 _CACHE: dict = {}
 
@@ -38,6 +39,14 @@ def _build():
         inv = 1.0 / (1.0 + e)
         p = jnp.where(eta >= 0, inv, e * inv)
         return w * (f - p), w * (e * inv * inv)
+
+    def ray_scale(eta, f, w, theta, prec):
+        r, v = residuals(eta, f, w)
+        q = jnp.sum(prec * theta * theta)
+        a = jnp.sum(r * eta) - q
+        b = jnp.sum(v * eta * eta) + q
+        ok = (a > 0.0) & (b > 0.0)
+        return jnp.where(ok, jnp.minimum(1.0 + a / jnp.where(ok, b, 1.0), RAY_MAX), 1.0)
 
     def grad_hess(Z, r, v, theta, prec):
         g = Z.T @ r - prec * theta
@@ -62,7 +71,7 @@ def _build():
 
     def chol_solve(H, g):
         L = jnp.linalg.cholesky(H)
-        ok = jnp.all(jnp.isfinite(L))
+        ok = jnp.all(jnp.isfinite(L)) & jnp.all(jnp.diagonal(L) ** 2 > PIVOT_MIN * jnp.diagonal(H))
         d = jax.scipy.linalg.cho_solve((L, True), g)
         return jnp.where(ok, d, 0.0), ok
 
@@ -115,6 +124,11 @@ def _build():
             stuck = search & ~moved
             cand = theta + step * d
             eta_c = Z @ cand
+            # the full step from theta = 0, lengthened by the ray search (logit_numpy)
+            first = moved & ~jnp.any(s["at"] != 0)
+            ray = jnp.where(first, ray_scale(eta_c, f, w, cand, prec), 1.0)
+            cand = cand * ray
+            eta_c = eta_c * ray
             r_c, v_c = residuals(eta_c, f, w)
             g_c, H_c = grad_hess(Z, r_c, v_c, cand, prec)
             fine = moved & (step * dmax <= tol * (1.0 + jnp.max(jnp.abs(cand))))
@@ -132,7 +146,7 @@ def _build():
                 dual=dual,
                 done=cert | ~ok | dual | small | stuck | fine,
                 n_iter=jnp.where(solved, s["it"] + 1, s["n_iter"]),
-                prev=jnp.where(moved, jnp.where(step == 1.0, dmax, 0.0), s["prev"]),
+                prev=jnp.where(moved, jnp.where((step == 1.0) & ~first, dmax, 0.0), s["prev"]),
                 it=s["it"] + 1,
             )
 

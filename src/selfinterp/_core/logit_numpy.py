@@ -24,7 +24,8 @@ Newton iteration from theta = 0, per context:
    more than ``SAFE_ETA_STEP`` = 1.5 (either raises l for certain, see below),
    or when it does not lower l by more than 1e-12 |l|.  If no step in
    ``MAX_HALVING`` halvings is accepted, theta cannot be improved: stop there,
-   converged;
+   converged.  The full step from theta = 0 is then lengthened by the ray
+   search (:func:`ray_scale_numpy`, below);
 5. evaluate g and H at the new theta; stop, converged, if the step applied
    was at most tol (1 + max|theta|).
 
@@ -42,6 +43,18 @@ l(theta) >= l(0) + g.theta - theta' H(0) theta / 2 (Boehning & Lindsay 1988,
 the quadratic lower bound); at theta = d = H(0)^-1 g the bound is
 l(0) + g.d / 2 > l(0).  The first step of every fit (91% of which move some
 eta by more than 1.5 on the benchmark data) is of that kind.
+
+The ray search: that first step d = H(0)^-1 g(0) falls short, because the
+curvature along the ray s d shrinks as s grows.  One Newton step for s from
+s = 1 on phi(s) = l(s d) costs a logistic and two sums per trial, and lands
+at or before the best s along the ray, so it raises l too.  phi is concave,
+and phi' is convex for s > 0: its derivative, the third of phi, is
+-sum_t w_t v'(s e_t) e_t^3 >= 0 with e = Z d, because
+v'(x) = v(x) (1 - 2 sigmoid(x)) has the sign of -x (the prior adds a
+constant to the second derivative, nothing to the third).  So the tangent of
+phi' at s = 1 stays below phi' and meets zero at or before its root.  The
+Newton steps that follow start closer: 2.4 instead of 3.0 full evaluations
+after the first at T = 50, 3.0 instead of 4.0 at T = 500.
 
 Separation (the maximum likelihood estimate does not exist) is examined
 afterwards by :func:`separation_status_numpy`: the residual certificate
@@ -70,6 +83,13 @@ CERT_MARGIN = 1e-8  # smallest multiplier, per unit weight, that the dual certif
 # This saves the last evaluation and factorisation (one in five at T = 50) of a step that
 # would be ~1e-14; d_(k-1) must be a full (unhalved) step for the estimate of C.
 QUAD_SAFETY = 10.0
+# A factorisation fails on a pivot at most PIVOT_MIN times its diagonal element (1 - R^2 of
+# that column on the previous ones, in the Hessian's metric): a numerically singular H.  An
+# exactly singular one (more parameters than trials) leaves rounding noise of either sign
+# there, up to 1e-12 of the diagonal when the leading columns are ill-conditioned, so that
+# a test against 0 alone made the backends disagree on whether to go on.
+PIVOT_MIN = 1e-8
+RAY_MAX = 4.0  # the largest factor of the first step's ray search (ray_scale_numpy)
 CERT_ROUNDS = 8  # rounds of the residual certificate (residual_certificate_numpy)
 CERT_DAMPING = 0.9  # its damped move: this share of the way to the first sign change
 
@@ -95,6 +115,18 @@ def _residuals(eta, f, w):
     return w * (f - p), w * (e * inv * inv)
 
 
+def ray_scale_numpy(eta, f, w, theta, prec):
+    """The ray search's factor s >= 1 for the full first step ``theta`` from theta = 0,
+    with eta = Z theta (all (A, .)): one Newton step on phi(s) = l(s theta) from s = 1
+    (module docstring), at most ``RAY_MAX``; 1 where phi'(1) <= 0."""
+    r, v = _residuals(eta, f, w)
+    q = np.sum(prec * theta * theta, axis=1)
+    a = np.sum(r * eta, axis=1) - q  # phi'(1)
+    b = np.sum(v * eta * eta, axis=1) + q  # -phi''(1)
+    ok = (a > 0.0) & (b > 0.0)
+    return np.where(ok, np.minimum(1.0 + a / np.where(ok, b, 1.0), RAY_MAX), 1.0)
+
+
 def _grad_hess(Z, r, v, theta, prec):
     g = np.einsum("at,atp->ap", r, Z) - prec * theta
     H = np.einsum("at,atp,atq->apq", v, Z, Z)
@@ -109,13 +141,17 @@ def _objective(eta, f, w, theta, prec):
 
 
 def _cholesky_solve(H, g):
-    """Newton direction per context; ``ok`` is False where H is not positive definite."""
+    """Newton direction per context; ``ok`` is False where H is not positive definite
+    (a squared pivot of its Cholesky factor at most ``PIVOT_MIN`` times its diagonal)."""
     ok = np.ones(len(g), dtype=bool)
     d = np.zeros_like(g)
     for a in range(len(g)):
         try:
             L = np.linalg.cholesky(H[a])
         except np.linalg.LinAlgError:
+            ok[a] = False
+            continue
+        if not np.all(np.diagonal(L) ** 2 > PIVOT_MIN * np.diagonal(H[a])):
             ok[a] = False
             continue
         d[a] = np.linalg.solve(L.T, np.linalg.solve(L, g[a]))
@@ -195,8 +231,13 @@ def newton_numpy(Z, f, w, prec, max_iter, tol, theta0=None, stop_on_certificate=
             c = idx[j]
             cand = theta[c] + step[j, None] * d[j]
             ec = _linear(Z[c], cand)
-            acc = (np.max(np.abs(ec - eta[c]), axis=1) <= SAFE_ETA_STEP) | (
-                (step[j] == 1.0) & ~np.any(at[c] != 0, axis=1))  # the full step from H(0)
+            first = (step[j] == 1.0) & ~np.any(at[c] != 0, axis=1)  # the full step from H(0)
+            if first.any():  # lengthened by the ray search
+                cf = c[first]
+                ray = ray_scale_numpy(ec[first], f[cf], w[cf], cand[first], prec[cf])
+                cand[first] *= ray[:, None]
+                ec[first] *= ray[:, None]
+            acc = (np.max(np.abs(ec - eta[c]), axis=1) <= SAFE_ETA_STEP) | first
             obj_known[c[acc]] = False
             need = ~acc
             if need.any():
@@ -220,13 +261,14 @@ def newton_numpy(Z, f, w, prec, max_iter, tol, theta0=None, stop_on_certificate=
         active[stuck] = False
         moved = ~pending
         m = idx[moved]
+        from_zero = ~np.any(at[m] != 0, axis=1)  # the ray-searched first step: not a Newton step
         theta[m] = new_theta[moved]
         at[m] = theta[m]
         eta[m] = new_eta[moved]
         r[m], v[m] = _residuals(eta[m], f[m], w[m])
         g[m], H[m] = _grad_hess(Z[m], r[m], v[m], theta[m], prec[m])
         fine = step[moved] * dmax[moved] <= tol * (1.0 + np.max(np.abs(theta[m]), axis=1))
-        prev[m] = np.where(step[moved] == 1.0, dmax[moved], 0.0)
+        prev[m] = np.where((step[moved] == 1.0) & ~from_zero, dmax[moved], 0.0)
         converged[m[fine]] = True
         active[m[fine]] = False
     return dict(theta=theta, at=at, r=r, v=v, g=g, H=H, converged=converged,

@@ -5,7 +5,9 @@ outcomes outside [0, 1] before any fitting; on large inputs NumPy's checks
 (a sum over X, then the minimum, maximum and sum of y) were a tenth of a
 whole fit at T = 50, on one thread.  This pass reads each array once, on
 every core; only when it finds a bad value do the NumPy checks run, to name
-the first one.
+the first one.  The numba backend of :func:`selfinterp.fit_logit` does
+without it: its kernel checks each context as it copies it
+(:func:`.logit_numba._inputs_ok`), which saves this memory-bound pass.
 """
 
 from __future__ import annotations
