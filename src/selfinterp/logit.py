@@ -158,8 +158,8 @@ def name_invalid_value(X, y, contexts=()):
     check_finite("X", X, dims)
     check_finite("y", y, dims[:2])
     check_range("y", y, 0.0, 1.0, dims[:2])
-    raise InputError(f"context {int(contexts[0]) if len(contexts) else 0} has a non-finite "
-                     "attribute value or an outcome outside [0, 1]")
+    where = f"context {int(contexts[0])}" if len(contexts) else "an input"
+    raise InputError(f"{where} has a non-finite attribute value or an outcome outside [0, 1]")
 
 
 def prior_precision(K: int, intercept: bool, prior_sd, intercept_prior_sd=INTERCEPT_PRIOR_SD):
