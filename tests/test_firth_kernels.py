@@ -90,3 +90,32 @@ def test_weight_zero_padding_changes_nothing():
     np.testing.assert_allclose(U_p, U, rtol=1e-13, atol=1e-13)
     np.testing.assert_allclose(Inf_p, Inf, rtol=1e-13, atol=1e-13)
     np.testing.assert_allclose(ws_p[fn.HN_], ws[fn.HN_], rtol=1e-13, atol=1e-13)
+
+
+def test_joint_newton_bounds_are_the_profile_bounds():
+    """The joint Newton fast path (fn._bound_joint) converges on regular data and
+    finds the same bounds as fit_firth reports (which the reference tests check
+    against scipy and logistf to 1e-6)."""
+    from selfinterp import simulate_choices
+    from selfinterp.design import draw_target_weights
+    from selfinterp.estimators import fit_firth
+
+    w = draw_target_weights(20, 3, np.random.SeedSequence([5, 1]))
+    X, y = simulate_choices(w, 60, scale=0.02, rng=np.random.SeedSequence([5, 2]))
+    fit = fit_firth(X, y, check_separation=False)
+    q = 3.841458820694124
+    n_ok = 0
+    for a in range(len(X)):
+        Zt = np.ascontiguousarray(np.column_stack([X[a], np.ones(60)]).T)
+        f, wt = y[a].astype(float), np.ones(60)
+        b_hat = np.append(fit.coef[a], fit.intercept[a])
+        obj_hat, _, Inf, ws = _evaluate(Zt, f, wt, b_hat)
+        cov = np.linalg.inv(Inf)
+        for j in range(3):
+            for direction, ref in ((-1.0, fit.lower[a, j]), (1.0, fit.upper[a, j])):
+                c, ok = fn._bound_joint(Zt, f, wt, b_hat, cov, j, direction, q, obj_hat - q / 2,
+                                        1e-10, ws, np.empty(4), np.empty(4), np.empty(4))
+                if ok:
+                    n_ok += 1
+                    assert abs(c - ref) < 1e-8
+    assert n_ok >= 0.9 * len(X) * 6
