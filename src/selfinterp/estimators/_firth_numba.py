@@ -62,7 +62,6 @@ JOINT_MAX_OFF = 0.5  # give up if another parameter's Newton step exceeds this m
 # change 7e-9 against iterating to convergence).
 JOINT_STEP_TOL = 1e-5
 JOINT_NUIS_TOL = 1e-4
-JOINT_MAX_OFF = 0.5
 # Workspace slots (see _workspace); named so that the kernels read as algebra.
 (P_, V_, S_, M_, U_, INF_, L_, D_, CAND_, U2_, I2_, SS_, LS_, HN_, G_, LI_, ETA_, R_, ROW_, A2_, Y_,
  AZ_, LF_) = range(23)
@@ -516,7 +515,7 @@ def _bound_joint(Zt, f, w, b_hat, cov, j, direction, q, target, tol, ws, nuis, c
             return nuis[j], False
         if small and abs(step) <= JOINT_STEP_TOL * se:
             # quadratic convergence: the step's own error is of the order of
-            # the square of these (see the docstring), so stop without
+            # the square of these (see JOINT_STEP_TOL), so stop without
             # evaluating again
             return nuis[j] + step, True
         for p in range(P):
