@@ -120,6 +120,39 @@ def test_simulate_and_fit_on_the_device_transfers_only_weights_and_fits():
     np.testing.assert_allclose(part.coef, fit.coef[100:], rtol=1e-12, atol=1e-13)
 
 
+def test_contexts_drawn_again_by_number_are_the_batch_rows():
+    # simulate_and_fit_jax settles undecided contexts on their choices, drawn again in
+    # one call by context number: rows idx of the batch, bit for bit
+    from selfinterp._core.simulate_jax import simulate_jax
+
+    rng = np.random.default_rng(3)
+    w = rng.normal(0, 2, (300, 3))
+    scale, b = rng.uniform(0.5, 5, 300), rng.normal(0, 0.3, 300)
+    key = jax.random.key(11)
+    with jax.enable_x64(True):
+        X, y = simulate_jax(w, 17, scale, b, key, first_context=40, dtype=np.float64)
+        idx = np.array([0, 5, 299, 123, 5])
+        Xi, yi = simulate_jax(w[idx], 17, scale[idx], b[idx], key, contexts=40 + idx,
+                              dtype=np.float64)
+    np.testing.assert_array_equal(np.asarray(Xi), np.asarray(X)[idx])
+    np.testing.assert_array_equal(np.asarray(yi), np.asarray(y)[idx])
+
+
+def test_simulate_and_fit_jax_separation_flags_with_many_separated_contexts():
+    # few choices: many contexts separated, 12 of 400 left by the kernel to the linear
+    # program on choices drawn again; the flags equal those of fitting the same choices
+    from selfinterp.logit import simulate_and_fit_jax
+
+    w = np.random.default_rng(5).uniform(-3, 3, (400, 4))
+    key = jax.random.key(2)
+    fit = simulate_and_fit_jax(w, 16, key=key, scale=1.0, dtype=np.float64, first_context=9)
+    X, y = si.simulate_choices_jax(w, 16, key=key, scale=1.0, dtype=np.float64, first_context=9)
+    ref = si.fit_logit(np.asarray(X), np.asarray(y), backend="numpy")
+    assert 0.2 < ref.separated.mean() < 0.95
+    np.testing.assert_array_equal(fit.separated, ref.separated)
+    np.testing.assert_array_equal(fit.converged, ref.converged)
+
+
 def test_power_engine_on_the_jax_backend():
     # backend="jax" simulates and fits every replicate batch on the device, with JAX's
     # generator: other choices, the same distribution.  r(learned, target) of 200 studies

@@ -370,24 +370,30 @@ def simulate_and_fit_jax(weights, n_trials: int, *, key, scale=1.0, agent_interc
     -------
     LogitFit
     """
-    from .simulate import _check_arguments, simulate_choices_jax
+    from .errors import require
+    from .simulate import _check_arguments
 
+    jax = require("jax", "jax")
     _check_options("jax", max_iter)
     weights, scale, agent_intercept = _check_arguments(weights, n_trials, scale, agent_intercept)
     K = weights.shape[1]
     prec = prior_precision(K, intercept, prior_sd, intercept_prior_sd)
     from ._core.logit_jax import simulate_fit_jax
+    from ._core.simulate_jax import simulate_jax
 
     out = _parts(*simulate_fit_jax(weights, int(n_trials), scale, agent_intercept, key,
                                    int(first_context), intercept, prec, max_iter, tol,
                                    check_separation, dtype), K, intercept)
 
-    def one(i):  # context i alone, from its own stream
-        return simulate_choices_jax(weights[i:i + 1], n_trials, key=key, scale=scale[i:i + 1],
-                                    intercept=agent_intercept[i:i + 1], first_context=first_context + i,
-                                    dtype=dtype)
+    def again(idx):  # the contexts idx, each from its own stream, in one call
+        with jax.enable_x64(np.dtype(dtype) == np.float64):
+            X, y = simulate_jax(weights[idx], n_trials, scale[idx], agent_intercept[idx], key,
+                                contexts=first_context + idx, dtype=dtype)
+            X, y = jax.device_get((X, y))
+        y = np.asarray(y, dtype=np.float64)
+        return np.asarray(X, dtype=np.float64), y, np.ones_like(y)
 
-    return _finish(*out, intercept, prior_sd, lambda idx: _simulated_again(one, idx))
+    return _finish(*out, intercept, prior_sd, again)
 
 
 def _check_options(backend, max_iter):

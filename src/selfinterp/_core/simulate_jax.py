@@ -28,31 +28,46 @@ def _build():
         y = jnp.where(jnp.isinf(s), eta > 0, stochastic)
         return x, y.astype(dtype)
 
-    @partial(jax.jit, static_argnames=("n_trials", "dtype"))
-    def simulate(weights, scale, intercept, key, first_context, *, n_trials, dtype):
-        ctx = first_context + jnp.arange(weights.shape[0], dtype=jnp.uint32)
+    def draw(weights, scale, intercept, key, ctx, n_trials, dtype):
         keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, ctx)
         return jax.vmap(partial(one, n_trials=n_trials, dtype=dtype))(keys, weights, scale,
                                                                          intercept)
 
-    return simulate
+    @partial(jax.jit, static_argnames=("n_trials", "dtype"))
+    def simulate(weights, scale, intercept, key, first_context, *, n_trials, dtype):
+        ctx = first_context + jnp.arange(weights.shape[0], dtype=jnp.uint32)
+        return draw(weights, scale, intercept, key, ctx, n_trials, dtype)
+
+    @partial(jax.jit, static_argnames=("n_trials", "dtype"))
+    def simulate_ids(weights, scale, intercept, key, ctx, *, n_trials, dtype):
+        return draw(weights, scale, intercept, key, ctx, n_trials, dtype)
+
+    return simulate, simulate_ids
 
 
-def simulate_jax(weights, n_trials, scale, intercept, key, first_context=0, dtype=None):
+def simulate_jax(weights, n_trials, scale, intercept, key, first_context=0, dtype=None,
+                 contexts=None):
     """Simulate on the JAX default device; returns JAX arrays X (A, T, K), y (A, T).
 
     ``weights`` (A, K), ``scale`` and ``intercept`` (A,) (np.inf scale: the
     deterministic rule, ties to B); ``key`` a ``jax.random`` key.  ``dtype``
-    defaults to the dtype of ``weights``.  Every input is moved to the device
-    explicitly (``jax.device_put``; a no-op for arrays already there), so the
-    call runs under ``jax.transfer_guard("disallow")``.
+    defaults to the dtype of ``weights``.  Row ``a`` is context
+    ``first_context + a``, or ``contexts[a]`` when that (A,) array of context
+    numbers is given (to draw again, in one call, the contexts of a batch that
+    need their choices).  Every input is moved to the device explicitly
+    (``jax.device_put``; a no-op for arrays already there), so the call runs
+    under ``jax.transfer_guard("disallow")``.
     """
     import jax
     import numpy as np
 
     if "sim" not in _CACHE:
-        _CACHE["sim"] = _build()
+        _CACHE["sim"], _CACHE["sim_ids"] = _build()
     dtype = np.dtype(weights.dtype if dtype is None else dtype)
     put = jax.device_put
-    return _CACHE["sim"](put(weights.astype(dtype)), put(scale.astype(dtype)), put(intercept.astype(dtype)),
-                         key, put(np.uint32(first_context)), n_trials=int(n_trials), dtype=dtype)
+    args = (put(weights.astype(dtype)), put(scale.astype(dtype)), put(intercept.astype(dtype)), key)
+    if contexts is None:
+        return _CACHE["sim"](*args, put(np.uint32(first_context)), n_trials=int(n_trials),
+                             dtype=dtype)
+    return _CACHE["sim_ids"](*args, put(np.asarray(contexts, dtype=np.uint32)),
+                             n_trials=int(n_trials), dtype=dtype)
