@@ -30,6 +30,7 @@ import json
 import subprocess
 import sys
 import time
+import traceback
 
 import numpy as np
 
@@ -73,6 +74,15 @@ def environment():
     return info
 
 
+def cuda_ok():
+    """The CUDA backend runs here (numba-cuda and a GPU)."""
+    try:
+        from selfinterp._core import logit_cuda
+    except ImportError:
+        return False
+    return logit_cuda.available()
+
+
 def agreement(rng, A=4096, T=50):
     """Device fits against the NumPy backend on the same device-simulated choices."""
     import jax
@@ -85,17 +95,23 @@ def agreement(rng, A=4096, T=50):
         X, y = np.asarray(X), np.asarray(y)
     ref = si.fit_logit(X, y, backend="numpy")
     out = {}
-    for dt in (np.float64, np.float32):
-        fit = si.fit_logit(X, y, backend="jax", dtype=dt)
+    backends = ["jax"] + (["cuda"] if cuda_ok() else [])
+    for backend, dt in [(b, d) for b in backends for d in (np.float64, np.float32)]:
+        try:
+            fit = si.fit_logit(X, y, backend=backend, dtype=dt)
+        except Exception:
+            traceback.print_exc()
+            continue
         ok = ref.converged & fit.converged
-        out[np.dtype(dt).name] = row = {
+        out[f"{backend} {np.dtype(dt).name}"] = row = {
             "max_abs_coef": float(np.max(np.abs(fit.coef[ok] - ref.coef[ok]))),
             "max_abs_normalised": float(np.max(np.abs(normalize_weights(fit.coef[ok])
                                                       - normalize_weights(ref.coef[ok])))),
             "status_agree": float(np.mean(fit.separated == ref.separated)),
             "converged_agree": float(np.mean(fit.converged == ref.converged)),
+            "n_iter_agree": float(np.mean(fit.n_iter == ref.n_iter)),
         }
-        print(f"agreement {np.dtype(dt).name} vs NumPy backend ({A} x {T}): " +
+        print(f"agreement {backend} {np.dtype(dt).name} vs NumPy backend ({A} x {T}): " +
               ", ".join(f"{k} {v:.3g}" for k, v in row.items()))
     return out
 
@@ -150,15 +166,73 @@ def bench_size(A, T, dtype, repeats, rng):
 
         t, _ = median_time(fused, repeats)
         row["simulate_fit_on_device"] = n / t
-    t, res = median_time(lambda: simulate_and_fit_jax(w, T, key=jax.random.key(0), dtype=dtype),
-                         max(1, repeats // 2))
+    t, res = median_time(lambda: simulate_and_fit_jax(w, T, key=jax.random.key(0), dtype=dtype,
+                                                      fit_backend="jax"), max(1, repeats // 2))
     row["simulate_and_fit_jax"] = n / t
     row["converged"] = float(res.converged.mean())
+    if cuda_ok():
+        try:
+            bench_cuda(row, w, T, dtype, prec, tol, repeats, res)
+        except Exception:  # the JAX figures of this size still count
+            traceback.print_exc()
+            row["cuda_error"] = traceback.format_exc(limit=3)
     print(f"A={A:>9,} T={T:>3} {dtype.name}: " + ", ".join(
         f"{k} {row[k]:.3g}" for k in ("simulate", "fit", "fit_no_check", "simulate_fit_on_device",
                                       "simulate_and_fit_jax", "n_iter_mean", "n_iter_max",
                                       "separated", "converged")), flush=True)
     return row
+
+
+def bench_cuda(row, w, T, dtype, prec, tol, repeats, jax_fit):
+    """The CUDA kernel's timings, on the same weights and key (contexts-last layout)."""
+    import jax
+    from numba import cuda
+
+    from selfinterp._core.logit_cuda import fit_cuda_device
+    from selfinterp._core.simulate_jax import simulate_jax
+
+    A, n = len(w), len(w) * T
+    with jax.enable_x64(dtype == np.float64):
+        dev = [jax.device_put(np.asarray(a, dtype)) for a in (w, np.ones(A), np.zeros(A))]
+        key = jax.random.key(0)
+
+        def sim():
+            return jax.block_until_ready(simulate_jax(dev[0], T, dev[1], dev[2], key, dtype=dtype,
+                                                      trials_first=True))
+
+        t, (Xt, F) = median_time(sim, repeats)
+        row["cuda_simulate_trials_first"] = n / t
+        row["cuda_array_interface"] = hasattr(Xt, "__cuda_array_interface__")
+
+        def fit_only():
+            out = fit_cuda_device(Xt, F, None, K, True, prec, 100, tol, True, dtype, to_host=False)
+            cuda.synchronize()
+            return out
+
+        t, out = median_time(fit_only, repeats)
+        row["cuda_fit"] = n / t
+        n_iter = out[3].copy_to_host()
+        row["cuda_n_iter_mean"], row["cuda_n_iter_max"] = float(n_iter.mean()), int(n_iter.max())
+        del Xt, F, out
+
+        def fused():
+            Xt, F = simulate_jax(dev[0], T, dev[1], dev[2], key, dtype=dtype, trials_first=True)
+            jax.block_until_ready((Xt, F))
+            out = fit_cuda_device(Xt, F, None, K, True, prec, 100, tol, True, dtype, to_host=False)
+            cuda.synchronize()
+            return out
+
+        t, _ = median_time(fused, repeats)
+        row["cuda_simulate_fit_on_device"] = n / t
+    t, res = median_time(lambda: simulate_and_fit_jax(w, T, key=jax.random.key(0), dtype=dtype,
+                                                      fit_backend="cuda"), max(1, repeats // 2))
+    row["cuda_simulate_and_fit_jax"] = n / t
+    ok = res.converged & jax_fit.converged
+    row["cuda_vs_jax_max_abs_normalised"] = float(np.max(np.abs(
+        normalize_weights(res.coef[ok]) - normalize_weights(jax_fit.coef[ok]))))
+    row["cuda_vs_jax_separated_agree"] = float(np.mean(res.separated == jax_fit.separated))
+    print(f"   cuda: " + ", ".join(f"{k[5:]} {row[k]:.3g}" for k in row if k.startswith("cuda_")),
+          flush=True)
 
 
 def main(argv=None):
@@ -170,10 +244,11 @@ def main(argv=None):
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     rng = np.random.default_rng(2025)
-    result = {"environment": environment(), "agreement": agreement(rng), "sizes": [], "skipped": []}
+    result = {"environment": environment(), "agreement": agreement(rng, A=256 if args.quick else 4096),
+              "sizes": [], "skipped": []}
     # about 2e8 choices per float32 size and 1e8 per float64 size: several GB, many times the L2
     if args.quick:
-        sizes = [(np.float32, 20_000, 50), (np.float64, 10_000, 50)]
+        sizes = [(np.float32, 512, 20), (np.float64, 256, 20)]
     else:
         sizes = [(np.float32, 4_000_000, 50), (np.float64, 2_000_000, 50),
                  (np.float32, 2_000_000, 100), (np.float32, 400_000, 500),
@@ -187,6 +262,18 @@ def main(argv=None):
         if args.json:  # after every size, so that a run cut short keeps what it measured
             with open(args.json, "w") as fh:
                 json.dump(result, fh, indent=1)
+    if any("cuda_fit" in r for r in result["sizes"]):
+        print("\nCUDA kernel (choices/s):")
+        print(f"{'size':>22} {'sim(T,K,A)':>10} {'fit':>10} {'sim+fit':>10} {'public':>10} "
+              f"{'iter':>9} {'vs jax':>8}")
+        for r in result["sizes"]:
+            if "cuda_simulate_and_fit_jax" in r:
+                print(f"{r['A']:>9,} x {r['T']:>3} {r['dtype']:>7} "
+                      f"{r['cuda_simulate_trials_first']:10.3g} {r['cuda_fit']:10.3g} "
+                      f"{r['cuda_simulate_fit_on_device']:10.3g} "
+                      f"{r['cuda_simulate_and_fit_jax']:10.3g} "
+                      f"{r['cuda_n_iter_mean']:5.2f}/{r['cuda_n_iter_max']:<3d} "
+                      f"{r['cuda_vs_jax_max_abs_normalised']:8.2g}")
     print(f"\nsummary (choices/s; {time.perf_counter() - t0:.0f} s in all):")
     print(f"{'size':>22} {'simulate':>10} {'fit':>10} {'fit,nochk':>10} {'sim+fit':>10} "
           f"{'public':>10} {'iter':>9}")

@@ -2,12 +2,22 @@
 
 The paper's released data is read from ``../shared/data/plunkett2025`` beside
 the repository (as CI lays it out), or from ``$SELFINTERP_SHARED_DATA``.
+The CUDA backend is tested in numba's CUDA simulator (no GPU needed), or on
+the GPU with ``SELFINTERP_TEST_GPU=1``.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+# The CUDA backend's kernel runs in numba's CUDA simulator (set before numba is imported),
+# unless SELFINTERP_TEST_GPU=1 asks for the real GPU
+if os.environ.get("SELFINTERP_TEST_GPU") != "1":
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+    from numba.core import config as _numba_config  # numba-cuda's .pth may have loaded it
+
+    _numba_config.reload_config()
 
 import pytest
 from hypothesis import HealthCheck, settings

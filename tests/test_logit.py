@@ -151,14 +151,17 @@ def test_duplicating_every_trial_leaves_the_mle_unchanged(problem):
 def test_backends_agree_on_arbitrary_designs(design, prior_sd, intercept):
     X, y = design
     ref = si.fit_logit(X, y, prior_sd=prior_sd, intercept=intercept, backend="numpy")
-    nb = si.fit_logit(X, y, prior_sd=prior_sd, intercept=intercept, backend="numba")
-    assert np.array_equal(ref.separated, nb.separated)
-    assert np.array_equal(ref.converged, nb.converged)
-    ok = ref.converged
-    np.testing.assert_allclose(nb.coef[ok], ref.coef[ok], rtol=1e-8, atol=1e-8)
-    np.testing.assert_allclose(nb.stderr[ok], ref.stderr[ok], rtol=1e-6, atol=1e-8)
-    for f in (nb.coef, nb.stderr, nb.intercept):
-        assert np.all(np.isfinite(f))
+    for backend in ("numba", "cuda"):  # cuda: in numba's CUDA simulator where there's no GPU
+        nb = si.fit_logit(X, y, prior_sd=prior_sd, intercept=intercept, backend=backend)
+        if not np.array_equal(ref.converged, nb.converged):
+            np.savez("/tmp/fail.npz", X=X, y=y, prior=np.nan if prior_sd is None else prior_sd, icpt=intercept)
+        assert np.array_equal(ref.separated, nb.separated)
+        assert np.array_equal(ref.converged, nb.converged)
+        ok = ref.converged
+        np.testing.assert_allclose(nb.coef[ok], ref.coef[ok], rtol=1e-8, atol=1e-8)
+        np.testing.assert_allclose(nb.stderr[ok], ref.stderr[ok], rtol=1e-6, atol=1e-8)
+        for f in (nb.coef, nb.stderr, nb.intercept):
+            assert np.all(np.isfinite(f))
 
 
 @given(arbitrary_designs(max_trials=15))

@@ -18,7 +18,7 @@ from .errors import InputError
 
 __all__ = ["LogitFit", "fit_logit", "simulate_and_fit", "simulate_and_fit_jax", "normalize_weights", "BACKENDS"]
 
-BACKENDS = ("auto", "numpy", "numba", "jax")
+BACKENDS = ("auto", "numpy", "numba", "jax", "cuda")
 INTERCEPT_PRIOR_SD = 2.5
 
 
@@ -207,8 +207,9 @@ def fit_logit(X, y, *, mask=None, n=None, intercept: bool = True, prior_sd=1.0,
     intercept_prior_sd : float or None
         Standard deviation of the normal prior on the intercept when
         ``prior_sd`` is not None (weakly informative 2.5 by default).
-    backend : {"auto", "numpy", "numba", "jax"}
-        "auto" is numba.
+    backend : {"auto", "numpy", "numba", "jax", "cuda"}
+        "auto" is numba.  "cuda" fits on an NVIDIA GPU, one thread per
+        context (needs numba-cuda: the ``gpu`` extra).
     max_iter, tol : int, float
         Newton stops when the applied step is at most ``tol * (1 + max|theta|)``,
         or when, in the quadratic regime, the next step is predicted to be
@@ -219,7 +220,7 @@ def fit_logit(X, y, *, mask=None, n=None, intercept: bool = True, prior_sd=1.0,
         unpenalised Newton run, and a linear program for the rare undecided
         context).
     dtype : np.float64 or np.float32
-        Working precision of the JAX backend (the others use float64).
+        Working precision of the JAX and CUDA backends (the others use float64).
 
     Returns
     -------
@@ -244,6 +245,10 @@ def fit_logit(X, y, *, mask=None, n=None, intercept: bool = True, prior_sd=1.0,
         Z = _design(X, intercept)
         out = _parts(*fit_numpy(Z, f, w, np.broadcast_to(prec, (A, len(prec))), max_iter, tol,
                                 check_separation), K, intercept)
+    elif backend == "cuda":
+        fit_cuda = _cuda_kernels().fit_cuda
+        out = _parts(*fit_cuda(X, f, w, intercept, prec, max_iter, tol, check_separation, dtype),
+                     K, intercept)
     else:
         from ._core.logit_jax import fit_jax
 
@@ -253,10 +258,12 @@ def fit_logit(X, y, *, mask=None, n=None, intercept: bool = True, prior_sd=1.0,
 
 
 def _parts(theta, cov, conv, n_iter, status, K, intercept):
-    """The NumPy and JAX backends' (theta (A, P), covariance (A, P, P), ...) in the numba
-    backend's layout: (coef, intercept, stderr, intercept stderr, converged, n_iter, status)."""
+    """The NumPy, JAX and CUDA backends' (theta (A, P), covariance (A, P, P) or variances
+    (A, P), ...) in the numba backend's layout: (coef, intercept, stderr, intercept stderr,
+    converged, n_iter, status)."""
     A = theta.shape[0]
-    se = np.sqrt(np.clip(np.diagonal(cov, axis1=1, axis2=2), 0.0, None))
+    var = cov if cov.ndim == 2 else np.diagonal(cov, axis1=1, axis2=2)
+    se = np.sqrt(np.clip(var, 0.0, None))
     zeros = np.zeros(A)
     return (np.ascontiguousarray(theta[:, :K]), theta[:, K].copy() if intercept else zeros,
             np.ascontiguousarray(se[:, :K]), se[:, K].copy() if intercept else zeros.copy(),
@@ -346,7 +353,7 @@ def simulate_and_fit_jax(weights, n_trials: int, *, key, scale=1.0, agent_interc
                          first_context: int = 0, intercept: bool = True, prior_sd=1.0,
                          intercept_prior_sd=INTERCEPT_PRIOR_SD, max_iter: int = 100,
                          tol: float = 1e-8, check_separation: bool = True,
-                         dtype=np.float32) -> LogitFit:
+                         dtype=np.float32, fit_backend: str = "auto") -> LogitFit:
     """Simulate and fit on the JAX default device (a GPU when present): the choices never leave it.
 
     :func:`~selfinterp.simulate.simulate_choices_jax` then the JAX estimator,
@@ -365,6 +372,12 @@ def simulate_and_fit_jax(weights, n_trials: int, *, key, scale=1.0, agent_interc
         As in :func:`fit_logit`.
     dtype : np.float32 or np.float64
         Working precision of simulation and fit (float32 is the GPUs' fast one).
+    fit_backend : {"auto", "jax", "cuda"}
+        Who fits the simulated choices: the JAX estimator, or the CUDA kernel
+        (one GPU thread per context, numba-cuda; about 10x to 100x faster on
+        an H200, see ``benchmarks/README.md``), reading JAX's arrays in place.
+        The two agree to rounding.  "auto" is "cuda" where JAX computes on a
+        GPU and numba-cuda can use it, else "jax".
 
     Returns
     -------
@@ -378,12 +391,19 @@ def simulate_and_fit_jax(weights, n_trials: int, *, key, scale=1.0, agent_interc
     weights, scale, agent_intercept = _check_arguments(weights, n_trials, scale, agent_intercept)
     K = weights.shape[1]
     prec = prior_precision(K, intercept, prior_sd, intercept_prior_sd)
-    from ._core.logit_jax import simulate_fit_jax
     from ._core.simulate_jax import simulate_jax
 
-    out = _parts(*simulate_fit_jax(weights, int(n_trials), scale, agent_intercept, key,
-                                   int(first_context), intercept, prec, max_iter, tol,
-                                   check_separation, dtype), K, intercept)
+    if fit_backend not in ("auto", "jax", "cuda"):
+        raise InputError(f"fit_backend must be 'auto', 'jax' or 'cuda', got {fit_backend!r}")
+    if fit_backend == "auto":
+        fit_backend = "cuda" if jax.default_backend() == "gpu" and _cuda_usable() else "jax"
+    if fit_backend == "cuda":
+        simulate_fit = _cuda_kernels().simulate_fit_cuda
+    else:
+        from ._core.logit_jax import simulate_fit_jax as simulate_fit
+    out = _parts(*simulate_fit(weights, int(n_trials), scale, agent_intercept, key,
+                               int(first_context), intercept, prec, max_iter, tol,
+                               check_separation, dtype), K, intercept)
 
     def again(idx):  # the contexts idx, each from its own stream, in one call
         with jax.enable_x64(np.dtype(dtype) == np.float64):
@@ -394,6 +414,26 @@ def simulate_and_fit_jax(weights, n_trials: int, *, key, scale=1.0, agent_interc
         return np.asarray(X, dtype=np.float64), y, np.ones_like(y)
 
     return _finish(*out, intercept, prior_sd, again)
+
+
+def _cuda_usable():
+    try:
+        return _cuda_kernels() is not None
+    except ImportError:
+        return False
+
+
+def _cuda_kernels():
+    """The CUDA backend's module, or a clear error where it cannot run."""
+    from .errors import MissingExtraError, require
+
+    require("numba.cuda", "gpu")
+    from ._core import logit_cuda
+
+    if not logit_cuda.available():
+        raise MissingExtraError("backend='cuda' needs an NVIDIA GPU and its driver, which numba "
+                                "cannot find here (numba.cuda.is_available() is False)")
+    return logit_cuda
 
 
 def _check_options(backend, max_iter):

@@ -258,11 +258,12 @@ def simulate_fit_jax(weights, n_trials, scale, intercept, key, first_context, fi
         return _to_host(out)
 
 
-def _settings(dtype, tol, prec):
-    """(jax, dtype, effective tol, line-search slack, ml) for a working precision."""
+def _settings(dtype, tol, prec, need_jax=True):
+    """(jax, dtype, effective tol, line-search slack, ml) for a working precision
+    (also the CUDA kernel's, which passes ``need_jax=False`` and gets None for jax)."""
     from ..errors import require
 
-    jax = require("jax", "jax")
+    jax = require("jax", "jax") if need_jax else None
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float64):
         raise ValueError(f"dtype must be float32 or float64, got {dtype}")
