@@ -33,7 +33,13 @@ import math
 import warnings
 
 import numpy as np
-from numba import cuda  # this module is imported only when the CUDA backend is asked for
+
+if not hasattr(np, "row_stack"):  # pragma: no cover - numpy >= 2.5
+    # numba-cuda (0.30 and earlier) registers an overload of np.row_stack, which numpy 2.5
+    # removed, when it first compiles a kernel: give it the function row_stack always was
+    np.row_stack = np.vstack
+
+from numba import cuda  # noqa: E402  (this module is imported only for the CUDA backend)
 
 from .logit_numpy import (CERT_MARGIN, ETA_MAX, MAX_HALVING, PIVOT_MIN, QUAD_SAFETY, RAY_MAX,
                           SAFE_ETA_STEP)
@@ -54,6 +60,10 @@ def _build(K, intercept, check_separation, ml, weighted, dtype):
     TINY = ft(1e-300 if ft is np.float64 else 1e-30)
     BIG = ft(1e300 if ft is np.float64 else 1e30)
     J0, JUP = ft(1e-14), ft(10.0)
+    # the passes (bits of sweep's mode) and the states of the kernel's machine
+    M_EVAL, M_SIGNS, M_DUAL, M_STEP, M_OBJT, M_OBJC, M_RAY, M_MAXABS = 1, 2, 4, 8, 16, 32, 64, 128
+    (S_EVAL, S_ITER, S_CERT, S_SOLVE, S_DUAL, S_SMALL, S_LS_TRY, S_LS_STEP, S_LS_OBJ, S_RAY,
+     S_END, S_END_FIT, S_END_CHECK, S_DONE) = range(14)
     from numba import from_dtype
 
     elt = from_dtype(np.dtype(dtype))
@@ -82,123 +92,96 @@ def _build(K, intercept, check_separation, ml, weighted, dtype):
         return w * (f - p), w * (e * inv * inv)
 
     @device
-    def evaluate(Xt, F, W, a, T, theta, mult, prior_theta, prec, g, H):
-        """g and H of the objective at prior_theta, with eta = mult * z.theta."""
-        for i in range(P):
-            g[i] = ZERO
-            for j in range(P):
-                H[i * P + j] = ZERO
+    def sweep(Xt, F, W, a, T, mode, theta, cand, d, mult, g, H):
+        """One pass over context a's trials, doing what ``mode`` asks (bits M_*).
+
+        Every pass of the fit is this one function, called from one place, so the
+        threads of a warp run their passes together whatever each one needs:
+        they share the loads of the design and differ only in arithmetic.
+        M_EVAL: gradient and Hessian of the data part at eta = mult * z.cand, into g, H;
+        M_SIGNS: whether z.theta has the sign of every outcome (``signs_agree``);
+        M_DUAL: the dual certificate from direction d at theta (``dual_signs_ok``);
+        M_STEP: max |z.cand - z.theta|; M_OBJT, M_OBJC: the data part of the objective
+        at theta, at cand; M_RAY: the ray search's two sums at cand; M_MAXABS:
+        max |z.theta| over the used trials.
+        """
+        if mode & M_EVAL:
+            for i in range(P):
+                g[i] = ZERO
+                for j in range(P):
+                    H[i * P + j] = ZERO
+        use_t = mode & (M_SIGNS | M_DUAL | M_STEP | M_OBJT | M_MAXABS)
+        use_c = mode & (M_EVAL | M_STEP | M_OBJC | M_RAY)
+        obj_t = ZERO
+        obj_c = ZERO
+        mstep = ZERO
+        ra = ZERO
+        rb = ZERO
+        mx = ZERO
+        signs_bad = False
+        nonzero = False
+        dual_bad = False
         z = cuda.local.array(P, elt)
         for t in range(T):
             w = W[t, a] if weighted else ONE
+            f = F[t, a]
+            load(Xt, t, a, z)
+            et = dot(z, theta) if use_t else ZERO
+            ec = dot(z, cand) if use_c else ZERO
+            if mode & M_STEP:
+                mstep = max(mstep, abs(ec - et))
             if w == ZERO:
                 continue
-            load(Xt, t, a, z)
-            r, v = residual(mult * dot(z, theta), F[t, a], w)
-            for i in range(P):
-                g[i] += r * z[i]
-                vz = v * z[i]
-                for j in range(i + 1):
-                    H[i * P + j] += vz * z[j]
+            if mode & M_EVAL:
+                r, v = residual(mult * ec, f, w)
+                for i in range(P):
+                    g[i] += r * z[i]
+                    vz = v * z[i]
+                    for j in range(i + 1):
+                        H[i * P + j] += vz * z[j]
+            if mode & M_OBJT:
+                obj_t += w * (f * et - (max(et, ZERO) + math.log1p(math.exp(-abs(et)))))
+            if mode & M_OBJC:
+                obj_c += w * (f * ec - (max(ec, ZERO) + math.log1p(math.exp(-abs(ec)))))
+            if mode & M_RAY:
+                r, v = residual(ec, f, w)
+                ra += r * ec
+                rb += v * ec * ec
+            if not w > ZERO:
+                continue
+            if mode & M_SIGNS:
+                if (f == ONE and et < ZERO) or (f == ZERO and et > ZERO) or (
+                        f > ZERO and f < ONE and et != ZERO):
+                    signs_bad = True
+                if et != ZERO:
+                    nonzero = True
+            if mode & M_DUAL:
+                r, v = residual(et, f, w)
+                lam = r - v * dot(z, d)
+                if (f == ONE and not lam > CERT * w) or (f == ZERO and not lam < -CERT * w):
+                    dual_bad = True
+            if mode & M_MAXABS:
+                mx = max(mx, abs(et))
+        return obj_t, obj_c, mstep, ra, rb, mx, signs_bad, nonzero, dual_bad
+
+    @device
+    def prior_sq(prec, theta):
+        """sum_j prec_j theta_j^2, with no square where there is no prior (a diverging ML
+        iterate)."""
+        q = ZERO
         for i in range(P):
-            g[i] -= prec[i] * prior_theta[i]
+            if prec[i] != ZERO:
+                q += prec[i] * theta[i] * theta[i]
+        return q
+
+    @device
+    def add_prior(prec, point, g, H):
+        """The prior's part of g and H at ``point``, and H's upper triangle."""
+        for i in range(P):
+            g[i] -= prec[i] * point[i]
             H[i * P + i] += prec[i]
             for j in range(i):
                 H[j * P + i] = H[i * P + j]
-
-    @device
-    def objective(Xt, F, W, a, T, theta, prec):
-        s = ZERO
-        z = cuda.local.array(P, elt)
-        for t in range(T):
-            w = W[t, a] if weighted else ONE
-            if w == ZERO:
-                continue
-            load(Xt, t, a, z)
-            eta = dot(z, theta)
-            sp = max(eta, ZERO) + math.log1p(math.exp(-abs(eta)))
-            s += w * (F[t, a] * eta - sp)
-        q = ZERO
-        for i in range(P):
-            if prec[i] != ZERO:  # no square where there is no prior (a diverging ML iterate)
-                q += prec[i] * theta[i] * theta[i]
-        return s - HALF * q
-
-    @device
-    def max_step(Xt, a, T, theta, cand):
-        """max_t |z_t.cand - z_t.theta|."""
-        m = ZERO
-        z = cuda.local.array(P, elt)
-        for t in range(T):
-            load(Xt, t, a, z)
-            m = max(m, abs(dot(z, cand) - dot(z, theta)))
-        return m
-
-    @device
-    def ray_scale(Xt, F, W, a, T, theta, prec):
-        sa = ZERO
-        sb = ZERO
-        z = cuda.local.array(P, elt)
-        for t in range(T):
-            w = W[t, a] if weighted else ONE
-            if w == ZERO:
-                continue
-            load(Xt, t, a, z)
-            eta = dot(z, theta)
-            r, v = residual(eta, F[t, a], w)
-            sa += r * eta
-            sb += v * eta * eta
-        q = ZERO
-        for i in range(P):
-            q += prec[i] * theta[i] * theta[i]
-        sa -= q
-        sb += q
-        if sa > ZERO and sb > ZERO:
-            return min(ONE + sa / sb, RAYM)
-        return ONE
-
-    @device
-    def signs_agree(Xt, F, W, a, T, theta):
-        nonzero = False
-        z = cuda.local.array(P, elt)
-        for t in range(T):
-            if weighted and not W[t, a] > ZERO:
-                continue
-            load(Xt, t, a, z)
-            eta = dot(z, theta)
-            f = F[t, a]
-            if (f == ONE and eta < ZERO) or (f == ZERO and eta > ZERO) or (
-                    f > ZERO and f < ONE and eta != ZERO):
-                return False
-            if eta != ZERO:
-                nonzero = True
-        return nonzero
-
-    @device
-    def dual_ok(Xt, F, W, a, T, theta, d):
-        """Dual certificate that the MLE exists, from the Newton direction d at theta."""
-        z = cuda.local.array(P, elt)
-        for t in range(T):
-            w = W[t, a] if weighted else ONE
-            if not w > ZERO:
-                continue
-            f = F[t, a]
-            load(Xt, t, a, z)
-            r, v = residual(dot(z, theta), f, w)
-            lam = r - v * dot(z, d)
-            if (f == ONE and not lam > CERT * w) or (f == ZERO and not lam < -CERT * w):
-                return False
-        return True
-
-    @device
-    def max_abs_used(Xt, W, a, T, theta):
-        m = ZERO
-        z = cuda.local.array(P, elt)
-        for t in range(T):
-            if not weighted or W[t, a] > ZERO:
-                load(Xt, t, a, z)
-                m = max(m, abs(dot(z, theta)))
-        return m
 
     @device
     def any_nonzero(theta):
@@ -279,87 +262,12 @@ def _build(K, intercept, check_separation, ml, weighted, dtype):
                 s2 += col[r] * col[r]
             var[i] = s2
 
-    @device
-    def newton(Xt, F, W, a, T, prec, theta, at, g, H, d, cand, L, max_iter, tol, slack,
-               stop_cert, stop_dual):
-        """Newton from theta (on entry) as in logit_jax.newton; theta, at, g, H on return.
-
-        Returns (converged, certified, dual, n_iter)."""
-        for i in range(P):
-            at[i] = theta[i]
-        evaluate(Xt, F, W, a, T, theta, ONE, theta, prec, g, H)
-        converged = False
-        certified = False
-        dual = False
-        n_iter = 0
-        prev = ZERO
-        it = 0
-        while it < max_iter:
-            if stop_cert and any_nonzero(theta) and signs_agree(Xt, F, W, a, T, theta):
-                certified = True
-                break
-            if not chol_solve(H, g, L, d):
-                break
-            n_iter = it + 1
-            if stop_dual and dual_ok(Xt, F, W, a, T, theta, d):
-                dual = True
-                break
-            dmax = ZERO
-            tmax = ZERO
-            for i in range(P):
-                dmax = max(dmax, abs(d[i]))
-                tmax = max(tmax, abs(theta[i] + d[i]))
-            bound = tol * (ONE + tmax)
-            if dmax <= bound or QUAD * dmax * dmax * dmax <= bound * prev * prev:
-                for i in range(P):
-                    theta[i] += d[i]
-                converged = True
-                break
-            # line search by step halving (logit_numpy: safe steps need no objective)
-            at_zero = not any_nonzero(at)
-            step = ONE
-            moved = False
-            obj0 = ZERO
-            obj0_known = False
-            for _ in range(MAX_HALVING):
-                for i in range(P):
-                    cand[i] = theta[i] + step * d[i]
-                if step == ONE and at_zero:
-                    moved = True
-                    break
-                if max_step(Xt, a, T, theta, cand) <= SAFE:
-                    moved = True
-                    break
-                if not obj0_known:
-                    obj0 = objective(Xt, F, W, a, T, theta, prec)
-                    obj0_known = True
-                o = objective(Xt, F, W, a, T, cand, prec)
-                if o >= obj0 - slack * abs(obj0):
-                    moved = True
-                    break
-                step *= HALF
-            if not moved:  # no step raises the objective: stop here
-                converged = True
-                break
-            # the full step from theta = 0, lengthened by the ray search
-            ray = ray_scale(Xt, F, W, a, T, cand, prec) if at_zero else ONE
-            for i in range(P):
-                at[i] = cand[i] * ray
-            evaluate(Xt, F, W, a, T, cand, ray, at, prec, g, H)
-            cmax = ZERO
-            for i in range(P):
-                theta[i] = at[i]
-                cmax = max(cmax, abs(at[i]))
-            prev = dmax if (step == ONE and not at_zero) else ZERO
-            it += 1
-            if step * dmax <= tol * (ONE + cmax):
-                converged = True
-                break
-        return converged, certified, dual, n_iter
-
     @cuda.jit
     def kernel(Xt, F, W, prec, tol, slack, max_iter, theta_out, var_out, conv_out, n_iter_out,
                status_out):
+        """Fit context a = the thread's index: the penalised fit, then (with the separation
+        check) the unpenalised run of logit_jax, as a state machine whose every pass over
+        the trials is the one ``sweep`` call below."""
         a = cuda.grid(1)
         if a >= F.shape[1]:
             return
@@ -370,37 +278,214 @@ def _build(K, intercept, check_separation, ml, weighted, dtype):
         d = cuda.local.array(P, elt)
         cand = cuda.local.array(P, elt)
         pr = cuda.local.array(P, elt)
+        var = cuda.local.array(P, elt)
         H = cuda.local.array(PP, elt)
         L = cuda.local.array(PP, elt)
         for i in range(P):
             theta[i] = ZERO
+            cand[i] = ZERO
             pr[i] = prec[i]
-        conv, cert, _, n_iter = newton(Xt, F, W, a, T, pr, theta, at, g, H, d, cand, L,
-                                       max_iter, tol, slack, ml, False)
-        safe_variances(H, L, d)  # d: the variances, from here on
-        for i in range(P):
-            theta_out[a, i] = theta[i]
-            var_out[a, i] = d[i]
-        if ml:
-            conv = conv and not cert and max_abs_used(Xt, W, a, T, theta) < ETAM
-        conv_out[a] = conv
-        n_iter_out[a] = n_iter
+        stage = 0  # 0: the fit, 1: the unpenalised run of the separation check
+        stop_cert = ml
+        stop_dual = False
+        converged = False
+        certified = False
+        dual = False
+        n_iter = 0
+        conv_fit = False
+        it = 0
+        prev = ZERO
+        step = ONE
+        halvings = 0
+        at_zero = False
+        obj0 = ZERO
+        obj0_known = False
+        dmax = ZERO
+        mult = ONE
         status = 0
-        if check_separation:
-            if any_nonzero(theta) and signs_agree(Xt, F, W, a, T, theta):
-                status = 1  # the fit separates the data: the unpenalised run can't change that
-            else:
-                for i in range(P):
-                    theta[i] = at[i]
-                    pr[i] = ZERO
-                conv2, cert2, dual2, _ = newton(Xt, F, W, a, T, pr, theta, at, g, H, d, cand, L,
-                                                max_iter, tol, slack, True, True)
-                if cert2:
-                    status = 1
-                elif dual2 or (conv2 and max_abs_used(Xt, W, a, T, theta) < ETAM):
-                    status = 0
-                else:
-                    status = 2
+        obj_t = ZERO
+        obj_c = ZERO
+        mstep = ZERO
+        ra = ZERO
+        rb = ZERO
+        mx = ZERO
+        signs_bad = False
+        nonzero = False
+        dual_bad = False
+        initial = True
+        st = S_EVAL  # evaluate at theta = cand = 0
+        have = False  # the results of st's pass are in hand
+        while True:
+            while True:
+                mode = 0
+                if st == S_EVAL:
+                    mode = M_EVAL
+                elif st == S_CERT:
+                    mode = M_SIGNS
+                elif st == S_DUAL:
+                    mode = M_DUAL
+                elif st == S_LS_STEP:
+                    mode = M_STEP
+                elif st == S_LS_OBJ:
+                    mode = M_OBJC if obj0_known else M_OBJC | M_OBJT
+                elif st == S_RAY:
+                    mode = M_RAY
+                elif st == S_END_FIT:
+                    mode = (M_MAXABS if ml else 0) | (M_SIGNS if check_separation else 0)
+                elif st == S_END_CHECK:
+                    mode = M_MAXABS if converged and not certified and not dual else 0
+                if st == S_DONE or (mode != 0 and not have):
+                    break
+                have = False
+                if st == S_EVAL:  # g, H at at = mult * cand; then the Newton iteration
+                    for i in range(P):
+                        at[i] = cand[i] * mult
+                    add_prior(pr, at, g, H)
+                    if initial:  # the stage's first evaluation
+                        initial = False
+                        st = S_ITER
+                    else:
+                        cmax = ZERO
+                        for i in range(P):
+                            theta[i] = at[i]
+                            cmax = max(cmax, abs(at[i]))
+                        prev = dmax if (step == ONE and not at_zero) else ZERO
+                        it += 1
+                        if step * dmax <= tol * (ONE + cmax):
+                            converged = True
+                            st = S_END
+                        else:
+                            st = S_ITER
+                elif st == S_ITER:
+                    if it >= max_iter:
+                        st = S_END
+                    elif stop_cert and any_nonzero(theta):
+                        st = S_CERT
+                    else:
+                        st = S_SOLVE
+                elif st == S_CERT:
+                    if nonzero and not signs_bad:
+                        certified = True
+                        st = S_END
+                    else:
+                        st = S_SOLVE
+                elif st == S_SOLVE:
+                    if not chol_solve(H, g, L, d):
+                        st = S_END
+                    else:
+                        n_iter = it + 1
+                        st = S_DUAL if stop_dual else S_SMALL
+                elif st == S_DUAL:
+                    if not dual_bad:
+                        dual = True
+                        st = S_END
+                    else:
+                        st = S_SMALL
+                elif st == S_SMALL:
+                    dmax = ZERO
+                    tmax = ZERO
+                    for i in range(P):
+                        dmax = max(dmax, abs(d[i]))
+                        tmax = max(tmax, abs(theta[i] + d[i]))
+                    bound = tol * (ONE + tmax)
+                    if dmax <= bound or QUAD * dmax * dmax * dmax <= bound * prev * prev:
+                        for i in range(P):
+                            theta[i] += d[i]
+                        converged = True
+                        st = S_END
+                    else:  # line search by step halving (safe steps need no objective)
+                        at_zero = not any_nonzero(at)
+                        step = ONE
+                        halvings = 0
+                        obj0_known = False
+                        st = S_LS_TRY
+                elif st == S_LS_TRY:
+                    for i in range(P):
+                        cand[i] = theta[i] + step * d[i]
+                    if step == ONE and at_zero:  # the full step from theta = 0
+                        mult = ONE
+                        st = S_RAY
+                    else:
+                        st = S_LS_STEP
+                elif st == S_LS_STEP:
+                    if mstep <= SAFE:
+                        mult = ONE
+                        st = S_EVAL
+                    else:
+                        st = S_LS_OBJ
+                elif st == S_LS_OBJ:
+                    if not obj0_known:
+                        obj0 = obj_t - HALF * prior_sq(pr, theta)
+                        obj0_known = True
+                    if obj_c - HALF * prior_sq(pr, cand) >= obj0 - slack * abs(obj0):
+                        mult = ONE
+                        st = S_EVAL
+                    else:
+                        step *= HALF
+                        halvings += 1
+                        if halvings >= MAX_HALVING:  # no step raises the objective: stop
+                            converged = True
+                            st = S_END
+                        else:
+                            st = S_LS_TRY
+                elif st == S_RAY:  # lengthen the full first step (logit_numpy)
+                    q = ZERO
+                    for i in range(P):
+                        q += pr[i] * cand[i] * cand[i]
+                    sa = ra - q
+                    sb = rb + q
+                    mult = min(ONE + sa / sb, RAYM) if sa > ZERO and sb > ZERO else ONE
+                    st = S_EVAL
+                elif st == S_END:
+                    if stage == 0:
+                        safe_variances(H, L, var)
+                        for i in range(P):
+                            theta_out[a, i] = theta[i]
+                            var_out[a, i] = var[i]
+                        n_iter_out[a] = n_iter
+                        conv_fit = converged
+                        st = S_END_FIT
+                    else:
+                        st = S_END_CHECK
+                elif st == S_END_FIT:
+                    if ml:
+                        conv_fit = conv_fit and not certified and mx < ETAM
+                    conv_out[a] = conv_fit
+                    if check_separation and any_nonzero(theta) and nonzero and not signs_bad:
+                        status = 1  # the fit separates the data: the unpenalised run can't
+                        st = S_DONE  # change that
+                    elif check_separation:  # the unpenalised run, from the last evaluation
+                        for i in range(P):
+                            theta[i] = at[i]
+                            cand[i] = at[i]
+                            pr[i] = ZERO
+                        stage = 1
+                        stop_cert = True
+                        stop_dual = True
+                        converged = False
+                        certified = False
+                        dual = False
+                        n_iter = 0
+                        it = 0
+                        prev = ZERO
+                        mult = ONE
+                        initial = True
+                        st = S_EVAL
+                    else:
+                        st = S_DONE
+                elif st == S_END_CHECK:
+                    if certified:
+                        status = 1
+                    elif dual or (converged and mx < ETAM):
+                        status = 0
+                    else:
+                        status = 2
+                    st = S_DONE
+            if st == S_DONE:
+                break
+            obj_t, obj_c, mstep, ra, rb, mx, signs_bad, nonzero, dual_bad = sweep(
+                Xt, F, W, a, T, mode, theta, cand, d, mult, g, H)
+            have = True
         status_out[a] = status
 
     return kernel
@@ -469,9 +554,11 @@ def fit_cuda_device(Xt, F, W, K, fit_intercept, prec, max_iter, tol, check_separ
     status = cuda.device_array(A, dtype=np.int8)
     kern = kernel_for(K, fit_intercept, check_separation, ml, weighted, dtype)
     blocks = max(1, -(-A // THREADS))
-    kern[blocks, THREADS](Xt, F, W, cuda.to_device(np.asarray(prec, dtype=dtype)),
-                          dtype.type(tol_eff), dtype.type(slack), np.int32(max_iter), theta, var,
-                          conv, n_iter, status)
+    with warnings.catch_warnings():  # a few contexts make a small grid: that is no error
+        warnings.filterwarnings("ignore", message=".*under-utilization", category=Warning)
+        kern[blocks, THREADS](Xt, F, W, cuda.to_device(np.asarray(prec, dtype=dtype)),
+                              dtype.type(tol_eff), dtype.type(slack), np.int32(max_iter), theta,
+                              var, conv, n_iter, status)
     cuda.synchronize()
     if not to_host:
         return theta, var, conv, n_iter, status
