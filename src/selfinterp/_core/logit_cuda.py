@@ -14,17 +14,27 @@ done stops (its warp waits for the slowest of 32 contexts, not of millions).
 Layout: the design is read as ``Xt (T, K, A)`` and outcomes as ``(T, A)``,
 contexts last, so that the 32 threads of a warp read 32 consecutive values.
 
-Passes over the trials per Newton iteration: one (gradient and Hessian at the
-new point) where the step is safe (moves no eta by more than
-``SAFE_ETA_STEP``), which near the optimum is every step, plus one for the
-safety test and up to two for the objectives where it is not; the first step
-adds the ray search's pass.  The separation check skips its unpenalised run
-where the fit itself separates the data (status 1 either way).
+Each thread runs its context's fit as a state machine (``kernel``): each turn
+does exactly one pass over the trials, through the one ``sweep`` call, which
+does what the thread's state needs (gradient and Hessian, the line search's
+safety test or objectives, the ray search, the separation check's sign and
+dual tests).  Threads of a warp at different points of their fits thus load
+each trial together and differ only in arithmetic; with one function per kind
+of pass they ran their passes one after another, 2.6x slower on an H200
+(``benchmarks/README.md``).  Per Newton iteration: the safety test (does
+the step move no eta by more than ``SAFE_ETA_STEP``?, true near the optimum)
+and the gradient and Hessian at the new point; the objectives too where the
+test fails.  The first step needs no test and adds the ray search's pass.
+(Computing the new point's gradient and Hessian in the safety test's pass,
+to be dropped where the step is not safe, would save a pass an iteration:
+not tried.)  The separation check skips its
+unpenalised run where the fit itself separates the data (status 1 either way).
 
-Kernels are compiled per (number of parameters, intercept, separation check,
-maximum likelihood, precision) on first use; ``numba.cuda`` is imported then,
-never at package import.  Without a GPU, ``NUMBA_ENABLE_CUDASIM=1`` runs the
-same code in numba's CUDA simulator (how the tests check it on the CPU).
+Kernels are compiled per (number of attributes, intercept, separation check,
+maximum likelihood, weighted trials, precision) on first use; this module, and
+``numba.cuda`` with it, is imported only when the CUDA backend is asked for.
+Without a GPU, ``NUMBA_ENABLE_CUDASIM=1`` runs the same code in numba's CUDA
+simulator (how the tests check it on the CPU).
 """
 
 from __future__ import annotations
