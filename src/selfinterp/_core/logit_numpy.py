@@ -214,7 +214,8 @@ def newton_numpy(Z, f, w, prec, max_iter, tol, theta0=None, stop_on_certificate=
             idx, d = idx[~proof], d[~proof]
         dmax = np.max(np.abs(d), axis=1)
         bound = tol * (1.0 + np.max(np.abs(theta[idx] + d), axis=1))
-        small = (dmax <= bound) | (QUAD_SAFETY * dmax**3 <= bound * prev[idx] ** 2)
+        with np.errstate(over="ignore"):  # a diverging ML step of 1e103: inf, not small
+            small = (dmax <= bound) | (QUAD_SAFETY * dmax**3 <= bound * prev[idx] ** 2)
         done = idx[small]
         theta[done] += d[small]
         converged[done] = True
