@@ -96,3 +96,40 @@ def test_trials_first_layout_is_the_same_draws():
                               trials_first=True)
     np.testing.assert_array_equal(np.asarray(Xt), np.transpose(np.asarray(X), (1, 2, 0)))
     np.testing.assert_array_equal(np.asarray(yt), np.asarray(y).T)
+
+
+def test_cuda_bad_input_is_named_before_any_work():
+    X, y = si.simulate_choices(np.ones((5, 2)), 10, rng=0)
+    X[3, 7, 1] = np.nan
+    with pytest.raises(si.InputError, match=r"context 3.*trial 7|context 3"):
+        si.fit_logit(X, y, backend="cuda")
+
+
+def test_cuda_without_a_gpu_is_a_clear_error(monkeypatch):
+    from selfinterp._core import logit_cuda
+
+    monkeypatch.setattr(logit_cuda, "available", lambda: False)
+    X, y = si.simulate_choices(np.ones((5, 2)), 10, rng=0)
+    with pytest.raises(si.MissingExtraError, match="NVIDIA GPU"):
+        si.fit_logit(X, y, backend="cuda")
+
+
+def test_auto_fits_with_the_kernel_where_jax_computes_on_a_gpu(monkeypatch):
+    from selfinterp._core import logit_cuda
+    from selfinterp.logit import simulate_and_fit_jax
+
+    calls = []
+    real = logit_cuda.simulate_fit_cuda
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    w = np.random.default_rng(6).normal(0, 1, (8, 2))
+    opts = dict(key=jax.random.key(1), dtype=np.float64)
+    monkeypatch.setattr(logit_cuda, "simulate_fit_cuda", spy)
+    simulate_and_fit_jax(w, 10, **opts)  # JAX on the CPU here: the JAX estimator
+    assert not calls
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    fit = simulate_and_fit_jax(w, 10, **opts)
+    assert calls and fit.converged.all()
