@@ -392,8 +392,9 @@ def simulate_and_fit_jax(weights, n_trials: int, *, key, scale=1.0, agent_interc
         Working precision of simulation and fit (float32 is the GPUs' fast one).
     fit_backend : {"auto", "jax", "cuda"}
         Who fits the simulated choices: the JAX estimator, or the CUDA kernel
-        (one GPU thread per context, numba-cuda; about 10x to 100x faster on
-        an H200, see ``benchmarks/README.md``), reading JAX's arrays in place.
+        (one GPU thread per context, numba-cuda; 5x to 14x faster than the
+        JAX estimator on an H200, ``benchmarks/README.md``), reading JAX's
+        arrays in place.
         The two agree to rounding.  "auto" is "cuda" where JAX computes on a
         GPU and numba-cuda can use it, else "jax".
 
