@@ -180,11 +180,17 @@ def test_power_cli_json(capsys, tmp_path):
     assert chosen["cost_usd"] == min(d["cost_usd"] for d in out["designs"])
 
 
-def test_power_cli_errors_before_the_sweep(capsys):
+def test_power_cli_errors_before_the_sweep(capsys, monkeypatch):
     assert cli(["power", "--contexts", "0", "--replicates", "5"]) == 2
     assert "contexts" in capsys.readouterr().err
-    assert cli(["power", "--contexts", "10", "--replicates", "5", "--backend", "cuda", "--no-progress"]) == 2
+    assert cli(["power", "--contexts", "10", "--replicates", "5", "--backend", "torch", "--no-progress"]) == 2
     assert "backend" in capsys.readouterr().err
+    # a backend that exists but cannot run here: the CUDA kernel without a GPU
+    from selfinterp._core import logit_cuda
+
+    monkeypatch.setattr(logit_cuda, "available", lambda: False)
+    assert cli(["power", "--contexts", "10", "--replicates", "5", "--backend", "cuda", "--no-progress"]) == 2
+    assert "NVIDIA GPU" in capsys.readouterr().err
     assert cli(["power", "--contexts", "10", "--replicates", "5", "--scheduler", "tcp://127.0.0.1:9",
                 "--connect-timeout", "1", "--no-progress"]) == 2
     assert "cannot reach the dask scheduler" in capsys.readouterr().err

@@ -78,8 +78,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     o.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS",
                    help="how long to try reaching --scheduler before giving up (default 10)")
     o.add_argument("--backend", default="auto", metavar="NAME",
-                   help="backend of the fused simulate-and-fit: auto, numba, numpy, or jax (simulated "
-                        "and fitted on the JAX device, a GPU when present, with JAX's generator; default auto)")
+                   help="backend of the fused simulate-and-fit: auto, numba, numpy, jax (simulated "
+                        "and fitted on the JAX device, a GPU when present, with JAX's generator), or cuda "
+                        "(simulated by numba, fitted on an NVIDIA GPU); default auto")
     o.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
