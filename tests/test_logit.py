@@ -15,7 +15,7 @@ from selfinterp._core.separation import separated_lp
 
 from strategies import arbitrary_designs, logit_problems
 
-BACKENDS = ["numpy", "numba"]
+BACKENDS = ["numpy", "numba", "cuda"]  # cuda: in numba's CUDA simulator where there is no GPU
 
 
 def _fit(X, y, **kw):
