@@ -102,6 +102,11 @@ def _build(K, intercept, check_separation, ml, weighted, dtype):
         return w * (f - p), w * (e * inv * inv)
 
     @device
+    def no_results():
+        """What ``sweep`` returns before its first trial."""
+        return ZERO, ZERO, ZERO, ZERO, ZERO, ZERO, False, False, False
+
+    @device
     def sweep(Xt, F, W, a, T, mode, theta, cand, d, mult, g, H):
         """One pass over context a's trials, doing what ``mode`` asks (bits M_*).
 
@@ -122,15 +127,7 @@ def _build(K, intercept, check_separation, ml, weighted, dtype):
                     H[i * P + j] = ZERO
         use_t = mode & (M_SIGNS | M_DUAL | M_STEP | M_OBJT | M_MAXABS)
         use_c = mode & (M_EVAL | M_STEP | M_OBJC | M_RAY)
-        obj_t = ZERO
-        obj_c = ZERO
-        mstep = ZERO
-        ra = ZERO
-        rb = ZERO
-        mx = ZERO
-        signs_bad = False
-        nonzero = False
-        dual_bad = False
+        obj_t, obj_c, mstep, ra, rb, mx, signs_bad, nonzero, dual_bad = no_results()
         z = cuda.local.array(P, elt)
         for t in range(T):
             w = W[t, a] if weighted else ONE
@@ -313,15 +310,7 @@ def _build(K, intercept, check_separation, ml, weighted, dtype):
         dmax = ZERO
         mult = ONE
         status = 0
-        obj_t = ZERO
-        obj_c = ZERO
-        mstep = ZERO
-        ra = ZERO
-        rb = ZERO
-        mx = ZERO
-        signs_bad = False
-        nonzero = False
-        dual_bad = False
+        obj_t, obj_c, mstep, ra, rb, mx, signs_bad, nonzero, dual_bad = no_results()
         initial = True
         st = S_EVAL  # evaluate at theta = cand = 0
         have = False  # the results of st's pass are in hand
