@@ -133,3 +133,26 @@ def test_auto_fits_with_the_kernel_where_jax_computes_on_a_gpu(monkeypatch):
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     fit = simulate_and_fit_jax(w, 10, **opts)
     assert calls and fit.converged.all()
+
+
+def test_kernel_reads_no_unwritten_local_memory(monkeypatch):
+    # a GPU thread's local arrays start with whatever was there: poisoned with NaN in the
+    # simulator, the fits must not change (the Cholesky test once read L's unwritten upper
+    # triangle, which made every fit fail wherever that memory held a NaN)
+    from numba import config
+
+    if not config.ENABLE_CUDASIM:
+        pytest.skip("poisoning local memory needs numba's CUDA simulator")
+    from numba.cuda.simulator import kernelapi
+    from numba.np import numpy_support
+
+    def poisoned(self, shape, dtype, alignment=None):
+        dt = numpy_support.as_dtype(dtype) if not isinstance(dtype, np.dtype) else dtype
+        return np.full(shape, np.nan, dtype=dt)
+
+    monkeypatch.setattr(kernelapi.FakeCUDALocal, "array", poisoned)
+    w = np.random.default_rng(12).normal(0, 2, (24, 3))
+    X, y = si.simulate_choices(w, 20, rng=4)
+    for prior_sd in (1.0, None):
+        _agree(si.fit_logit(X, y, backend="cuda", prior_sd=prior_sd),
+               si.fit_logit(X, y, backend="numpy", prior_sd=prior_sd))

@@ -212,9 +212,8 @@ def _build(K, intercept, check_separation, ml, weighted, dtype):
                 for k in range(j):
                     u -= L[i * P + k] * L[j * P + k]
                 L[i * P + j] = u / L[j * P + j]
-        for i in range(PP):
-            if not math.isfinite(L[i]):
-                return False
+                if not math.isfinite(L[i * P + j]):
+                    return False
         return True
 
     @device
@@ -592,7 +591,5 @@ def simulate_fit_cuda(weights, n_trials, scale, intercept, key, first_context, f
         Xt, F = simulate_jax(weights, n_trials, scale, intercept, key, first_context, dtype=dtype,
                              trials_first=True)
         jax.block_until_ready((Xt, F))  # JAX computes on its own stream
-        out = fit_cuda_device(Xt, F, None, weights.shape[1], fit_intercept, prec, max_iter, tol,
-                              check_separation, dtype)
-        del Xt, F
-    return out
+        return fit_cuda_device(Xt, F, None, weights.shape[1], fit_intercept, prec, max_iter, tol,
+                               check_separation, dtype)
