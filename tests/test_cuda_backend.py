@@ -128,7 +128,10 @@ def test_auto_fits_with_the_kernel_where_jax_computes_on_a_gpu(monkeypatch):
     w = np.random.default_rng(6).normal(0, 1, (8, 2))
     opts = dict(key=jax.random.key(1), dtype=np.float64)
     monkeypatch.setattr(logit_cuda, "simulate_fit_cuda", spy)
-    simulate_and_fit_jax(w, 10, **opts)  # JAX on the CPU here: the JAX estimator
+    # where JAX computes on the CPU, the JAX estimator (said explicitly: on a GPU
+    # machine, SELFINTERP_TEST_GPU=1, JAX's own backend is the GPU)
+    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
+    simulate_and_fit_jax(w, 10, **opts)
     assert not calls
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     fit = simulate_and_fit_jax(w, 10, **opts)
