@@ -28,16 +28,17 @@ from .._core.vecmath import FASTMATH, log1p_unit, logistic_fast
 def info_1(Zt, b, f, w, p, v, Inf):
     b0 = b[0]
     ll = 0.0
-    h0_0 = 0.0
     for t in range(Zt.shape[1]):
-        z0 = Zt[0, t]
-        x = b0 * z0
+        x = b0 * Zt[0, t]
         e, pr, pq = logistic_fast(x)
         wt = w[t]
         ll += wt * (f[t] * x - (max(x, 0.0) + log1p_unit(e)))
-        vt = wt * pq
         p[t] = pr
-        v[t] = vt
+        v[t] = wt * pq
+    h0_0 = 0.0
+    for t in range(Zt.shape[1]):
+        vt = v[t]
+        z0 = Zt[0, t]
         u0 = vt * z0
         h0_0 += u0 * z0
     Inf[0, 0] = h0_0
@@ -46,16 +47,19 @@ def info_1(Zt, b, f, w, p, v, Inf):
 
 @njit(cache=True, error_model="numpy", _nrt=False)
 def chol_inv_1(Inf, L, Li):
-    logdet = 0.0
-    s = Inf[0, 0]
-    if not s > 0.0:
+    det = 1.0
+    s0 = Inf[0, 0]
+    if not s0 > 0.0:
         return -math.inf
-    logdet += math.log(s)
-    i0 = 1.0 / math.sqrt(s)
+    det *= s0
+    r0 = math.sqrt(s0)
+    i0 = 1.0 / r0
     m0_0 = i0
     Li[0, 0] = m0_0
-    L[0, 0] = 1.0 / i0
-    return logdet
+    L[0, 0] = r0
+    if 1e-280 < det < 1e280:
+        return math.log(det)
+    return math.log(s0)
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
@@ -87,9 +91,9 @@ def hess_1(Zt, Y, p, v, m, a1, L, Inf, Hn):
         c0_0 += u0 * z0
     t0_0_0 = 0.0
     for t in range(Zt.shape[1]):
-        yk = Y[0, t]
-        c = a1[t] * yk
-        y0 = yk
+        at = a1[t]
+        y0 = Y[0, t]
+        c = at * y0
         cy0 = c * y0
         t0_0_0 += cy0 * y0
     s0_0 = t0_0_0 * t0_0_0
@@ -103,19 +107,20 @@ def info_2(Zt, b, f, w, p, v, Inf):
     b0 = b[0]
     b1 = b[1]
     ll = 0.0
+    for t in range(Zt.shape[1]):
+        x = b0 * Zt[0, t] + b1 * Zt[1, t]
+        e, pr, pq = logistic_fast(x)
+        wt = w[t]
+        ll += wt * (f[t] * x - (max(x, 0.0) + log1p_unit(e)))
+        p[t] = pr
+        v[t] = wt * pq
     h0_0 = 0.0
     h1_0 = 0.0
     h1_1 = 0.0
     for t in range(Zt.shape[1]):
+        vt = v[t]
         z0 = Zt[0, t]
         z1 = Zt[1, t]
-        x = b0 * z0 + b1 * z1
-        e, pr, pq = logistic_fast(x)
-        wt = w[t]
-        ll += wt * (f[t] * x - (max(x, 0.0) + log1p_unit(e)))
-        vt = wt * pq
-        p[t] = pr
-        v[t] = vt
         u0 = vt * z0
         h0_0 += u0 * z0
         u1 = vt * z1
@@ -130,30 +135,34 @@ def info_2(Zt, b, f, w, p, v, Inf):
 
 @njit(cache=True, error_model="numpy", _nrt=False)
 def chol_inv_2(Inf, L, Li):
-    logdet = 0.0
-    s = Inf[0, 0]
-    if not s > 0.0:
+    det = 1.0
+    s0 = Inf[0, 0]
+    if not s0 > 0.0:
         return -math.inf
-    logdet += math.log(s)
-    i0 = 1.0 / math.sqrt(s)
+    det *= s0
+    r0 = math.sqrt(s0)
+    i0 = 1.0 / r0
     l1_0 = (Inf[1, 0]) * i0
-    s = Inf[1, 1] - l1_0 * l1_0
-    if not s > 0.0:
+    s1 = Inf[1, 1] - l1_0 * l1_0
+    if not s1 > 0.0:
         return -math.inf
-    logdet += math.log(s)
-    i1 = 1.0 / math.sqrt(s)
+    det *= s1
+    r1 = math.sqrt(s1)
+    i1 = 1.0 / r1
     m0_0 = i0
     m1_0 = -(l1_0 * m0_0) * i1
     m1_1 = i1
     Li[0, 0] = m0_0
-    L[0, 0] = 1.0 / i0
+    L[0, 0] = r0
     Li[0, 1] = 0.0
     L[0, 1] = 0.0
     Li[1, 0] = m1_0
     L[1, 0] = l1_0
     Li[1, 1] = m1_1
-    L[1, 1] = 1.0 / i1
-    return logdet
+    L[1, 1] = r1
+    if 1e-280 < det < 1e280:
+        return math.log(det)
+    return math.log(s0) + math.log(s1)
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
@@ -198,20 +207,17 @@ def hess_2(Zt, Y, p, v, m, a1, L, Inf, Hn):
         c1_0 += u1 * z0
         c1_1 += u1 * z1
     t0_0_0 = 0.0
-    for t in range(Zt.shape[1]):
-        yk = Y[0, t]
-        c = a1[t] * yk
-        y0 = yk
-        cy0 = c * y0
-        t0_0_0 += cy0 * y0
     t1_0_0 = 0.0
     t1_1_0 = 0.0
     t1_1_1 = 0.0
     for t in range(Zt.shape[1]):
-        yk = Y[1, t]
-        c = a1[t] * yk
+        at = a1[t]
         y0 = Y[0, t]
-        y1 = yk
+        y1 = Y[1, t]
+        c = at * y0
+        cy0 = c * y0
+        t0_0_0 += cy0 * y0
+        c = at * y1
         cy0 = c * y0
         cy1 = c * y1
         t1_0_0 += cy0 * y0
@@ -239,6 +245,13 @@ def info_3(Zt, b, f, w, p, v, Inf):
     b1 = b[1]
     b2 = b[2]
     ll = 0.0
+    for t in range(Zt.shape[1]):
+        x = b0 * Zt[0, t] + b1 * Zt[1, t] + b2 * Zt[2, t]
+        e, pr, pq = logistic_fast(x)
+        wt = w[t]
+        ll += wt * (f[t] * x - (max(x, 0.0) + log1p_unit(e)))
+        p[t] = pr
+        v[t] = wt * pq
     h0_0 = 0.0
     h1_0 = 0.0
     h1_1 = 0.0
@@ -246,16 +259,10 @@ def info_3(Zt, b, f, w, p, v, Inf):
     h2_1 = 0.0
     h2_2 = 0.0
     for t in range(Zt.shape[1]):
+        vt = v[t]
         z0 = Zt[0, t]
         z1 = Zt[1, t]
         z2 = Zt[2, t]
-        x = b0 * z0 + b1 * z1 + b2 * z2
-        e, pr, pq = logistic_fast(x)
-        wt = w[t]
-        ll += wt * (f[t] * x - (max(x, 0.0) + log1p_unit(e)))
-        vt = wt * pq
-        p[t] = pr
-        v[t] = vt
         u0 = vt * z0
         h0_0 += u0 * z0
         u1 = vt * z1
@@ -279,25 +286,28 @@ def info_3(Zt, b, f, w, p, v, Inf):
 
 @njit(cache=True, error_model="numpy", _nrt=False)
 def chol_inv_3(Inf, L, Li):
-    logdet = 0.0
-    s = Inf[0, 0]
-    if not s > 0.0:
+    det = 1.0
+    s0 = Inf[0, 0]
+    if not s0 > 0.0:
         return -math.inf
-    logdet += math.log(s)
-    i0 = 1.0 / math.sqrt(s)
+    det *= s0
+    r0 = math.sqrt(s0)
+    i0 = 1.0 / r0
     l1_0 = (Inf[1, 0]) * i0
     l2_0 = (Inf[2, 0]) * i0
-    s = Inf[1, 1] - l1_0 * l1_0
-    if not s > 0.0:
+    s1 = Inf[1, 1] - l1_0 * l1_0
+    if not s1 > 0.0:
         return -math.inf
-    logdet += math.log(s)
-    i1 = 1.0 / math.sqrt(s)
+    det *= s1
+    r1 = math.sqrt(s1)
+    i1 = 1.0 / r1
     l2_1 = (Inf[2, 1] - l2_0 * l1_0) * i1
-    s = Inf[2, 2] - l2_0 * l2_0 - l2_1 * l2_1
-    if not s > 0.0:
+    s2 = Inf[2, 2] - l2_0 * l2_0 - l2_1 * l2_1
+    if not s2 > 0.0:
         return -math.inf
-    logdet += math.log(s)
-    i2 = 1.0 / math.sqrt(s)
+    det *= s2
+    r2 = math.sqrt(s2)
+    i2 = 1.0 / r2
     m0_0 = i0
     m1_0 = -(l1_0 * m0_0) * i1
     m2_0 = -(l2_0 * m0_0 + l2_1 * m1_0) * i2
@@ -305,7 +315,7 @@ def chol_inv_3(Inf, L, Li):
     m2_1 = -(l2_1 * m1_1) * i2
     m2_2 = i2
     Li[0, 0] = m0_0
-    L[0, 0] = 1.0 / i0
+    L[0, 0] = r0
     Li[0, 1] = 0.0
     L[0, 1] = 0.0
     Li[0, 2] = 0.0
@@ -313,7 +323,7 @@ def chol_inv_3(Inf, L, Li):
     Li[1, 0] = m1_0
     L[1, 0] = l1_0
     Li[1, 1] = m1_1
-    L[1, 1] = 1.0 / i1
+    L[1, 1] = r1
     Li[1, 2] = 0.0
     L[1, 2] = 0.0
     Li[2, 0] = m2_0
@@ -321,8 +331,10 @@ def chol_inv_3(Inf, L, Li):
     Li[2, 1] = m2_1
     L[2, 1] = l2_1
     Li[2, 2] = m2_2
-    L[2, 2] = 1.0 / i2
-    return logdet
+    L[2, 2] = r2
+    if 1e-280 < det < 1e280:
+        return math.log(det)
+    return math.log(s0) + math.log(s1) + math.log(s2)
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
@@ -384,25 +396,9 @@ def hess_3(Zt, Y, p, v, m, a1, L, Inf, Hn):
         c2_1 += u2 * z1
         c2_2 += u2 * z2
     t0_0_0 = 0.0
-    for t in range(Zt.shape[1]):
-        yk = Y[0, t]
-        c = a1[t] * yk
-        y0 = yk
-        cy0 = c * y0
-        t0_0_0 += cy0 * y0
     t1_0_0 = 0.0
     t1_1_0 = 0.0
     t1_1_1 = 0.0
-    for t in range(Zt.shape[1]):
-        yk = Y[1, t]
-        c = a1[t] * yk
-        y0 = Y[0, t]
-        y1 = yk
-        cy0 = c * y0
-        cy1 = c * y1
-        t1_0_0 += cy0 * y0
-        t1_1_0 += cy1 * y0
-        t1_1_1 += cy1 * y1
     t2_0_0 = 0.0
     t2_1_0 = 0.0
     t2_1_1 = 0.0
@@ -410,11 +406,20 @@ def hess_3(Zt, Y, p, v, m, a1, L, Inf, Hn):
     t2_2_1 = 0.0
     t2_2_2 = 0.0
     for t in range(Zt.shape[1]):
-        yk = Y[2, t]
-        c = a1[t] * yk
+        at = a1[t]
         y0 = Y[0, t]
         y1 = Y[1, t]
-        y2 = yk
+        y2 = Y[2, t]
+        c = at * y0
+        cy0 = c * y0
+        t0_0_0 += cy0 * y0
+        c = at * y1
+        cy0 = c * y0
+        cy1 = c * y1
+        t1_0_0 += cy0 * y0
+        t1_1_0 += cy1 * y0
+        t1_1_1 += cy1 * y1
+        c = at * y2
         cy0 = c * y0
         cy1 = c * y1
         cy2 = c * y2
@@ -469,6 +474,13 @@ def info_4(Zt, b, f, w, p, v, Inf):
     b2 = b[2]
     b3 = b[3]
     ll = 0.0
+    for t in range(Zt.shape[1]):
+        x = b0 * Zt[0, t] + b1 * Zt[1, t] + b2 * Zt[2, t] + b3 * Zt[3, t]
+        e, pr, pq = logistic_fast(x)
+        wt = w[t]
+        ll += wt * (f[t] * x - (max(x, 0.0) + log1p_unit(e)))
+        p[t] = pr
+        v[t] = wt * pq
     h0_0 = 0.0
     h1_0 = 0.0
     h1_1 = 0.0
@@ -480,17 +492,11 @@ def info_4(Zt, b, f, w, p, v, Inf):
     h3_2 = 0.0
     h3_3 = 0.0
     for t in range(Zt.shape[1]):
+        vt = v[t]
         z0 = Zt[0, t]
         z1 = Zt[1, t]
         z2 = Zt[2, t]
         z3 = Zt[3, t]
-        x = b0 * z0 + b1 * z1 + b2 * z2 + b3 * z3
-        e, pr, pq = logistic_fast(x)
-        wt = w[t]
-        ll += wt * (f[t] * x - (max(x, 0.0) + log1p_unit(e)))
-        vt = wt * pq
-        p[t] = pr
-        v[t] = vt
         u0 = vt * z0
         h0_0 += u0 * z0
         u1 = vt * z1
@@ -526,33 +532,37 @@ def info_4(Zt, b, f, w, p, v, Inf):
 
 @njit(cache=True, error_model="numpy", _nrt=False)
 def chol_inv_4(Inf, L, Li):
-    logdet = 0.0
-    s = Inf[0, 0]
-    if not s > 0.0:
+    det = 1.0
+    s0 = Inf[0, 0]
+    if not s0 > 0.0:
         return -math.inf
-    logdet += math.log(s)
-    i0 = 1.0 / math.sqrt(s)
+    det *= s0
+    r0 = math.sqrt(s0)
+    i0 = 1.0 / r0
     l1_0 = (Inf[1, 0]) * i0
     l2_0 = (Inf[2, 0]) * i0
     l3_0 = (Inf[3, 0]) * i0
-    s = Inf[1, 1] - l1_0 * l1_0
-    if not s > 0.0:
+    s1 = Inf[1, 1] - l1_0 * l1_0
+    if not s1 > 0.0:
         return -math.inf
-    logdet += math.log(s)
-    i1 = 1.0 / math.sqrt(s)
+    det *= s1
+    r1 = math.sqrt(s1)
+    i1 = 1.0 / r1
     l2_1 = (Inf[2, 1] - l2_0 * l1_0) * i1
     l3_1 = (Inf[3, 1] - l3_0 * l1_0) * i1
-    s = Inf[2, 2] - l2_0 * l2_0 - l2_1 * l2_1
-    if not s > 0.0:
+    s2 = Inf[2, 2] - l2_0 * l2_0 - l2_1 * l2_1
+    if not s2 > 0.0:
         return -math.inf
-    logdet += math.log(s)
-    i2 = 1.0 / math.sqrt(s)
+    det *= s2
+    r2 = math.sqrt(s2)
+    i2 = 1.0 / r2
     l3_2 = (Inf[3, 2] - l3_0 * l2_0 - l3_1 * l2_1) * i2
-    s = Inf[3, 3] - l3_0 * l3_0 - l3_1 * l3_1 - l3_2 * l3_2
-    if not s > 0.0:
+    s3 = Inf[3, 3] - l3_0 * l3_0 - l3_1 * l3_1 - l3_2 * l3_2
+    if not s3 > 0.0:
         return -math.inf
-    logdet += math.log(s)
-    i3 = 1.0 / math.sqrt(s)
+    det *= s3
+    r3 = math.sqrt(s3)
+    i3 = 1.0 / r3
     m0_0 = i0
     m1_0 = -(l1_0 * m0_0) * i1
     m2_0 = -(l2_0 * m0_0 + l2_1 * m1_0) * i2
@@ -564,7 +574,7 @@ def chol_inv_4(Inf, L, Li):
     m3_2 = -(l3_2 * m2_2) * i3
     m3_3 = i3
     Li[0, 0] = m0_0
-    L[0, 0] = 1.0 / i0
+    L[0, 0] = r0
     Li[0, 1] = 0.0
     L[0, 1] = 0.0
     Li[0, 2] = 0.0
@@ -574,7 +584,7 @@ def chol_inv_4(Inf, L, Li):
     Li[1, 0] = m1_0
     L[1, 0] = l1_0
     Li[1, 1] = m1_1
-    L[1, 1] = 1.0 / i1
+    L[1, 1] = r1
     Li[1, 2] = 0.0
     L[1, 2] = 0.0
     Li[1, 3] = 0.0
@@ -584,7 +594,7 @@ def chol_inv_4(Inf, L, Li):
     Li[2, 1] = m2_1
     L[2, 1] = l2_1
     Li[2, 2] = m2_2
-    L[2, 2] = 1.0 / i2
+    L[2, 2] = r2
     Li[2, 3] = 0.0
     L[2, 3] = 0.0
     Li[3, 0] = m3_0
@@ -594,8 +604,10 @@ def chol_inv_4(Inf, L, Li):
     Li[3, 2] = m3_2
     L[3, 2] = l3_2
     Li[3, 3] = m3_3
-    L[3, 3] = 1.0 / i3
-    return logdet
+    L[3, 3] = r3
+    if 1e-280 < det < 1e280:
+        return math.log(det)
+    return math.log(s0) + math.log(s1) + math.log(s2) + math.log(s3)
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
@@ -677,46 +689,15 @@ def hess_4(Zt, Y, p, v, m, a1, L, Inf, Hn):
         c3_2 += u3 * z2
         c3_3 += u3 * z3
     t0_0_0 = 0.0
-    for t in range(Zt.shape[1]):
-        yk = Y[0, t]
-        c = a1[t] * yk
-        y0 = yk
-        cy0 = c * y0
-        t0_0_0 += cy0 * y0
     t1_0_0 = 0.0
     t1_1_0 = 0.0
     t1_1_1 = 0.0
-    for t in range(Zt.shape[1]):
-        yk = Y[1, t]
-        c = a1[t] * yk
-        y0 = Y[0, t]
-        y1 = yk
-        cy0 = c * y0
-        cy1 = c * y1
-        t1_0_0 += cy0 * y0
-        t1_1_0 += cy1 * y0
-        t1_1_1 += cy1 * y1
     t2_0_0 = 0.0
     t2_1_0 = 0.0
     t2_1_1 = 0.0
     t2_2_0 = 0.0
     t2_2_1 = 0.0
     t2_2_2 = 0.0
-    for t in range(Zt.shape[1]):
-        yk = Y[2, t]
-        c = a1[t] * yk
-        y0 = Y[0, t]
-        y1 = Y[1, t]
-        y2 = yk
-        cy0 = c * y0
-        cy1 = c * y1
-        cy2 = c * y2
-        t2_0_0 += cy0 * y0
-        t2_1_0 += cy1 * y0
-        t2_1_1 += cy1 * y1
-        t2_2_0 += cy2 * y0
-        t2_2_1 += cy2 * y1
-        t2_2_2 += cy2 * y2
     t3_0_0 = 0.0
     t3_1_0 = 0.0
     t3_1_1 = 0.0
@@ -728,12 +709,31 @@ def hess_4(Zt, Y, p, v, m, a1, L, Inf, Hn):
     t3_3_2 = 0.0
     t3_3_3 = 0.0
     for t in range(Zt.shape[1]):
-        yk = Y[3, t]
-        c = a1[t] * yk
+        at = a1[t]
         y0 = Y[0, t]
         y1 = Y[1, t]
         y2 = Y[2, t]
-        y3 = yk
+        y3 = Y[3, t]
+        c = at * y0
+        cy0 = c * y0
+        t0_0_0 += cy0 * y0
+        c = at * y1
+        cy0 = c * y0
+        cy1 = c * y1
+        t1_0_0 += cy0 * y0
+        t1_1_0 += cy1 * y0
+        t1_1_1 += cy1 * y1
+        c = at * y2
+        cy0 = c * y0
+        cy1 = c * y1
+        cy2 = c * y2
+        t2_0_0 += cy0 * y0
+        t2_1_0 += cy1 * y0
+        t2_1_1 += cy1 * y1
+        t2_2_0 += cy2 * y0
+        t2_2_1 += cy2 * y1
+        t2_2_2 += cy2 * y2
+        c = at * y3
         cy0 = c * y0
         cy1 = c * y1
         cy2 = c * y2
@@ -830,6 +830,13 @@ def info_5(Zt, b, f, w, p, v, Inf):
     b3 = b[3]
     b4 = b[4]
     ll = 0.0
+    for t in range(Zt.shape[1]):
+        x = b0 * Zt[0, t] + b1 * Zt[1, t] + b2 * Zt[2, t] + b3 * Zt[3, t] + b4 * Zt[4, t]
+        e, pr, pq = logistic_fast(x)
+        wt = w[t]
+        ll += wt * (f[t] * x - (max(x, 0.0) + log1p_unit(e)))
+        p[t] = pr
+        v[t] = wt * pq
     h0_0 = 0.0
     h1_0 = 0.0
     h1_1 = 0.0
@@ -846,18 +853,12 @@ def info_5(Zt, b, f, w, p, v, Inf):
     h4_3 = 0.0
     h4_4 = 0.0
     for t in range(Zt.shape[1]):
+        vt = v[t]
         z0 = Zt[0, t]
         z1 = Zt[1, t]
         z2 = Zt[2, t]
         z3 = Zt[3, t]
         z4 = Zt[4, t]
-        x = b0 * z0 + b1 * z1 + b2 * z2 + b3 * z3 + b4 * z4
-        e, pr, pq = logistic_fast(x)
-        wt = w[t]
-        ll += wt * (f[t] * x - (max(x, 0.0) + log1p_unit(e)))
-        vt = wt * pq
-        p[t] = pr
-        v[t] = vt
         u0 = vt * z0
         h0_0 += u0 * z0
         u1 = vt * z1
@@ -908,42 +909,47 @@ def info_5(Zt, b, f, w, p, v, Inf):
 
 @njit(cache=True, error_model="numpy", _nrt=False)
 def chol_inv_5(Inf, L, Li):
-    logdet = 0.0
-    s = Inf[0, 0]
-    if not s > 0.0:
+    det = 1.0
+    s0 = Inf[0, 0]
+    if not s0 > 0.0:
         return -math.inf
-    logdet += math.log(s)
-    i0 = 1.0 / math.sqrt(s)
+    det *= s0
+    r0 = math.sqrt(s0)
+    i0 = 1.0 / r0
     l1_0 = (Inf[1, 0]) * i0
     l2_0 = (Inf[2, 0]) * i0
     l3_0 = (Inf[3, 0]) * i0
     l4_0 = (Inf[4, 0]) * i0
-    s = Inf[1, 1] - l1_0 * l1_0
-    if not s > 0.0:
+    s1 = Inf[1, 1] - l1_0 * l1_0
+    if not s1 > 0.0:
         return -math.inf
-    logdet += math.log(s)
-    i1 = 1.0 / math.sqrt(s)
+    det *= s1
+    r1 = math.sqrt(s1)
+    i1 = 1.0 / r1
     l2_1 = (Inf[2, 1] - l2_0 * l1_0) * i1
     l3_1 = (Inf[3, 1] - l3_0 * l1_0) * i1
     l4_1 = (Inf[4, 1] - l4_0 * l1_0) * i1
-    s = Inf[2, 2] - l2_0 * l2_0 - l2_1 * l2_1
-    if not s > 0.0:
+    s2 = Inf[2, 2] - l2_0 * l2_0 - l2_1 * l2_1
+    if not s2 > 0.0:
         return -math.inf
-    logdet += math.log(s)
-    i2 = 1.0 / math.sqrt(s)
+    det *= s2
+    r2 = math.sqrt(s2)
+    i2 = 1.0 / r2
     l3_2 = (Inf[3, 2] - l3_0 * l2_0 - l3_1 * l2_1) * i2
     l4_2 = (Inf[4, 2] - l4_0 * l2_0 - l4_1 * l2_1) * i2
-    s = Inf[3, 3] - l3_0 * l3_0 - l3_1 * l3_1 - l3_2 * l3_2
-    if not s > 0.0:
+    s3 = Inf[3, 3] - l3_0 * l3_0 - l3_1 * l3_1 - l3_2 * l3_2
+    if not s3 > 0.0:
         return -math.inf
-    logdet += math.log(s)
-    i3 = 1.0 / math.sqrt(s)
+    det *= s3
+    r3 = math.sqrt(s3)
+    i3 = 1.0 / r3
     l4_3 = (Inf[4, 3] - l4_0 * l3_0 - l4_1 * l3_1 - l4_2 * l3_2) * i3
-    s = Inf[4, 4] - l4_0 * l4_0 - l4_1 * l4_1 - l4_2 * l4_2 - l4_3 * l4_3
-    if not s > 0.0:
+    s4 = Inf[4, 4] - l4_0 * l4_0 - l4_1 * l4_1 - l4_2 * l4_2 - l4_3 * l4_3
+    if not s4 > 0.0:
         return -math.inf
-    logdet += math.log(s)
-    i4 = 1.0 / math.sqrt(s)
+    det *= s4
+    r4 = math.sqrt(s4)
+    i4 = 1.0 / r4
     m0_0 = i0
     m1_0 = -(l1_0 * m0_0) * i1
     m2_0 = -(l2_0 * m0_0 + l2_1 * m1_0) * i2
@@ -960,7 +966,7 @@ def chol_inv_5(Inf, L, Li):
     m4_3 = -(l4_3 * m3_3) * i4
     m4_4 = i4
     Li[0, 0] = m0_0
-    L[0, 0] = 1.0 / i0
+    L[0, 0] = r0
     Li[0, 1] = 0.0
     L[0, 1] = 0.0
     Li[0, 2] = 0.0
@@ -972,7 +978,7 @@ def chol_inv_5(Inf, L, Li):
     Li[1, 0] = m1_0
     L[1, 0] = l1_0
     Li[1, 1] = m1_1
-    L[1, 1] = 1.0 / i1
+    L[1, 1] = r1
     Li[1, 2] = 0.0
     L[1, 2] = 0.0
     Li[1, 3] = 0.0
@@ -984,7 +990,7 @@ def chol_inv_5(Inf, L, Li):
     Li[2, 1] = m2_1
     L[2, 1] = l2_1
     Li[2, 2] = m2_2
-    L[2, 2] = 1.0 / i2
+    L[2, 2] = r2
     Li[2, 3] = 0.0
     L[2, 3] = 0.0
     Li[2, 4] = 0.0
@@ -996,7 +1002,7 @@ def chol_inv_5(Inf, L, Li):
     Li[3, 2] = m3_2
     L[3, 2] = l3_2
     Li[3, 3] = m3_3
-    L[3, 3] = 1.0 / i3
+    L[3, 3] = r3
     Li[3, 4] = 0.0
     L[3, 4] = 0.0
     Li[4, 0] = m4_0
@@ -1008,8 +1014,10 @@ def chol_inv_5(Inf, L, Li):
     Li[4, 3] = m4_3
     L[4, 3] = l4_3
     Li[4, 4] = m4_4
-    L[4, 4] = 1.0 / i4
-    return logdet
+    L[4, 4] = r4
+    if 1e-280 < det < 1e280:
+        return math.log(det)
+    return math.log(s0) + math.log(s1) + math.log(s2) + math.log(s3) + math.log(s4)
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
@@ -1114,46 +1122,15 @@ def hess_5(Zt, Y, p, v, m, a1, L, Inf, Hn):
         c4_3 += u4 * z3
         c4_4 += u4 * z4
     t0_0_0 = 0.0
-    for t in range(Zt.shape[1]):
-        yk = Y[0, t]
-        c = a1[t] * yk
-        y0 = yk
-        cy0 = c * y0
-        t0_0_0 += cy0 * y0
     t1_0_0 = 0.0
     t1_1_0 = 0.0
     t1_1_1 = 0.0
-    for t in range(Zt.shape[1]):
-        yk = Y[1, t]
-        c = a1[t] * yk
-        y0 = Y[0, t]
-        y1 = yk
-        cy0 = c * y0
-        cy1 = c * y1
-        t1_0_0 += cy0 * y0
-        t1_1_0 += cy1 * y0
-        t1_1_1 += cy1 * y1
     t2_0_0 = 0.0
     t2_1_0 = 0.0
     t2_1_1 = 0.0
     t2_2_0 = 0.0
     t2_2_1 = 0.0
     t2_2_2 = 0.0
-    for t in range(Zt.shape[1]):
-        yk = Y[2, t]
-        c = a1[t] * yk
-        y0 = Y[0, t]
-        y1 = Y[1, t]
-        y2 = yk
-        cy0 = c * y0
-        cy1 = c * y1
-        cy2 = c * y2
-        t2_0_0 += cy0 * y0
-        t2_1_0 += cy1 * y0
-        t2_1_1 += cy1 * y1
-        t2_2_0 += cy2 * y0
-        t2_2_1 += cy2 * y1
-        t2_2_2 += cy2 * y2
     t3_0_0 = 0.0
     t3_1_0 = 0.0
     t3_1_1 = 0.0
@@ -1165,12 +1142,31 @@ def hess_5(Zt, Y, p, v, m, a1, L, Inf, Hn):
     t3_3_2 = 0.0
     t3_3_3 = 0.0
     for t in range(Zt.shape[1]):
-        yk = Y[3, t]
-        c = a1[t] * yk
+        at = a1[t]
         y0 = Y[0, t]
         y1 = Y[1, t]
         y2 = Y[2, t]
-        y3 = yk
+        y3 = Y[3, t]
+        c = at * y0
+        cy0 = c * y0
+        t0_0_0 += cy0 * y0
+        c = at * y1
+        cy0 = c * y0
+        cy1 = c * y1
+        t1_0_0 += cy0 * y0
+        t1_1_0 += cy1 * y0
+        t1_1_1 += cy1 * y1
+        c = at * y2
+        cy0 = c * y0
+        cy1 = c * y1
+        cy2 = c * y2
+        t2_0_0 += cy0 * y0
+        t2_1_0 += cy1 * y0
+        t2_1_1 += cy1 * y1
+        t2_2_0 += cy2 * y0
+        t2_2_1 += cy2 * y1
+        t2_2_2 += cy2 * y2
+        c = at * y3
         cy0 = c * y0
         cy1 = c * y1
         cy2 = c * y2
@@ -1201,13 +1197,13 @@ def hess_5(Zt, Y, p, v, m, a1, L, Inf, Hn):
     t4_4_3 = 0.0
     t4_4_4 = 0.0
     for t in range(Zt.shape[1]):
-        yk = Y[4, t]
-        c = a1[t] * yk
+        at = a1[t]
         y0 = Y[0, t]
         y1 = Y[1, t]
         y2 = Y[2, t]
         y3 = Y[3, t]
-        y4 = yk
+        y4 = Y[4, t]
+        c = at * y4
         cy0 = c * y0
         cy1 = c * y1
         cy2 = c * y2
@@ -1365,6 +1361,14 @@ def info_6(Zt, b, f, w, p, v, Inf):
     b4 = b[4]
     b5 = b[5]
     ll = 0.0
+    for t in range(Zt.shape[1]):
+        x = (b0 * Zt[0, t] + b1 * Zt[1, t] + b2 * Zt[2, t] + b3 * Zt[3, t] + b4 * Zt[4, t]
+            + b5 * Zt[5, t])
+        e, pr, pq = logistic_fast(x)
+        wt = w[t]
+        ll += wt * (f[t] * x - (max(x, 0.0) + log1p_unit(e)))
+        p[t] = pr
+        v[t] = wt * pq
     h0_0 = 0.0
     h1_0 = 0.0
     h1_1 = 0.0
@@ -1387,19 +1391,13 @@ def info_6(Zt, b, f, w, p, v, Inf):
     h5_4 = 0.0
     h5_5 = 0.0
     for t in range(Zt.shape[1]):
+        vt = v[t]
         z0 = Zt[0, t]
         z1 = Zt[1, t]
         z2 = Zt[2, t]
         z3 = Zt[3, t]
         z4 = Zt[4, t]
         z5 = Zt[5, t]
-        x = b0 * z0 + b1 * z1 + b2 * z2 + b3 * z3 + b4 * z4 + b5 * z5
-        e, pr, pq = logistic_fast(x)
-        wt = w[t]
-        ll += wt * (f[t] * x - (max(x, 0.0) + log1p_unit(e)))
-        vt = wt * pq
-        p[t] = pr
-        v[t] = vt
         u0 = vt * z0
         h0_0 += u0 * z0
         u1 = vt * z1
@@ -1468,52 +1466,58 @@ def info_6(Zt, b, f, w, p, v, Inf):
 
 @njit(cache=True, error_model="numpy", _nrt=False)
 def chol_inv_6(Inf, L, Li):
-    logdet = 0.0
-    s = Inf[0, 0]
-    if not s > 0.0:
+    det = 1.0
+    s0 = Inf[0, 0]
+    if not s0 > 0.0:
         return -math.inf
-    logdet += math.log(s)
-    i0 = 1.0 / math.sqrt(s)
+    det *= s0
+    r0 = math.sqrt(s0)
+    i0 = 1.0 / r0
     l1_0 = (Inf[1, 0]) * i0
     l2_0 = (Inf[2, 0]) * i0
     l3_0 = (Inf[3, 0]) * i0
     l4_0 = (Inf[4, 0]) * i0
     l5_0 = (Inf[5, 0]) * i0
-    s = Inf[1, 1] - l1_0 * l1_0
-    if not s > 0.0:
+    s1 = Inf[1, 1] - l1_0 * l1_0
+    if not s1 > 0.0:
         return -math.inf
-    logdet += math.log(s)
-    i1 = 1.0 / math.sqrt(s)
+    det *= s1
+    r1 = math.sqrt(s1)
+    i1 = 1.0 / r1
     l2_1 = (Inf[2, 1] - l2_0 * l1_0) * i1
     l3_1 = (Inf[3, 1] - l3_0 * l1_0) * i1
     l4_1 = (Inf[4, 1] - l4_0 * l1_0) * i1
     l5_1 = (Inf[5, 1] - l5_0 * l1_0) * i1
-    s = Inf[2, 2] - l2_0 * l2_0 - l2_1 * l2_1
-    if not s > 0.0:
+    s2 = Inf[2, 2] - l2_0 * l2_0 - l2_1 * l2_1
+    if not s2 > 0.0:
         return -math.inf
-    logdet += math.log(s)
-    i2 = 1.0 / math.sqrt(s)
+    det *= s2
+    r2 = math.sqrt(s2)
+    i2 = 1.0 / r2
     l3_2 = (Inf[3, 2] - l3_0 * l2_0 - l3_1 * l2_1) * i2
     l4_2 = (Inf[4, 2] - l4_0 * l2_0 - l4_1 * l2_1) * i2
     l5_2 = (Inf[5, 2] - l5_0 * l2_0 - l5_1 * l2_1) * i2
-    s = Inf[3, 3] - l3_0 * l3_0 - l3_1 * l3_1 - l3_2 * l3_2
-    if not s > 0.0:
+    s3 = Inf[3, 3] - l3_0 * l3_0 - l3_1 * l3_1 - l3_2 * l3_2
+    if not s3 > 0.0:
         return -math.inf
-    logdet += math.log(s)
-    i3 = 1.0 / math.sqrt(s)
+    det *= s3
+    r3 = math.sqrt(s3)
+    i3 = 1.0 / r3
     l4_3 = (Inf[4, 3] - l4_0 * l3_0 - l4_1 * l3_1 - l4_2 * l3_2) * i3
     l5_3 = (Inf[5, 3] - l5_0 * l3_0 - l5_1 * l3_1 - l5_2 * l3_2) * i3
-    s = Inf[4, 4] - l4_0 * l4_0 - l4_1 * l4_1 - l4_2 * l4_2 - l4_3 * l4_3
-    if not s > 0.0:
+    s4 = Inf[4, 4] - l4_0 * l4_0 - l4_1 * l4_1 - l4_2 * l4_2 - l4_3 * l4_3
+    if not s4 > 0.0:
         return -math.inf
-    logdet += math.log(s)
-    i4 = 1.0 / math.sqrt(s)
+    det *= s4
+    r4 = math.sqrt(s4)
+    i4 = 1.0 / r4
     l5_4 = (Inf[5, 4] - l5_0 * l4_0 - l5_1 * l4_1 - l5_2 * l4_2 - l5_3 * l4_3) * i4
-    s = Inf[5, 5] - l5_0 * l5_0 - l5_1 * l5_1 - l5_2 * l5_2 - l5_3 * l5_3 - l5_4 * l5_4
-    if not s > 0.0:
+    s5 = Inf[5, 5] - l5_0 * l5_0 - l5_1 * l5_1 - l5_2 * l5_2 - l5_3 * l5_3 - l5_4 * l5_4
+    if not s5 > 0.0:
         return -math.inf
-    logdet += math.log(s)
-    i5 = 1.0 / math.sqrt(s)
+    det *= s5
+    r5 = math.sqrt(s5)
+    i5 = 1.0 / r5
     m0_0 = i0
     m1_0 = -(l1_0 * m0_0) * i1
     m2_0 = -(l2_0 * m0_0 + l2_1 * m1_0) * i2
@@ -1536,7 +1540,7 @@ def chol_inv_6(Inf, L, Li):
     m5_4 = -(l5_4 * m4_4) * i5
     m5_5 = i5
     Li[0, 0] = m0_0
-    L[0, 0] = 1.0 / i0
+    L[0, 0] = r0
     Li[0, 1] = 0.0
     L[0, 1] = 0.0
     Li[0, 2] = 0.0
@@ -1550,7 +1554,7 @@ def chol_inv_6(Inf, L, Li):
     Li[1, 0] = m1_0
     L[1, 0] = l1_0
     Li[1, 1] = m1_1
-    L[1, 1] = 1.0 / i1
+    L[1, 1] = r1
     Li[1, 2] = 0.0
     L[1, 2] = 0.0
     Li[1, 3] = 0.0
@@ -1564,7 +1568,7 @@ def chol_inv_6(Inf, L, Li):
     Li[2, 1] = m2_1
     L[2, 1] = l2_1
     Li[2, 2] = m2_2
-    L[2, 2] = 1.0 / i2
+    L[2, 2] = r2
     Li[2, 3] = 0.0
     L[2, 3] = 0.0
     Li[2, 4] = 0.0
@@ -1578,7 +1582,7 @@ def chol_inv_6(Inf, L, Li):
     Li[3, 2] = m3_2
     L[3, 2] = l3_2
     Li[3, 3] = m3_3
-    L[3, 3] = 1.0 / i3
+    L[3, 3] = r3
     Li[3, 4] = 0.0
     L[3, 4] = 0.0
     Li[3, 5] = 0.0
@@ -1592,7 +1596,7 @@ def chol_inv_6(Inf, L, Li):
     Li[4, 3] = m4_3
     L[4, 3] = l4_3
     Li[4, 4] = m4_4
-    L[4, 4] = 1.0 / i4
+    L[4, 4] = r4
     Li[4, 5] = 0.0
     L[4, 5] = 0.0
     Li[5, 0] = m5_0
@@ -1606,8 +1610,10 @@ def chol_inv_6(Inf, L, Li):
     Li[5, 4] = m5_4
     L[5, 4] = l5_4
     Li[5, 5] = m5_5
-    L[5, 5] = 1.0 / i5
-    return logdet
+    L[5, 5] = r5
+    if 1e-280 < det < 1e280:
+        return math.log(det)
+    return math.log(s0) + math.log(s1) + math.log(s2) + math.log(s3) + math.log(s4) + math.log(s5)
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
@@ -1738,46 +1744,15 @@ def hess_6(Zt, Y, p, v, m, a1, L, Inf, Hn):
         c5_4 += u5 * z4
         c5_5 += u5 * z5
     t0_0_0 = 0.0
-    for t in range(Zt.shape[1]):
-        yk = Y[0, t]
-        c = a1[t] * yk
-        y0 = yk
-        cy0 = c * y0
-        t0_0_0 += cy0 * y0
     t1_0_0 = 0.0
     t1_1_0 = 0.0
     t1_1_1 = 0.0
-    for t in range(Zt.shape[1]):
-        yk = Y[1, t]
-        c = a1[t] * yk
-        y0 = Y[0, t]
-        y1 = yk
-        cy0 = c * y0
-        cy1 = c * y1
-        t1_0_0 += cy0 * y0
-        t1_1_0 += cy1 * y0
-        t1_1_1 += cy1 * y1
     t2_0_0 = 0.0
     t2_1_0 = 0.0
     t2_1_1 = 0.0
     t2_2_0 = 0.0
     t2_2_1 = 0.0
     t2_2_2 = 0.0
-    for t in range(Zt.shape[1]):
-        yk = Y[2, t]
-        c = a1[t] * yk
-        y0 = Y[0, t]
-        y1 = Y[1, t]
-        y2 = yk
-        cy0 = c * y0
-        cy1 = c * y1
-        cy2 = c * y2
-        t2_0_0 += cy0 * y0
-        t2_1_0 += cy1 * y0
-        t2_1_1 += cy1 * y1
-        t2_2_0 += cy2 * y0
-        t2_2_1 += cy2 * y1
-        t2_2_2 += cy2 * y2
     t3_0_0 = 0.0
     t3_1_0 = 0.0
     t3_1_1 = 0.0
@@ -1789,12 +1764,31 @@ def hess_6(Zt, Y, p, v, m, a1, L, Inf, Hn):
     t3_3_2 = 0.0
     t3_3_3 = 0.0
     for t in range(Zt.shape[1]):
-        yk = Y[3, t]
-        c = a1[t] * yk
+        at = a1[t]
         y0 = Y[0, t]
         y1 = Y[1, t]
         y2 = Y[2, t]
-        y3 = yk
+        y3 = Y[3, t]
+        c = at * y0
+        cy0 = c * y0
+        t0_0_0 += cy0 * y0
+        c = at * y1
+        cy0 = c * y0
+        cy1 = c * y1
+        t1_0_0 += cy0 * y0
+        t1_1_0 += cy1 * y0
+        t1_1_1 += cy1 * y1
+        c = at * y2
+        cy0 = c * y0
+        cy1 = c * y1
+        cy2 = c * y2
+        t2_0_0 += cy0 * y0
+        t2_1_0 += cy1 * y0
+        t2_1_1 += cy1 * y1
+        t2_2_0 += cy2 * y0
+        t2_2_1 += cy2 * y1
+        t2_2_2 += cy2 * y2
+        c = at * y3
         cy0 = c * y0
         cy1 = c * y1
         cy2 = c * y2
@@ -1825,13 +1819,13 @@ def hess_6(Zt, Y, p, v, m, a1, L, Inf, Hn):
     t4_4_3 = 0.0
     t4_4_4 = 0.0
     for t in range(Zt.shape[1]):
-        yk = Y[4, t]
-        c = a1[t] * yk
+        at = a1[t]
         y0 = Y[0, t]
         y1 = Y[1, t]
         y2 = Y[2, t]
         y3 = Y[3, t]
-        y4 = yk
+        y4 = Y[4, t]
+        c = at * y4
         cy0 = c * y0
         cy1 = c * y1
         cy2 = c * y2
@@ -1874,14 +1868,14 @@ def hess_6(Zt, Y, p, v, m, a1, L, Inf, Hn):
     t5_5_4 = 0.0
     t5_5_5 = 0.0
     for t in range(Zt.shape[1]):
-        yk = Y[5, t]
-        c = a1[t] * yk
+        at = a1[t]
         y0 = Y[0, t]
         y1 = Y[1, t]
         y2 = Y[2, t]
         y3 = Y[3, t]
         y4 = Y[4, t]
-        y5 = yk
+        y5 = Y[5, t]
+        c = at * y5
         cy0 = c * y0
         cy1 = c * y1
         cy2 = c * y2
@@ -2122,6 +2116,14 @@ def info_7(Zt, b, f, w, p, v, Inf):
     b5 = b[5]
     b6 = b[6]
     ll = 0.0
+    for t in range(Zt.shape[1]):
+        x = (b0 * Zt[0, t] + b1 * Zt[1, t] + b2 * Zt[2, t] + b3 * Zt[3, t] + b4 * Zt[4, t]
+            + b5 * Zt[5, t] + b6 * Zt[6, t])
+        e, pr, pq = logistic_fast(x)
+        wt = w[t]
+        ll += wt * (f[t] * x - (max(x, 0.0) + log1p_unit(e)))
+        p[t] = pr
+        v[t] = wt * pq
     h0_0 = 0.0
     h1_0 = 0.0
     h1_1 = 0.0
@@ -2151,6 +2153,7 @@ def info_7(Zt, b, f, w, p, v, Inf):
     h6_5 = 0.0
     h6_6 = 0.0
     for t in range(Zt.shape[1]):
+        vt = v[t]
         z0 = Zt[0, t]
         z1 = Zt[1, t]
         z2 = Zt[2, t]
@@ -2158,13 +2161,6 @@ def info_7(Zt, b, f, w, p, v, Inf):
         z4 = Zt[4, t]
         z5 = Zt[5, t]
         z6 = Zt[6, t]
-        x = b0 * z0 + b1 * z1 + b2 * z2 + b3 * z3 + b4 * z4 + b5 * z5 + b6 * z6
-        e, pr, pq = logistic_fast(x)
-        wt = w[t]
-        ll += wt * (f[t] * x - (max(x, 0.0) + log1p_unit(e)))
-        vt = wt * pq
-        p[t] = pr
-        v[t] = vt
         u0 = vt * z0
         h0_0 += u0 * z0
         u1 = vt * z1
@@ -2254,64 +2250,71 @@ def info_7(Zt, b, f, w, p, v, Inf):
 
 @njit(cache=True, error_model="numpy", _nrt=False)
 def chol_inv_7(Inf, L, Li):
-    logdet = 0.0
-    s = Inf[0, 0]
-    if not s > 0.0:
+    det = 1.0
+    s0 = Inf[0, 0]
+    if not s0 > 0.0:
         return -math.inf
-    logdet += math.log(s)
-    i0 = 1.0 / math.sqrt(s)
+    det *= s0
+    r0 = math.sqrt(s0)
+    i0 = 1.0 / r0
     l1_0 = (Inf[1, 0]) * i0
     l2_0 = (Inf[2, 0]) * i0
     l3_0 = (Inf[3, 0]) * i0
     l4_0 = (Inf[4, 0]) * i0
     l5_0 = (Inf[5, 0]) * i0
     l6_0 = (Inf[6, 0]) * i0
-    s = Inf[1, 1] - l1_0 * l1_0
-    if not s > 0.0:
+    s1 = Inf[1, 1] - l1_0 * l1_0
+    if not s1 > 0.0:
         return -math.inf
-    logdet += math.log(s)
-    i1 = 1.0 / math.sqrt(s)
+    det *= s1
+    r1 = math.sqrt(s1)
+    i1 = 1.0 / r1
     l2_1 = (Inf[2, 1] - l2_0 * l1_0) * i1
     l3_1 = (Inf[3, 1] - l3_0 * l1_0) * i1
     l4_1 = (Inf[4, 1] - l4_0 * l1_0) * i1
     l5_1 = (Inf[5, 1] - l5_0 * l1_0) * i1
     l6_1 = (Inf[6, 1] - l6_0 * l1_0) * i1
-    s = Inf[2, 2] - l2_0 * l2_0 - l2_1 * l2_1
-    if not s > 0.0:
+    s2 = Inf[2, 2] - l2_0 * l2_0 - l2_1 * l2_1
+    if not s2 > 0.0:
         return -math.inf
-    logdet += math.log(s)
-    i2 = 1.0 / math.sqrt(s)
+    det *= s2
+    r2 = math.sqrt(s2)
+    i2 = 1.0 / r2
     l3_2 = (Inf[3, 2] - l3_0 * l2_0 - l3_1 * l2_1) * i2
     l4_2 = (Inf[4, 2] - l4_0 * l2_0 - l4_1 * l2_1) * i2
     l5_2 = (Inf[5, 2] - l5_0 * l2_0 - l5_1 * l2_1) * i2
     l6_2 = (Inf[6, 2] - l6_0 * l2_0 - l6_1 * l2_1) * i2
-    s = Inf[3, 3] - l3_0 * l3_0 - l3_1 * l3_1 - l3_2 * l3_2
-    if not s > 0.0:
+    s3 = Inf[3, 3] - l3_0 * l3_0 - l3_1 * l3_1 - l3_2 * l3_2
+    if not s3 > 0.0:
         return -math.inf
-    logdet += math.log(s)
-    i3 = 1.0 / math.sqrt(s)
+    det *= s3
+    r3 = math.sqrt(s3)
+    i3 = 1.0 / r3
     l4_3 = (Inf[4, 3] - l4_0 * l3_0 - l4_1 * l3_1 - l4_2 * l3_2) * i3
     l5_3 = (Inf[5, 3] - l5_0 * l3_0 - l5_1 * l3_1 - l5_2 * l3_2) * i3
     l6_3 = (Inf[6, 3] - l6_0 * l3_0 - l6_1 * l3_1 - l6_2 * l3_2) * i3
-    s = Inf[4, 4] - l4_0 * l4_0 - l4_1 * l4_1 - l4_2 * l4_2 - l4_3 * l4_3
-    if not s > 0.0:
+    s4 = Inf[4, 4] - l4_0 * l4_0 - l4_1 * l4_1 - l4_2 * l4_2 - l4_3 * l4_3
+    if not s4 > 0.0:
         return -math.inf
-    logdet += math.log(s)
-    i4 = 1.0 / math.sqrt(s)
+    det *= s4
+    r4 = math.sqrt(s4)
+    i4 = 1.0 / r4
     l5_4 = (Inf[5, 4] - l5_0 * l4_0 - l5_1 * l4_1 - l5_2 * l4_2 - l5_3 * l4_3) * i4
     l6_4 = (Inf[6, 4] - l6_0 * l4_0 - l6_1 * l4_1 - l6_2 * l4_2 - l6_3 * l4_3) * i4
-    s = Inf[5, 5] - l5_0 * l5_0 - l5_1 * l5_1 - l5_2 * l5_2 - l5_3 * l5_3 - l5_4 * l5_4
-    if not s > 0.0:
+    s5 = Inf[5, 5] - l5_0 * l5_0 - l5_1 * l5_1 - l5_2 * l5_2 - l5_3 * l5_3 - l5_4 * l5_4
+    if not s5 > 0.0:
         return -math.inf
-    logdet += math.log(s)
-    i5 = 1.0 / math.sqrt(s)
+    det *= s5
+    r5 = math.sqrt(s5)
+    i5 = 1.0 / r5
     l6_5 = (Inf[6, 5] - l6_0 * l5_0 - l6_1 * l5_1 - l6_2 * l5_2 - l6_3 * l5_3 - l6_4 * l5_4) * i5
-    s = (Inf[6, 6] - l6_0 * l6_0 - l6_1 * l6_1 - l6_2 * l6_2 - l6_3 * l6_3 - l6_4 * l6_4
+    s6 = (Inf[6, 6] - l6_0 * l6_0 - l6_1 * l6_1 - l6_2 * l6_2 - l6_3 * l6_3 - l6_4 * l6_4
         - l6_5 * l6_5)
-    if not s > 0.0:
+    if not s6 > 0.0:
         return -math.inf
-    logdet += math.log(s)
-    i6 = 1.0 / math.sqrt(s)
+    det *= s6
+    r6 = math.sqrt(s6)
+    i6 = 1.0 / r6
     m0_0 = i0
     m1_0 = -(l1_0 * m0_0) * i1
     m2_0 = -(l2_0 * m0_0 + l2_1 * m1_0) * i2
@@ -2341,7 +2344,7 @@ def chol_inv_7(Inf, L, Li):
     m6_5 = -(l6_5 * m5_5) * i6
     m6_6 = i6
     Li[0, 0] = m0_0
-    L[0, 0] = 1.0 / i0
+    L[0, 0] = r0
     Li[0, 1] = 0.0
     L[0, 1] = 0.0
     Li[0, 2] = 0.0
@@ -2357,7 +2360,7 @@ def chol_inv_7(Inf, L, Li):
     Li[1, 0] = m1_0
     L[1, 0] = l1_0
     Li[1, 1] = m1_1
-    L[1, 1] = 1.0 / i1
+    L[1, 1] = r1
     Li[1, 2] = 0.0
     L[1, 2] = 0.0
     Li[1, 3] = 0.0
@@ -2373,7 +2376,7 @@ def chol_inv_7(Inf, L, Li):
     Li[2, 1] = m2_1
     L[2, 1] = l2_1
     Li[2, 2] = m2_2
-    L[2, 2] = 1.0 / i2
+    L[2, 2] = r2
     Li[2, 3] = 0.0
     L[2, 3] = 0.0
     Li[2, 4] = 0.0
@@ -2389,7 +2392,7 @@ def chol_inv_7(Inf, L, Li):
     Li[3, 2] = m3_2
     L[3, 2] = l3_2
     Li[3, 3] = m3_3
-    L[3, 3] = 1.0 / i3
+    L[3, 3] = r3
     Li[3, 4] = 0.0
     L[3, 4] = 0.0
     Li[3, 5] = 0.0
@@ -2405,7 +2408,7 @@ def chol_inv_7(Inf, L, Li):
     Li[4, 3] = m4_3
     L[4, 3] = l4_3
     Li[4, 4] = m4_4
-    L[4, 4] = 1.0 / i4
+    L[4, 4] = r4
     Li[4, 5] = 0.0
     L[4, 5] = 0.0
     Li[4, 6] = 0.0
@@ -2421,7 +2424,7 @@ def chol_inv_7(Inf, L, Li):
     Li[5, 4] = m5_4
     L[5, 4] = l5_4
     Li[5, 5] = m5_5
-    L[5, 5] = 1.0 / i5
+    L[5, 5] = r5
     Li[5, 6] = 0.0
     L[5, 6] = 0.0
     Li[6, 0] = m6_0
@@ -2437,8 +2440,10 @@ def chol_inv_7(Inf, L, Li):
     Li[6, 5] = m6_5
     L[6, 5] = l6_5
     Li[6, 6] = m6_6
-    L[6, 6] = 1.0 / i6
-    return logdet
+    L[6, 6] = r6
+    if 1e-280 < det < 1e280:
+        return math.log(det)
+    return math.log(s0) + math.log(s1) + math.log(s2) + math.log(s3) + math.log(s4) + math.log(s5) + math.log(s6)
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
@@ -2598,46 +2603,15 @@ def hess_7(Zt, Y, p, v, m, a1, L, Inf, Hn):
         c6_5 += u6 * z5
         c6_6 += u6 * z6
     t0_0_0 = 0.0
-    for t in range(Zt.shape[1]):
-        yk = Y[0, t]
-        c = a1[t] * yk
-        y0 = yk
-        cy0 = c * y0
-        t0_0_0 += cy0 * y0
     t1_0_0 = 0.0
     t1_1_0 = 0.0
     t1_1_1 = 0.0
-    for t in range(Zt.shape[1]):
-        yk = Y[1, t]
-        c = a1[t] * yk
-        y0 = Y[0, t]
-        y1 = yk
-        cy0 = c * y0
-        cy1 = c * y1
-        t1_0_0 += cy0 * y0
-        t1_1_0 += cy1 * y0
-        t1_1_1 += cy1 * y1
     t2_0_0 = 0.0
     t2_1_0 = 0.0
     t2_1_1 = 0.0
     t2_2_0 = 0.0
     t2_2_1 = 0.0
     t2_2_2 = 0.0
-    for t in range(Zt.shape[1]):
-        yk = Y[2, t]
-        c = a1[t] * yk
-        y0 = Y[0, t]
-        y1 = Y[1, t]
-        y2 = yk
-        cy0 = c * y0
-        cy1 = c * y1
-        cy2 = c * y2
-        t2_0_0 += cy0 * y0
-        t2_1_0 += cy1 * y0
-        t2_1_1 += cy1 * y1
-        t2_2_0 += cy2 * y0
-        t2_2_1 += cy2 * y1
-        t2_2_2 += cy2 * y2
     t3_0_0 = 0.0
     t3_1_0 = 0.0
     t3_1_1 = 0.0
@@ -2649,12 +2623,31 @@ def hess_7(Zt, Y, p, v, m, a1, L, Inf, Hn):
     t3_3_2 = 0.0
     t3_3_3 = 0.0
     for t in range(Zt.shape[1]):
-        yk = Y[3, t]
-        c = a1[t] * yk
+        at = a1[t]
         y0 = Y[0, t]
         y1 = Y[1, t]
         y2 = Y[2, t]
-        y3 = yk
+        y3 = Y[3, t]
+        c = at * y0
+        cy0 = c * y0
+        t0_0_0 += cy0 * y0
+        c = at * y1
+        cy0 = c * y0
+        cy1 = c * y1
+        t1_0_0 += cy0 * y0
+        t1_1_0 += cy1 * y0
+        t1_1_1 += cy1 * y1
+        c = at * y2
+        cy0 = c * y0
+        cy1 = c * y1
+        cy2 = c * y2
+        t2_0_0 += cy0 * y0
+        t2_1_0 += cy1 * y0
+        t2_1_1 += cy1 * y1
+        t2_2_0 += cy2 * y0
+        t2_2_1 += cy2 * y1
+        t2_2_2 += cy2 * y2
+        c = at * y3
         cy0 = c * y0
         cy1 = c * y1
         cy2 = c * y2
@@ -2685,13 +2678,13 @@ def hess_7(Zt, Y, p, v, m, a1, L, Inf, Hn):
     t4_4_3 = 0.0
     t4_4_4 = 0.0
     for t in range(Zt.shape[1]):
-        yk = Y[4, t]
-        c = a1[t] * yk
+        at = a1[t]
         y0 = Y[0, t]
         y1 = Y[1, t]
         y2 = Y[2, t]
         y3 = Y[3, t]
-        y4 = yk
+        y4 = Y[4, t]
+        c = at * y4
         cy0 = c * y0
         cy1 = c * y1
         cy2 = c * y2
@@ -2734,14 +2727,14 @@ def hess_7(Zt, Y, p, v, m, a1, L, Inf, Hn):
     t5_5_4 = 0.0
     t5_5_5 = 0.0
     for t in range(Zt.shape[1]):
-        yk = Y[5, t]
-        c = a1[t] * yk
+        at = a1[t]
         y0 = Y[0, t]
         y1 = Y[1, t]
         y2 = Y[2, t]
         y3 = Y[3, t]
         y4 = Y[4, t]
-        y5 = yk
+        y5 = Y[5, t]
+        c = at * y5
         cy0 = c * y0
         cy1 = c * y1
         cy2 = c * y2
@@ -2798,15 +2791,15 @@ def hess_7(Zt, Y, p, v, m, a1, L, Inf, Hn):
     t6_6_5 = 0.0
     t6_6_6 = 0.0
     for t in range(Zt.shape[1]):
-        yk = Y[6, t]
-        c = a1[t] * yk
+        at = a1[t]
         y0 = Y[0, t]
         y1 = Y[1, t]
         y2 = Y[2, t]
         y3 = Y[3, t]
         y4 = Y[4, t]
         y5 = Y[5, t]
-        y6 = yk
+        y6 = Y[6, t]
+        c = at * y6
         cy0 = c * y0
         cy1 = c * y1
         cy2 = c * y2
@@ -3162,6 +3155,14 @@ def info_8(Zt, b, f, w, p, v, Inf):
     b6 = b[6]
     b7 = b[7]
     ll = 0.0
+    for t in range(Zt.shape[1]):
+        x = (b0 * Zt[0, t] + b1 * Zt[1, t] + b2 * Zt[2, t] + b3 * Zt[3, t] + b4 * Zt[4, t]
+            + b5 * Zt[5, t] + b6 * Zt[6, t] + b7 * Zt[7, t])
+        e, pr, pq = logistic_fast(x)
+        wt = w[t]
+        ll += wt * (f[t] * x - (max(x, 0.0) + log1p_unit(e)))
+        p[t] = pr
+        v[t] = wt * pq
     h0_0 = 0.0
     h1_0 = 0.0
     h1_1 = 0.0
@@ -3199,6 +3200,7 @@ def info_8(Zt, b, f, w, p, v, Inf):
     h7_6 = 0.0
     h7_7 = 0.0
     for t in range(Zt.shape[1]):
+        vt = v[t]
         z0 = Zt[0, t]
         z1 = Zt[1, t]
         z2 = Zt[2, t]
@@ -3207,13 +3209,6 @@ def info_8(Zt, b, f, w, p, v, Inf):
         z5 = Zt[5, t]
         z6 = Zt[6, t]
         z7 = Zt[7, t]
-        x = b0 * z0 + b1 * z1 + b2 * z2 + b3 * z3 + b4 * z4 + b5 * z5 + b6 * z6 + b7 * z7
-        e, pr, pq = logistic_fast(x)
-        wt = w[t]
-        ll += wt * (f[t] * x - (max(x, 0.0) + log1p_unit(e)))
-        vt = wt * pq
-        p[t] = pr
-        v[t] = vt
         u0 = vt * z0
         h0_0 += u0 * z0
         u1 = vt * z1
@@ -3327,12 +3322,13 @@ def info_8(Zt, b, f, w, p, v, Inf):
 
 @njit(cache=True, error_model="numpy", _nrt=False)
 def chol_inv_8(Inf, L, Li):
-    logdet = 0.0
-    s = Inf[0, 0]
-    if not s > 0.0:
+    det = 1.0
+    s0 = Inf[0, 0]
+    if not s0 > 0.0:
         return -math.inf
-    logdet += math.log(s)
-    i0 = 1.0 / math.sqrt(s)
+    det *= s0
+    r0 = math.sqrt(s0)
+    i0 = 1.0 / r0
     l1_0 = (Inf[1, 0]) * i0
     l2_0 = (Inf[2, 0]) * i0
     l3_0 = (Inf[3, 0]) * i0
@@ -3340,65 +3336,72 @@ def chol_inv_8(Inf, L, Li):
     l5_0 = (Inf[5, 0]) * i0
     l6_0 = (Inf[6, 0]) * i0
     l7_0 = (Inf[7, 0]) * i0
-    s = Inf[1, 1] - l1_0 * l1_0
-    if not s > 0.0:
+    s1 = Inf[1, 1] - l1_0 * l1_0
+    if not s1 > 0.0:
         return -math.inf
-    logdet += math.log(s)
-    i1 = 1.0 / math.sqrt(s)
+    det *= s1
+    r1 = math.sqrt(s1)
+    i1 = 1.0 / r1
     l2_1 = (Inf[2, 1] - l2_0 * l1_0) * i1
     l3_1 = (Inf[3, 1] - l3_0 * l1_0) * i1
     l4_1 = (Inf[4, 1] - l4_0 * l1_0) * i1
     l5_1 = (Inf[5, 1] - l5_0 * l1_0) * i1
     l6_1 = (Inf[6, 1] - l6_0 * l1_0) * i1
     l7_1 = (Inf[7, 1] - l7_0 * l1_0) * i1
-    s = Inf[2, 2] - l2_0 * l2_0 - l2_1 * l2_1
-    if not s > 0.0:
+    s2 = Inf[2, 2] - l2_0 * l2_0 - l2_1 * l2_1
+    if not s2 > 0.0:
         return -math.inf
-    logdet += math.log(s)
-    i2 = 1.0 / math.sqrt(s)
+    det *= s2
+    r2 = math.sqrt(s2)
+    i2 = 1.0 / r2
     l3_2 = (Inf[3, 2] - l3_0 * l2_0 - l3_1 * l2_1) * i2
     l4_2 = (Inf[4, 2] - l4_0 * l2_0 - l4_1 * l2_1) * i2
     l5_2 = (Inf[5, 2] - l5_0 * l2_0 - l5_1 * l2_1) * i2
     l6_2 = (Inf[6, 2] - l6_0 * l2_0 - l6_1 * l2_1) * i2
     l7_2 = (Inf[7, 2] - l7_0 * l2_0 - l7_1 * l2_1) * i2
-    s = Inf[3, 3] - l3_0 * l3_0 - l3_1 * l3_1 - l3_2 * l3_2
-    if not s > 0.0:
+    s3 = Inf[3, 3] - l3_0 * l3_0 - l3_1 * l3_1 - l3_2 * l3_2
+    if not s3 > 0.0:
         return -math.inf
-    logdet += math.log(s)
-    i3 = 1.0 / math.sqrt(s)
+    det *= s3
+    r3 = math.sqrt(s3)
+    i3 = 1.0 / r3
     l4_3 = (Inf[4, 3] - l4_0 * l3_0 - l4_1 * l3_1 - l4_2 * l3_2) * i3
     l5_3 = (Inf[5, 3] - l5_0 * l3_0 - l5_1 * l3_1 - l5_2 * l3_2) * i3
     l6_3 = (Inf[6, 3] - l6_0 * l3_0 - l6_1 * l3_1 - l6_2 * l3_2) * i3
     l7_3 = (Inf[7, 3] - l7_0 * l3_0 - l7_1 * l3_1 - l7_2 * l3_2) * i3
-    s = Inf[4, 4] - l4_0 * l4_0 - l4_1 * l4_1 - l4_2 * l4_2 - l4_3 * l4_3
-    if not s > 0.0:
+    s4 = Inf[4, 4] - l4_0 * l4_0 - l4_1 * l4_1 - l4_2 * l4_2 - l4_3 * l4_3
+    if not s4 > 0.0:
         return -math.inf
-    logdet += math.log(s)
-    i4 = 1.0 / math.sqrt(s)
+    det *= s4
+    r4 = math.sqrt(s4)
+    i4 = 1.0 / r4
     l5_4 = (Inf[5, 4] - l5_0 * l4_0 - l5_1 * l4_1 - l5_2 * l4_2 - l5_3 * l4_3) * i4
     l6_4 = (Inf[6, 4] - l6_0 * l4_0 - l6_1 * l4_1 - l6_2 * l4_2 - l6_3 * l4_3) * i4
     l7_4 = (Inf[7, 4] - l7_0 * l4_0 - l7_1 * l4_1 - l7_2 * l4_2 - l7_3 * l4_3) * i4
-    s = Inf[5, 5] - l5_0 * l5_0 - l5_1 * l5_1 - l5_2 * l5_2 - l5_3 * l5_3 - l5_4 * l5_4
-    if not s > 0.0:
+    s5 = Inf[5, 5] - l5_0 * l5_0 - l5_1 * l5_1 - l5_2 * l5_2 - l5_3 * l5_3 - l5_4 * l5_4
+    if not s5 > 0.0:
         return -math.inf
-    logdet += math.log(s)
-    i5 = 1.0 / math.sqrt(s)
+    det *= s5
+    r5 = math.sqrt(s5)
+    i5 = 1.0 / r5
     l6_5 = (Inf[6, 5] - l6_0 * l5_0 - l6_1 * l5_1 - l6_2 * l5_2 - l6_3 * l5_3 - l6_4 * l5_4) * i5
     l7_5 = (Inf[7, 5] - l7_0 * l5_0 - l7_1 * l5_1 - l7_2 * l5_2 - l7_3 * l5_3 - l7_4 * l5_4) * i5
-    s = (Inf[6, 6] - l6_0 * l6_0 - l6_1 * l6_1 - l6_2 * l6_2 - l6_3 * l6_3 - l6_4 * l6_4
+    s6 = (Inf[6, 6] - l6_0 * l6_0 - l6_1 * l6_1 - l6_2 * l6_2 - l6_3 * l6_3 - l6_4 * l6_4
         - l6_5 * l6_5)
-    if not s > 0.0:
+    if not s6 > 0.0:
         return -math.inf
-    logdet += math.log(s)
-    i6 = 1.0 / math.sqrt(s)
+    det *= s6
+    r6 = math.sqrt(s6)
+    i6 = 1.0 / r6
     l7_6 = ((Inf[7, 6] - l7_0 * l6_0 - l7_1 * l6_1 - l7_2 * l6_2 - l7_3 * l6_3 - l7_4 * l6_4
         - l7_5 * l6_5) * i6)
-    s = (Inf[7, 7] - l7_0 * l7_0 - l7_1 * l7_1 - l7_2 * l7_2 - l7_3 * l7_3 - l7_4 * l7_4
+    s7 = (Inf[7, 7] - l7_0 * l7_0 - l7_1 * l7_1 - l7_2 * l7_2 - l7_3 * l7_3 - l7_4 * l7_4
         - l7_5 * l7_5 - l7_6 * l7_6)
-    if not s > 0.0:
+    if not s7 > 0.0:
         return -math.inf
-    logdet += math.log(s)
-    i7 = 1.0 / math.sqrt(s)
+    det *= s7
+    r7 = math.sqrt(s7)
+    i7 = 1.0 / r7
     m0_0 = i0
     m1_0 = -(l1_0 * m0_0) * i1
     m2_0 = -(l2_0 * m0_0 + l2_1 * m1_0) * i2
@@ -3437,7 +3440,7 @@ def chol_inv_8(Inf, L, Li):
     m7_6 = -(l7_6 * m6_6) * i7
     m7_7 = i7
     Li[0, 0] = m0_0
-    L[0, 0] = 1.0 / i0
+    L[0, 0] = r0
     Li[0, 1] = 0.0
     L[0, 1] = 0.0
     Li[0, 2] = 0.0
@@ -3455,7 +3458,7 @@ def chol_inv_8(Inf, L, Li):
     Li[1, 0] = m1_0
     L[1, 0] = l1_0
     Li[1, 1] = m1_1
-    L[1, 1] = 1.0 / i1
+    L[1, 1] = r1
     Li[1, 2] = 0.0
     L[1, 2] = 0.0
     Li[1, 3] = 0.0
@@ -3473,7 +3476,7 @@ def chol_inv_8(Inf, L, Li):
     Li[2, 1] = m2_1
     L[2, 1] = l2_1
     Li[2, 2] = m2_2
-    L[2, 2] = 1.0 / i2
+    L[2, 2] = r2
     Li[2, 3] = 0.0
     L[2, 3] = 0.0
     Li[2, 4] = 0.0
@@ -3491,7 +3494,7 @@ def chol_inv_8(Inf, L, Li):
     Li[3, 2] = m3_2
     L[3, 2] = l3_2
     Li[3, 3] = m3_3
-    L[3, 3] = 1.0 / i3
+    L[3, 3] = r3
     Li[3, 4] = 0.0
     L[3, 4] = 0.0
     Li[3, 5] = 0.0
@@ -3509,7 +3512,7 @@ def chol_inv_8(Inf, L, Li):
     Li[4, 3] = m4_3
     L[4, 3] = l4_3
     Li[4, 4] = m4_4
-    L[4, 4] = 1.0 / i4
+    L[4, 4] = r4
     Li[4, 5] = 0.0
     L[4, 5] = 0.0
     Li[4, 6] = 0.0
@@ -3527,7 +3530,7 @@ def chol_inv_8(Inf, L, Li):
     Li[5, 4] = m5_4
     L[5, 4] = l5_4
     Li[5, 5] = m5_5
-    L[5, 5] = 1.0 / i5
+    L[5, 5] = r5
     Li[5, 6] = 0.0
     L[5, 6] = 0.0
     Li[5, 7] = 0.0
@@ -3545,7 +3548,7 @@ def chol_inv_8(Inf, L, Li):
     Li[6, 5] = m6_5
     L[6, 5] = l6_5
     Li[6, 6] = m6_6
-    L[6, 6] = 1.0 / i6
+    L[6, 6] = r6
     Li[6, 7] = 0.0
     L[6, 7] = 0.0
     Li[7, 0] = m7_0
@@ -3563,8 +3566,10 @@ def chol_inv_8(Inf, L, Li):
     Li[7, 6] = m7_6
     L[7, 6] = l7_6
     Li[7, 7] = m7_7
-    L[7, 7] = 1.0 / i7
-    return logdet
+    L[7, 7] = r7
+    if 1e-280 < det < 1e280:
+        return math.log(det)
+    return math.log(s0) + math.log(s1) + math.log(s2) + math.log(s3) + math.log(s4) + math.log(s5) + math.log(s6) + math.log(s7)
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
@@ -3757,46 +3762,15 @@ def hess_8(Zt, Y, p, v, m, a1, L, Inf, Hn):
         c7_6 += u7 * z6
         c7_7 += u7 * z7
     t0_0_0 = 0.0
-    for t in range(Zt.shape[1]):
-        yk = Y[0, t]
-        c = a1[t] * yk
-        y0 = yk
-        cy0 = c * y0
-        t0_0_0 += cy0 * y0
     t1_0_0 = 0.0
     t1_1_0 = 0.0
     t1_1_1 = 0.0
-    for t in range(Zt.shape[1]):
-        yk = Y[1, t]
-        c = a1[t] * yk
-        y0 = Y[0, t]
-        y1 = yk
-        cy0 = c * y0
-        cy1 = c * y1
-        t1_0_0 += cy0 * y0
-        t1_1_0 += cy1 * y0
-        t1_1_1 += cy1 * y1
     t2_0_0 = 0.0
     t2_1_0 = 0.0
     t2_1_1 = 0.0
     t2_2_0 = 0.0
     t2_2_1 = 0.0
     t2_2_2 = 0.0
-    for t in range(Zt.shape[1]):
-        yk = Y[2, t]
-        c = a1[t] * yk
-        y0 = Y[0, t]
-        y1 = Y[1, t]
-        y2 = yk
-        cy0 = c * y0
-        cy1 = c * y1
-        cy2 = c * y2
-        t2_0_0 += cy0 * y0
-        t2_1_0 += cy1 * y0
-        t2_1_1 += cy1 * y1
-        t2_2_0 += cy2 * y0
-        t2_2_1 += cy2 * y1
-        t2_2_2 += cy2 * y2
     t3_0_0 = 0.0
     t3_1_0 = 0.0
     t3_1_1 = 0.0
@@ -3808,12 +3782,31 @@ def hess_8(Zt, Y, p, v, m, a1, L, Inf, Hn):
     t3_3_2 = 0.0
     t3_3_3 = 0.0
     for t in range(Zt.shape[1]):
-        yk = Y[3, t]
-        c = a1[t] * yk
+        at = a1[t]
         y0 = Y[0, t]
         y1 = Y[1, t]
         y2 = Y[2, t]
-        y3 = yk
+        y3 = Y[3, t]
+        c = at * y0
+        cy0 = c * y0
+        t0_0_0 += cy0 * y0
+        c = at * y1
+        cy0 = c * y0
+        cy1 = c * y1
+        t1_0_0 += cy0 * y0
+        t1_1_0 += cy1 * y0
+        t1_1_1 += cy1 * y1
+        c = at * y2
+        cy0 = c * y0
+        cy1 = c * y1
+        cy2 = c * y2
+        t2_0_0 += cy0 * y0
+        t2_1_0 += cy1 * y0
+        t2_1_1 += cy1 * y1
+        t2_2_0 += cy2 * y0
+        t2_2_1 += cy2 * y1
+        t2_2_2 += cy2 * y2
+        c = at * y3
         cy0 = c * y0
         cy1 = c * y1
         cy2 = c * y2
@@ -3844,13 +3837,13 @@ def hess_8(Zt, Y, p, v, m, a1, L, Inf, Hn):
     t4_4_3 = 0.0
     t4_4_4 = 0.0
     for t in range(Zt.shape[1]):
-        yk = Y[4, t]
-        c = a1[t] * yk
+        at = a1[t]
         y0 = Y[0, t]
         y1 = Y[1, t]
         y2 = Y[2, t]
         y3 = Y[3, t]
-        y4 = yk
+        y4 = Y[4, t]
+        c = at * y4
         cy0 = c * y0
         cy1 = c * y1
         cy2 = c * y2
@@ -3893,14 +3886,14 @@ def hess_8(Zt, Y, p, v, m, a1, L, Inf, Hn):
     t5_5_4 = 0.0
     t5_5_5 = 0.0
     for t in range(Zt.shape[1]):
-        yk = Y[5, t]
-        c = a1[t] * yk
+        at = a1[t]
         y0 = Y[0, t]
         y1 = Y[1, t]
         y2 = Y[2, t]
         y3 = Y[3, t]
         y4 = Y[4, t]
-        y5 = yk
+        y5 = Y[5, t]
+        c = at * y5
         cy0 = c * y0
         cy1 = c * y1
         cy2 = c * y2
@@ -3957,15 +3950,15 @@ def hess_8(Zt, Y, p, v, m, a1, L, Inf, Hn):
     t6_6_5 = 0.0
     t6_6_6 = 0.0
     for t in range(Zt.shape[1]):
-        yk = Y[6, t]
-        c = a1[t] * yk
+        at = a1[t]
         y0 = Y[0, t]
         y1 = Y[1, t]
         y2 = Y[2, t]
         y3 = Y[3, t]
         y4 = Y[4, t]
         y5 = Y[5, t]
-        y6 = yk
+        y6 = Y[6, t]
+        c = at * y6
         cy0 = c * y0
         cy1 = c * y1
         cy2 = c * y2
@@ -4038,8 +4031,7 @@ def hess_8(Zt, Y, p, v, m, a1, L, Inf, Hn):
     t7_7_6 = 0.0
     t7_7_7 = 0.0
     for t in range(Zt.shape[1]):
-        yk = Y[7, t]
-        c = a1[t] * yk
+        at = a1[t]
         y0 = Y[0, t]
         y1 = Y[1, t]
         y2 = Y[2, t]
@@ -4047,7 +4039,8 @@ def hess_8(Zt, Y, p, v, m, a1, L, Inf, Hn):
         y4 = Y[4, t]
         y5 = Y[5, t]
         y6 = Y[6, t]
-        y7 = yk
+        y7 = Y[7, t]
+        c = at * y7
         cy0 = c * y0
         cy1 = c * y1
         cy2 = c * y2
