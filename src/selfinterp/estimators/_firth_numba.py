@@ -62,7 +62,7 @@ JOINT_MAX_OFF = 0.5  # give up if another parameter's Newton step exceeds this m
 # attributes; 10, 25, 50, 200 trials; noisy to deterministic choices; 76,800
 # bounds) against the kernel that stopped at 1e-5 and 1e-4 (itself within
 # 7e-9 of iterating to convergence): at most 1.3e-9 apart relative to
-# max(1, |bound|), except 2.9e-8 with 9 parameters from 10 trials.  With the
+# max(1, |bound|), except 4.7e-8 with 9 parameters from 10 trials.  With the
 # third-order start (_bound_start) most bounds stop after two evaluations
 # (2.5 on average on bench_firth.py's data, against 3.2 before).
 JOINT_STEP_TOL = 1e-4
@@ -472,16 +472,20 @@ def _bound_start(b_hat, cov, hinv, r, j, direction, q, start):
     and the profile is ``l*(b_hat) - t^2 / (2 s2) + kappa t^3 / 6 + O(t^4)``,
     with H minus the exact Hessian at the estimate, ``s2 = H^{-1}_jj``, the
     tangent ``d = H^{-1}[:, j] / s2``, ``r_s`` the third derivatives
-    ``D^3 l*[e_s, d, d]``, ``kappa = d' r`` (the path's curvature ``e``
+    ``D^3 l*[e_s, d, d]`` (of the log-likelihood only: see
+    :func:`_start_terms`), ``kappa = d' r`` (the path's curvature ``e``
     enters the profile at the fourth order only) and ``e = (H^{-1} - s2 d
     d') r`` (from differentiating ``U_s(b(t)) = 0`` twice; ``e_j = 0``).
     The start is the root of that cubic beside the Wald bound ``t = +-sqrt(q
     s2)``, on that curve; the Wald bound of the Fisher information (``cov``)
     where ``H`` is not positive definite, and the Wald bound of ``H`` where the
-    cubic has no root nearby.  Compared with the Wald bound of ``cov`` this
-    divides the distance of the start from the bound by about 30 (1e-3 of a
-    standard error on the benchmark's data), which saves one evaluation
-    of the joint Newton iteration in most bounds.
+    cubic has no root nearby.  Compared with the Wald bound of ``cov`` on the
+    first-order path, the start is closer to the bound and the other
+    parameters' maximum there (a median of 0.15 to 0.18 of the distance, in
+    standard errors, in ``test_third_order_start``), above all in the other
+    parameters: after the first joint Newton step they are about 1e-5 of a
+    standard error from their maximum instead of 1e-3 (bench_firth.py's
+    data), so that most bounds stop after the second evaluation.
     """
     P = b_hat.shape[0]
     s2 = hinv[j, j]
@@ -707,7 +711,8 @@ def _profile_bound(Zt, f, w, b_hat, obj_hat, cov, hinv, r, j, direction, q, max_
 @njit(cache=True, _nrt=False)
 def _start_terms(Zt, ws, hinv, third, e, col):
     """For :func:`_bound_start`, at the estimate (the point ``ws`` last
-    evaluated, with its Hessian): ``hinv`` = H^{-1}, H minus the exact Hessian
+    evaluated, with its Hessian: ``_maximise`` leaves both at its result):
+    ``hinv`` = H^{-1}, H minus the exact Hessian
     (-1 on its diagonal where H is not positive definite), and for each
     slope k, with its profile tangent ``d = H^{-1}[:, k] / H^{-1}_kk``, the
     third derivatives ``third[k, s] = -sum_t v'_t (z_t . d)^2 z_ts`` of the
@@ -716,7 +721,7 @@ def _start_terms(Zt, ws, hinv, third, e, col):
     make the start less good, not the bound less exact."""
     P, T = Zt.shape
     K = third.shape[0]
-    a1, x = ws[A2_], ws[ETA_]
+    p_, v, x = ws[P_], ws[V_], ws[ETA_]
     if not _inverse(ws[HN_], hinv, ws[LF_], e, col):
         for i in range(P):
             hinv[i, i] = -1.0
@@ -730,7 +735,7 @@ def _start_terms(Zt, ws, hinv, third, e, col):
             for t in range(T):
                 x[t] += Zt[i, t] * d_i
         for t in range(T):
-            x[t] = a1[t] * x[t] * x[t]
+            x[t] = v[t] * (1.0 - 2.0 * p_[t]) * x[t] * x[t]
         for i in range(P):
             acc = 0.0
             for t in range(T):
