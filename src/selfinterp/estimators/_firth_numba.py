@@ -436,9 +436,15 @@ def _maximise(Zt, f, w, b, fixed, max_iter, tol, ws):
             step *= 0.5
         if not moved:
             # no ascent along the direction: at the maximum to rounding if
-            # the step is already tiny
+            # the step is already tiny, or if the increase the quadratic
+            # model promises, U'd / 2, is below what l* resolves (its
+            # rounding; with parameters in the hundreds, under separation, a
+            # step of 1e3 tol can be beyond it)
+            gain = 0.0
+            for p in range(P):
+                gain += U[p] * d[p]
             _evaluate(Zt, f, w, b, ws, U, Inf)
-            return obj, big <= 1e3 * tol, it + 1
+            return obj, big <= 1e3 * tol or 0.5 * gain <= 1e-12 * max(1.0, abs(obj)), it + 1
         for p in range(P):
             b[p] = cand[p]
             U[p] = U2[p]
