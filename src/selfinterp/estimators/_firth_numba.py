@@ -61,9 +61,9 @@ JOINT_MAX_OFF = 0.5  # give up if another parameter's Newton step exceeds this m
 # then within about 1e-9 of its limit.  Checked on 9,600 contexts (1, 2, 5, 8
 # attributes; 10, 25, 50, 200 trials; noisy to deterministic choices; 76,800
 # bounds) against the kernel that stopped at 1e-5 and 1e-4 (itself within
-# 7e-9 of iterating to convergence): at most 1.3e-9 apart relative to
-# max(1, |bound|), except up to 4.5e-8 with 9 parameters from 10 or 25 trials
-# (see docs/estimators.md, Speed).  From the fourth-order start
+# 7e-9 of iterating to convergence): at most 2.4e-9 apart relative to
+# max(1, |bound|), except up to 3.0e-8 with 9 parameters from 10 trials (see
+# docs/estimators.md, Speed).  From the fourth-order start
 # (_bound_start) most bounds stop after two evaluations (2.12 on average on
 # bench_firth.py's data, against 3.24 before).
 JOINT_STEP_TOL = 1e-4
