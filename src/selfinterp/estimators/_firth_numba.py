@@ -62,7 +62,7 @@ JOINT_MAX_OFF = 0.5  # give up if another parameter's Newton step exceeds this m
 # attributes; 10, 25, 50, 200 trials; noisy to deterministic choices; 76,800
 # bounds) against the kernel that stopped at 1e-5 and 1e-4 (itself within
 # 7e-9 of iterating to convergence): at most 2.4e-9 apart relative to
-# max(1, |bound|), except up to 3.0e-8 with 9 parameters from 10 trials (see
+# max(1, |bound|), except up to 4.5e-8 with 9 parameters (see
 # docs/estimators.md, Speed).  From the fourth-order start
 # (_bound_start) most bounds stop after two evaluations (2.12 on average on
 # bench_firth.py's data, against 3.24 before).
@@ -470,6 +470,15 @@ def _workspace(P, T):
             np.zeros((P, P)))  # chol of the full matrix in _solve_sub
 
 
+@njit(cache=True, _nrt=False, inline="always")
+def _first_order(b_hat, cov, j, c, out):
+    """out = the first-order (Wald) prediction of the profile path at b_j = c:
+    ``b_hat + (c - b_hat_j) cov[:, j] / cov_jj``, with ``out_j = c``."""
+    for p in range(b_hat.shape[0]):
+        out[p] = b_hat[p] + (c - b_hat[j]) * cov[p, j] / cov[j, j]
+    out[j] = c
+
+
 @njit(cache=True, _nrt=False)
 def _bound_start(b_hat, cov, hinv, terms, j, direction, q, start):
     """Starting point of a profile bound: the fourth-order prediction.
@@ -498,10 +507,7 @@ def _bound_start(b_hat, cov, hinv, terms, j, direction, q, start):
     P = b_hat.shape[0]
     s2 = hinv[j, j]
     if not s2 > 0.0:
-        shift = direction * math.sqrt(q * cov[j, j])
-        for p in range(P):
-            start[p] = b_hat[p] + shift * cov[p, j] / cov[j, j]
-        start[j] = b_hat[j] + shift
+        _first_order(b_hat, cov, j, b_hat[j] + direction * math.sqrt(q * cov[j, j]), start)
         return
     kappa, lam = terms[0], terms[1]
     t0 = direction * math.sqrt(q * s2)
@@ -651,13 +657,11 @@ def _profile_bound(Zt, f, w, b_hat, obj_hat, cov, hinv, terms, j, direction, q, 
         # the continuation on its branch
         jump = it == 0 or abs(c - c_prev) > se
         if it == 0:
-            for p in range(P):
-                nuis[p] = b_hat[p] + (c - b_hat[j]) * cov[p, j] / cov[j, j]
+            _first_order(b_hat, cov, j, c, nuis)
         nuis[j] = c
         obj, ok, _ = _maximise(Zt, f, w, nuis, j, INNER_ITER, tol_in, ws)
         if jump and it > 0:
-            for p in range(P):
-                alt[p] = b_hat[p] + (c - b_hat[j]) * cov[p, j] / cov[j, j]
+            _first_order(b_hat, cov, j, c, alt)
             obj_alt, ok_alt, _ = _maximise(Zt, f, w, alt, j, INNER_ITER, tol_in, ws)
             if obj_alt > obj:
                 for p in range(P):
