@@ -863,6 +863,25 @@ def _inverse(H, out, L, e, col):
     return True
 
 
+@njit(cache=True, _nrt=False, inline="always")
+def _context(X, f, w, a, fit_intercept, Tp):
+    """Context ``a``'s buffers: Zt (P, Tp) (slopes, then the intercept's 1),
+    f and w, padded to ``Tp`` trials with zeros."""
+    T, K = X.shape[1], X.shape[2]
+    P = K + 1 if fit_intercept else K
+    Zt = np.zeros((P, Tp))
+    fa = np.zeros(Tp)
+    wa = np.zeros(Tp)
+    for t in range(T):
+        for k in range(K):
+            Zt[k, t] = X[a, t, k]
+        if fit_intercept:
+            Zt[K, t] = 1.0
+        fa[t] = f[a, t]
+        wa[t] = w[a, t]
+    return Zt, fa, wa
+
+
 @njit(cache=True, parallel=True)
 def firth_numba(X, f, w, fit_intercept, intervals, q, max_iter, tol):
     """Fit every context of X (A, T, K).
@@ -891,16 +910,7 @@ def firth_numba(X, f, w, fit_intercept, intervals, q, max_iter, tol):
     # loops then have no scalar remainder
     Tp = padded(T)
     for a in prange(A):
-        Zt = np.zeros((P, Tp))
-        fa = np.zeros(Tp)
-        wa = np.zeros(Tp)
-        for t in range(T):
-            for k in range(K):
-                Zt[k, t] = X[a, t, k]
-            if fit_intercept:
-                Zt[K, t] = 1.0
-            fa[t] = f[a, t]
-            wa[t] = w[a, t]
+        Zt, fa, wa = _context(X, f, w, a, fit_intercept, Tp)
         ws = _workspace(P, Tp)
         b = np.zeros(P)
         obj, ok, n_it = _maximise(Zt, fa, wa, b, -1, max_iter, tol, ws)
