@@ -863,7 +863,7 @@ def _inverse(H, out, L, e, col):
     return True
 
 
-@njit(cache=True, _nrt=False, inline="always")
+@njit(cache=True, inline="always")
 def _context(X, f, w, a, fit_intercept, Tp):
     """Context ``a``'s buffers: Zt (P, Tp) (slopes, then the intercept's 1),
     f and w, padded to ``Tp`` trials with zeros."""
