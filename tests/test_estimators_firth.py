@@ -155,15 +155,15 @@ def test_firth_rejects_a_bad_level():
         fit_firth(X, y, level=1.5)
 
 
-
 def test_firth_converges_under_separation_with_many_trials():
     """Deterministic choices, 500 trials: every context separated, estimates in
     the hundreds.  The fit converges in few iterations (the step cap grows
     with the parameters: a fixed cap of 5 per iteration took a median of 55
     iterations on such contexts, and 200 did not suffice for 1.2% of them)
-    to the reference's estimate, and every profile bound converges (at the
-    previous commit 17% of 1000 such contexts had a bound that did not: Newton
-    steps below l*'s rounding were halved 50 times over)."""
+    to the reference's estimate, and every profile bound converges (at commit
+    c300ea3 17% of 1000 such contexts had a bound that did not: Newton steps
+    below l*'s rounding were halved until the profile maximisation's 50
+    iterations ran out)."""
     w = draw_target_weights(6, 2, np.random.SeedSequence([3, 2, 500]))
     X, y = simulate_choices(w, 500, scale=np.inf, rng=np.random.SeedSequence([4, 2, 500]))
     fit = fit_firth(X, y)
@@ -176,18 +176,18 @@ def test_firth_converges_under_separation_with_many_trials():
         np.testing.assert_allclose(fit.coef[a], b_ref[:-1], rtol=1e-8)
 
 
-@pytest.mark.parametrize("K, T, scale, seeds, a", [
+@pytest.mark.parametrize("n, K, T, scale, seeds, a", [
     # Newton on the profile cycled inside its bracket (the profile switches
     # between two branches of the other parameters' maxima), moving one end
     # by 2e-4 an iteration, until its 60 iterations ran out
-    (8, 200, 10.0, ([8, 200, 3, 1], [8, 200, 3, 2]), 26),
+    (150, 8, 200, 10.0, ([8, 200, 3, 1], [8, 200, 3, 2]), 26),
     # with the bisection against cycling: the tangent's prediction of the
     # other parameters at a new profile point was out of l*'s domain (-inf),
     # which ended the bound; now the first-order start is tried there too
-    (8, 10, 0.02, ([3, 8, 10], [4, 8, 10]), 333),
+    (1000, 8, 10, 0.02, ([3, 8, 10], [4, 8, 10]), 333),
 ])
-def test_firth_profile_search_recovers_where_it_gave_up(K, T, scale, seeds, a):
-    n = 150 if T == 200 else 1000
+def test_firth_profile_search_recovers_where_it_gave_up(n, K, T, scale, seeds, a):
+    """Context ``a`` of ``n`` drawn with these seeds (the draws depend on n)."""
     w = draw_target_weights(n, K, np.random.SeedSequence(seeds[0]))
     X, y = simulate_choices(w, T, scale=scale, rng=np.random.SeedSequence(seeds[1]))
     fit = fit_firth(X[a:a + 1], y[a:a + 1], check_separation=False)
