@@ -91,3 +91,61 @@ def firth_reference(X, y, intercept=True, level=0.95):
             warm[0] = beta.copy()
             out[j] = brentq(g, beta[j], beta[j] + side * step, xtol=1e-12, rtol=1e-13)
     return beta, lower, upper
+
+
+def branch_bound(X, y, j, side, start, intercept=True, level=0.95, rounds=8):
+    """A profile bound with restarts at each crossing, from the definition.
+
+    ``start`` is a crossing of the profile followed from the estimate (the
+    bound without restarts).  At a crossing c, the other parameters are
+    maximised again from two starts (the estimate with only b_j moved to c;
+    the estimate scaled so that b_j = c); if one ends above the target
+    l*(estimate) - chi2_1(level) / 2, that branch is followed outward in
+    steps of a tenth of the standard error, each point maximised from the
+    last point above the target, to where it falls below the target; the
+    crossing is then found by brentq, each evaluation maximised from the last
+    point above the target; and the restarts are tried again there.
+
+    Returns (bound, the restarts' best maximum minus the target at it).
+    """
+    Z = np.column_stack([X, np.ones(len(X))]) if intercept else np.asarray(X, float)
+    y = np.asarray(y, float)
+    P = Z.shape[1]
+    beta, top = _argmax(Z, y, np.zeros(P), np.ones(P, bool))
+    target = top - chi2.ppf(level, 1) / 2
+    p = expit(Z @ beta)
+    se = np.sqrt(np.linalg.inv((Z * (p * (1 - p))[:, None]).T @ Z)[j, j])
+    free = np.ones(P, bool)
+    free[j] = False
+
+    def restarts(c):
+        best = None
+        for scaled in (False, True):
+            b = beta * (c / beta[j]) if scaled else beta.copy()
+            b[j] = c
+            point, val = _argmax(Z, y, b, free)
+            if best is None or val > best[1]:
+                best = (point, val)
+        return best
+
+    c = float(start)
+    for _ in range(rounds):
+        point, val = restarts(c)
+        if val <= target + 1e-7 * max(1.0, abs(target)):
+            return c, val - target
+        inside = (c, point)
+        while True:
+            b = inside[1].copy()
+            b[j] = inside[0] + side * 0.1 * se
+            nxt, v = _argmax(Z, y, b, free)
+            if v < target:
+                break
+            inside = (b[j], nxt)
+
+        def g(x):
+            b = inside[1].copy()
+            b[j] = x
+            return _argmax(Z, y, b, free)[1] - target
+
+        c = brentq(g, inside[0], inside[0] + side * 0.1 * se, xtol=1e-12, rtol=1e-13)
+    raise RuntimeError("no crossing without a higher branch after the rounds")
