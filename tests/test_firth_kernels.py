@@ -196,3 +196,60 @@ def test_fourth_order_start(K):
                 assert ok and c == pytest.approx(ref, abs=1e-8)
                 ratios.append(np.max(np.abs(start - bound) / se) / np.max(np.abs(wald - bound) / se))
     assert np.median(ratios) < 0.2, np.median(ratios)
+
+
+@pytest.mark.parametrize("K, T, scale, seed", [(2, 50, np.inf, 3), (5, 20, 0.1, 4)])
+def test_restarted_bounds_are_crossings_of_a_branch(K, T, scale, seed):
+    """A bound that the restarts moved (fn._bound) is where a branch of the
+    other parameters' maxima crosses the target: scipy's BFGS (the reference
+    of tests/results/firth_reference.py), started at the kernel's other
+    parameters there, stays at that maximum, whose value is the target to
+    1e-7; the same branch is above the target a thousandth of a standard
+    error inside and below it as far outside.  (That no restart finds a
+    higher branch there is checked in test_estimators_firth.py.)"""
+    import importlib.util
+
+    from selfinterp import simulate_choices
+    from selfinterp._core.logit_numba import padded
+    from selfinterp.design import draw_target_weights
+    from selfinterp.estimators import fit_firth
+
+    spec = importlib.util.spec_from_file_location("firth_reference", REPO / "tests" / "results"
+                                                  / "firth_reference.py")
+    ref = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ref)
+    w = draw_target_weights(40, K, np.random.SeedSequence([seed, 1]))
+    X, y = simulate_choices(w, T, scale=scale, rng=np.random.SeedSequence([seed, 2]))
+    fit, plain = fit_firth(X, y), fit_firth(X, y, restarts="none")
+    q = 3.841458820694124
+    P, Tp = K + 1, padded(T)
+    Xf, yf = X.astype(float), y.astype(float)
+    checked = 0
+    for a, j in np.argwhere((plain.lower - fit.lower > 1e-6) | (fit.upper - plain.upper > 1e-6))[:6]:
+        Zt, fa, wa = fn._context(Xf, yf, np.ones_like(yf), a, True, Tp)
+        b_hat = np.append(fit.coef[a], fit.intercept[a])
+        obj_hat, _, Inf, ws = _evaluate(Zt, fa, wa, b_hat)
+        cov = np.linalg.inv(Inf)
+        hinv, terms = _start_terms(Zt, ws, K)
+        target = obj_hat - q / 2
+        se = np.sqrt(cov[j, j])
+        Z = np.column_stack([Xf[a], np.ones(T)])
+        free = np.arange(P) != j
+        for direction, before, after in ((-1.0, plain.lower, fit.lower), (1.0, plain.upper, fit.upper)):
+            if abs(after[a, j] - before[a, j]) <= 1e-6:
+                continue
+            nuis, alt, col, tangent, best, nuis_in, tan_in = np.empty((7, P))
+            c, ok = fn._bound(Zt, fa, wa, b_hat, obj_hat, cov, hinv, terms[j], j, direction, q,
+                              fn.OUTER_ITER, 1e-10, ws, nuis, alt, col, tangent, best, nuis_in, tan_in)
+            assert ok and abs(c - after[a, j]) <= 1e-6 * max(1.0, abs(c))
+            start = nuis.copy()
+            start[j] = c
+            point, value = ref._argmax(Z, yf[a], start, free)
+            assert abs(value - target) <= 1e-7 * max(1.0, abs(target))
+            assert np.abs(point - start).max() <= 1e-4 * max(1.0, np.abs(start).max())
+            for step, sign in ((-1e-3 * se, 1.0), (1e-3 * se, -1.0)):  # inside, outside
+                moved = point.copy()
+                moved[j] = c + direction * step
+                assert sign * (ref._argmax(Z, yf[a], moved, free)[1] - target) > 0.0
+            checked += 1
+    assert checked >= 6
