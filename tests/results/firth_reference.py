@@ -6,7 +6,9 @@ log-likelihood l(b) + 1/2 log det(Z' W Z), with the log-determinant from
 finite-difference-free exact gradient and a tight tolerance, then polished
 by solving the modified score equations with ``scipy.optimize.root``.
 Profile bounds: ``scipy.optimize.brentq`` on the profile function, each
-profile point maximised the same way.
+profile point maximised the same way.  ``branch_bound``: a bound with
+restarts at each crossing (``fit_firth``'s default under separation), the
+same way.
 """
 
 from __future__ import annotations
@@ -134,13 +136,15 @@ def branch_bound(X, y, j, side, start, intercept=True, level=0.95, rounds=8):
         if val <= target + 1e-7 * max(1.0, abs(target)):
             return c, val - target
         inside = (c, point)
-        while True:
+        for _ in range(100_000):
             b = inside[1].copy()
             b[j] = inside[0] + side * 0.1 * se
             nxt, v = _argmax(Z, y, b, free)
             if v < target:
                 break
             inside = (b[j], nxt)
+        else:
+            raise RuntimeError("the branch did not fall below the target")
 
         def g(x):
             b = inside[1].copy()
