@@ -694,7 +694,6 @@ def _follow(Zt, f, w, b_hat, cov, j, direction, target, c, max_iter, tol, ws, nu
     U = ws[U_]
     inside = b_hat[j]          # g > 0 here
     outside = np.nan           # g < 0 here, once found
-    g_out = 0.0
     se = math.sqrt(max(cov[j, j], 0.0))
     c_prev = c
     g = np.inf
@@ -745,7 +744,6 @@ def _follow(Zt, f, w, b_hat, cov, j, direction, target, c, max_iter, tol, ws, nu
                     tan_in[p] = tangent[p]
         else:
             outside = c
-            g_out = g
         # Newton step on g, safeguarded
         newton_ok = slope != 0.0
         c_new = c - g / slope if newton_ok else c
