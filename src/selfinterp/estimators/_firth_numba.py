@@ -663,14 +663,11 @@ def _profile_bound(Zt, f, w, b_hat, obj_hat, cov, hinv, terms, j, direction, q, 
     cycle between the two ends of the bracket (a profile that switches
     branches is not smooth there).
     """
-    P = b_hat.shape[0]
     target = obj_hat - 0.5 * q
     c, ok = _bound_joint(Zt, f, w, b_hat, cov, hinv, terms, j, direction, q, target, tol, ws, nuis, col,
                          tangent)
     if ok:
         return c, True
-    for p in range(P):
-        tangent[p] = 0.0
     se = math.sqrt(max(cov[j, j], 0.0))
     c = b_hat[j] + direction * math.sqrt(q) * max(se, 1e-3)
     _first_order(b_hat, cov, j, c, nuis)
