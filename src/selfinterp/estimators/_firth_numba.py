@@ -86,10 +86,10 @@ JOINT_NUIS_TOL = 5e-4
 # at most CHORD_TOL standard errors.  On bench_firth.py's data 59% of the
 # bounds stop there (1.56 Hessians per bound instead of 2.15).  On the 9,600
 # contexts above, against a kernel iterated to JOINT_STEP_TOL 1e-8 and
-# JOINT_NUIS_TOL 1e-7: the same largest difference as without the chord step
-# (1.6e-8 relative to max(1, |bound|)), 99% within 7e-11 (2e-11 without);
-# without the condition on the gain, up to 5e-7 (the chord error does not
-# shrink with the step itself).
+# JOINT_NUIS_TOL 1e-7: at most 8.4e-9 apart relative to max(1, |bound|)
+# (1.6e-8 without the chord step), 99% within 7e-11 (2e-11 without); without
+# the condition on the gain, up to 5e-7 (the chord error does not shrink with
+# the step itself).
 CHORD_TOL = 1e-9
 # Workspace slots (see _workspace); named so that the kernels read as algebra.
 (P_, V_, S_, M_, U_, INF_, L_, D_, CAND_, U2_, I2_, SS_, LS_, HN_, G_, LI_, ETA_, R_, ROW_, A2_, Y_,
@@ -669,7 +669,9 @@ def _joint_step(U, Hn, u, cov, j, direction, g, k):
     Returns (step, small, gain, slope): ``small``, whether every other
     parameter's step is within JOINT_NUIS_TOL of its standard error; the
     model's gain from moving them, ``U_s' u / 2``; and the model profile's
-    slope ``U_j - Hn_js u``.  The step is inf where the model has no root.
+    slope ``U_j - Hn_js u``.  The step is the root where the model profile
+    falls outward (its slope ``b1 - k D`` has the sign of -direction); inf
+    where the model has no root.
     """
     a0 = g
     b1 = U[j]
