@@ -47,7 +47,7 @@ def profile_gaps(X, y, coef, intercept, lower, upper, q, seed):
     out = np.full((A, K, 2), -np.inf)
     for a in range(A):
         Zt, fa, wa = fn._context(X, y, np.ones_like(y), a, True, Tp)
-        ws = fn._workspace(P, Tp)
+        ws = fn._workspace(P, Tp, wa)
         b_hat = np.empty(P)
         b_hat[:K] = coef[a]
         b_hat[K] = intercept[a]

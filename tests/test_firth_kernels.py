@@ -13,13 +13,14 @@ from conftest import REPO
 from selfinterp.estimators import _firth_numba as fn
 
 
-def _problem(P, T, seed):
+def _problem(P, T, seed, unit=False):
+    """``unit``: weights 0 or 1 only (a mask), which the sweeps take a faster path for."""
     rng = np.random.default_rng(seed)
     Zt = rng.uniform(-1, 1, (P, T))
     Zt[-1] = 1.0  # an intercept column
     f = (rng.uniform(size=T) < 0.5).astype(float)
     f[::5] = 0.3  # soft labels
-    w = rng.integers(0, 3, T).astype(float)  # including weight-0 (masked) trials
+    w = rng.integers(0, 2 if unit else 3, T).astype(float)  # including weight-0 (masked) trials
     w[:P + 2] = 1.0  # enough trials for a positive definite information
     b = rng.normal(0, 0.5, P)
     return Zt, f, w, b
@@ -27,7 +28,7 @@ def _problem(P, T, seed):
 
 def _evaluate(Zt, f, w, b):
     P, T = Zt.shape
-    ws = fn._workspace(P, T)
+    ws = fn._workspace(P, T, w)
     U, Inf = np.empty(P), np.empty((P, P))
     obj = fn._evaluate(Zt, f, w, b, ws, U, Inf)
     fn._neg_hessian(Zt, w, Inf, ws)
@@ -41,12 +42,16 @@ def test_generated_module_is_up_to_date():
     assert gen.OUT.read_text() == gen.render(), "run python tools/gen_firth.py"
 
 
-@pytest.mark.parametrize("P", range(1, 9))  # the unrolled sweeps; P = 9 runs the generic loops
-def test_unrolled_sweeps_equal_generic_loops(P):
-    T = 37  # not a multiple of the vector width: the loops' remainders are exercised too
-    Zt, f, w, b = _problem(P, T, 10 + P)
+# the unrolled sweeps (P = 9 runs the generic loops), with weights 0, 1 or 2 and with
+# weights 0 or 1 (the log-likelihood as a product's log, up to 1000 trials; beyond, per trial)
+@pytest.mark.parametrize("P, T, unit", [(P, 37, False) for P in range(1, 10)]
+                         + [(P, 37, True) for P in range(1, 10)] + [(6, 1000, True), (6, 1001, True)])
+def test_unrolled_sweeps_equal_generic_loops(P, T, unit):
+    # T = 37: not a multiple of the vector width, so the loops' remainders are exercised too
+    Zt, f, w, b = _problem(P, T, 10 + P, unit)
     obj, U, Inf, ws = _evaluate(Zt, f, w, b)
-    ws2 = fn._workspace(P, T)
+    assert ws[fn.UNIT_][0] == (1.0 if unit else 0.0)
+    ws2 = fn._workspace(P, T, w)
     p2, v2, Inf2, U2, L2, Li2 = (ws2[fn.P_], ws2[fn.V_], np.empty((P, P)), np.empty(P),
                                  np.zeros((P, P)), np.zeros((P, P)))
     ll = fn._info_generic(Zt, b, f, w, p2, v2, Inf2, ws2[fn.ETA_], ws2[fn.ROW_])

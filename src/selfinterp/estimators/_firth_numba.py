@@ -93,7 +93,7 @@ JOINT_NUIS_TOL = 5e-4
 CHORD_TOL = 1e-9
 # Workspace slots (see _workspace); named so that the kernels read as algebra.
 (P_, V_, S_, M_, U_, INF_, L_, D_, CAND_, U2_, I2_, SS_, LS_, HN_, G_, LI_, ETA_, R_, ROW_, A2_, Y_,
- AZ_, LF_) = range(23)
+ AZ_, LF_, UNIT_) = range(24)
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
@@ -152,29 +152,31 @@ def _score_generic(Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U, s_buf):
 
 
 @njit(cache=True, error_model="numpy", inline="always", _nrt=False)
-def _info(Zt, b, f, w, p_buf, v_buf, Inf, eta, row):
+def _info(Zt, b, f, w, p_buf, v_buf, Inf, eta, row, unit):
     """Log-likelihood, p, v and the Fisher information: straight-line sweeps for P <= 8.
 
-    ``eta``, ``row``: work space of the generic loops.  (The dispatchers take
-    arrays, not the workspace tuple: passing its 22 arrays cost more than
-    these sweeps.)"""
+    ``eta``, ``row``: work space of the generic loops; ``unit``: every weight
+    is 0 or 1 (:func:`_unit_weights`), where the unrolled sweeps take the
+    log-likelihood's log1p terms as one log of their product.  (The
+    dispatchers take arrays, not the workspace tuple: passing its 24 arrays
+    cost more than these sweeps.)"""
     P = Zt.shape[0]
     if P == 6:
-        return _fu.info_6(Zt, b, f, w, p_buf, v_buf, Inf)
+        return _fu.info_6(Zt, b, f, w, p_buf, v_buf, Inf, unit)
     elif P == 5:
-        return _fu.info_5(Zt, b, f, w, p_buf, v_buf, Inf)
+        return _fu.info_5(Zt, b, f, w, p_buf, v_buf, Inf, unit)
     elif P == 7:
-        return _fu.info_7(Zt, b, f, w, p_buf, v_buf, Inf)
+        return _fu.info_7(Zt, b, f, w, p_buf, v_buf, Inf, unit)
     elif P == 4:
-        return _fu.info_4(Zt, b, f, w, p_buf, v_buf, Inf)
+        return _fu.info_4(Zt, b, f, w, p_buf, v_buf, Inf, unit)
     elif P == 3:
-        return _fu.info_3(Zt, b, f, w, p_buf, v_buf, Inf)
+        return _fu.info_3(Zt, b, f, w, p_buf, v_buf, Inf, unit)
     elif P == 2:
-        return _fu.info_2(Zt, b, f, w, p_buf, v_buf, Inf)
+        return _fu.info_2(Zt, b, f, w, p_buf, v_buf, Inf, unit)
     elif P == 1:
-        return _fu.info_1(Zt, b, f, w, p_buf, v_buf, Inf)
+        return _fu.info_1(Zt, b, f, w, p_buf, v_buf, Inf, unit)
     elif P == 8:
-        return _fu.info_8(Zt, b, f, w, p_buf, v_buf, Inf)
+        return _fu.info_8(Zt, b, f, w, p_buf, v_buf, Inf, unit)
     return _info_generic(Zt, b, f, w, p_buf, v_buf, Inf, eta, row)
 
 
@@ -247,7 +249,7 @@ def _score(Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U, s_buf):
 
 
 @njit(cache=True, error_model="numpy", inline="always", _nrt=False)
-def _evaluate_arrays(Zt, f, w, b, U, Inf, p_buf, v_buf, L, Li, Y, m_buf, eta, row, s_buf):
+def _evaluate_arrays(Zt, f, w, b, U, Inf, p_buf, v_buf, L, Li, Y, m_buf, eta, row, s_buf, unit):
     """Penalised log-likelihood at ``b``; fills the modified score ``U``, the
     Fisher information ``Inf`` and, in the buffers passed, the fitted probabilities, the
     weights, ``m_t = z_t' I^{-1} z_t``, ``Y = L^{-1} Z'`` and the Cholesky
@@ -258,9 +260,11 @@ def _evaluate_arrays(Zt, f, w, b, U, Inf, p_buf, v_buf, L, Li, Y, m_buf, eta, ro
     terms and ``Inf``, then, once ``L^{-1}`` is known (P x P), the hat
     diagonal ``h_t = v_t m_t`` and the modified score.  The logistic and
     log(1 + e^{-|eta|}) are the vectorisable polynomials of
-    :mod:`selfinterp._core.vecmath` (``math.exp`` would keep the loops scalar).
+    :mod:`selfinterp._core.vecmath` (``math.exp`` would keep the loops scalar);
+    with weights 0 or 1 (``unit``), the sum of the log(1 + e^{-|eta|}) is one
+    log of the product of the 1 + e^{-|eta|}.
     """
-    ll = _info(Zt, b, f, w, p_buf, v_buf, Inf, eta, row)
+    ll = _info(Zt, b, f, w, p_buf, v_buf, Inf, eta, row, unit)
     logdet = _chol_inv(Inf, L, Li)
     if logdet == -np.inf:
         return -np.inf
@@ -272,11 +276,11 @@ def _evaluate_arrays(Zt, f, w, b, U, Inf, p_buf, v_buf, L, Li, Y, m_buf, eta, ro
 def _evaluate(Zt, f, w, b, ws, U, Inf):
     """:func:`_evaluate_arrays` with its buffers from the workspace ``ws``.
 
-    Inlined by numba: passing the 23-array tuple to a function costs about
+    Inlined by numba: passing the 24-array tuple to a function costs about
     300 ns per call (a fifth of an evaluation), passing the arrays does not.
     """
     return _evaluate_arrays(Zt, f, w, b, U, Inf, ws[P_], ws[V_], ws[L_], ws[LI_], ws[Y_], ws[M_],
-                            ws[ETA_], ws[ROW_], ws[S_])
+                            ws[ETA_], ws[ROW_], ws[S_], ws[UNIT_][0] != 0.0)
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
@@ -499,9 +503,12 @@ def _maximise(Zt, f, w, b, fixed, max_iter, tol, ws, grow):
 
 
 @njit(cache=True)
-def _workspace(P, T):
-    """Per-context buffers, allocated once per context (slot names above)."""
+def _workspace(P, T, w):
+    """Per-context buffers, allocated once per context (slot names above), for
+    the trial weights ``w`` (T,)."""
     Q = max(P - 1, 1)  # the free parameters of a profile (one held fixed)
+    unit = np.empty(1)
+    unit[0] = 1.0 if _unit_weights(w) else 0.0
     return (np.empty(T), np.empty(T), np.empty(T), np.empty(T),  # p, v, modified-score terms, m
             np.empty(P), np.empty((P, P)), np.zeros((P, P)),  # U, I, chol(I)
             np.empty(P), np.empty(P), np.empty(P), np.empty((P, P)),  # step, candidate, its U, I
@@ -510,7 +517,17 @@ def _workspace(P, T):
             np.empty((P, P, P)), np.zeros((P, P)),  # G_r of the Hessian, chol(I)^{-1}
             np.empty(T), np.empty(Q), np.empty(T), np.empty(T),  # eta, solve vector, row, v'' m / 2
             np.empty((P, T)), np.empty((P, T)),  # Y = chol(I)^{-1} Z', v' z_r
-            np.zeros((P, P)))  # chol of the full matrix in _solve_sub
+            np.zeros((P, P)),  # chol of the full matrix in _solve_sub
+            unit)  # 1.0: every weight is 0 or 1 (the sweeps' faster log-likelihood)
+
+
+@njit(cache=True, _nrt=False)
+def _unit_weights(w):
+    """Whether every weight is 0 or 1 (masked or not; no binomial counts)."""
+    for t in range(w.shape[0]):
+        if w[t] != 0.0 and w[t] != 1.0:
+            return False
+    return True
 
 
 @njit(cache=True, _nrt=False, inline="always")
@@ -1053,7 +1070,7 @@ def firth_numba(X, f, w, fit_intercept, intervals, q, max_iter, tol, restart):
     Tp = padded(T)
     for a in prange(A):
         Zt, fa, wa = _context(X, f, w, a, fit_intercept, Tp)
-        ws = _workspace(P, Tp)
+        ws = _workspace(P, Tp, wa)
         b = np.zeros(P)
         obj, ok, n_it = _maximise(Zt, fa, wa, b, -1, max_iter, tol, ws, True)
         beta[a] = b
