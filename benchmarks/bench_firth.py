@@ -199,6 +199,7 @@ def main(n_contexts: int = 400, n_trials: int = 50, repeats: int = 5) -> float:
     # 3024, not; fit_firth's bounds converge in both): such contexts are
     # counted and left out of the comparison rather than making it NaN
     finite = np.isfinite(ci).all(axis=(1, 2))
+    n_nan = int(np.sum(conv & ~finite))
     err_ci = np.max(np.abs(np.stack([fit.lower, fit.upper], -1) - ci)[conv & finite], initial=0.0)
     ratio = t_l / t_b
     load = os.getloadavg()
@@ -219,8 +220,7 @@ def main(n_contexts: int = 400, n_trials: int = 50, repeats: int = 5) -> float:
           f"and bounds: {err_np:.1e})")
     print(f"  accuracy vs firthmodels on its {conv.sum()} converged contexts: max |coef diff| "
           f"{err_coef:.1e} (firthmodels stops at tol 1e-4), max |bound diff| {err_ci:.1e}"
-          + (f" ({np.sum(conv & ~finite)} of them with a NaN bound from firthmodels, left out)"
-             if np.any(conv & ~finite) else ""))
+          + (f" ({n_nan} of them with a NaN bound from firthmodels, left out)" if n_nan else ""))
     return ratio
 
 
