@@ -63,6 +63,7 @@ import numpy as np
 import xarray as xr
 
 from . import score as sc
+from ._core.rng import seed_sequence as _seed_sequence
 from .errors import InputError
 from .io.released import ReleasedData, read_released, report_file
 from .labelled import fit_dataset
@@ -127,14 +128,6 @@ def _stream(seq: np.random.SeedSequence, name: str) -> np.random.Generator:
     child = np.random.SeedSequence(entropy=seq.entropy, spawn_key=tuple(seq.spawn_key) + (i,),
                                    pool_size=seq.pool_size)
     return np.random.default_rng(child)
-
-
-def _seed_sequence(rng) -> np.random.SeedSequence:
-    if isinstance(rng, np.random.SeedSequence):
-        return rng
-    if isinstance(rng, np.random.Generator):
-        return rng.bit_generator.seed_seq
-    return np.random.SeedSequence(rng)
 
 
 def _corr(a, b, n_boot, gen) -> dict:

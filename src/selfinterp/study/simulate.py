@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._core.rng import seed_sequence
 from ..design import round_values
 from ..io.released import ReleasedData, reports_dataset, scenarios_dataset
 from ..labelled import choices_dataset
@@ -55,8 +56,10 @@ def simulate_study(model: StudyModel, design: StudyDesign | None = None, *, rng=
     model : StudyModel
     design : StudyDesign, optional
         Defaults to ``model.design`` (the calibrated study's sizes).
-    rng : int or SeedSequence
-        Seed; every part of the study draws from its own spawned stream.
+    rng : None, int, SeedSequence or Generator
+        Seed (default 0, so that a reported study regenerates); None draws
+        fresh entropy.  Every part of the study draws from its own spawned
+        stream.
     name : str
         Model name written in the transcripts.
 
@@ -71,7 +74,7 @@ def simulate_study(model: StudyModel, design: StudyDesign | None = None, *, rng=
         instilled contexts, ``native`` (Cn, K).
     """
     design = model.design if design is None else design
-    seq = rng if isinstance(rng, np.random.SeedSequence) else np.random.SeedSequence(int(rng))
+    seq = seed_sequence(rng)
     s = dict(zip(("targets", "instill", "native", "native_targets", "choices", "native_choices",
                   "reports", "report_options"), seq.spawn(8)))
     C, Cn, K = design.contexts, design.native_contexts, design.attributes
