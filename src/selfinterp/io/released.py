@@ -516,7 +516,7 @@ def _src(ds) -> str:
 # the whole directory
 
 
-@dataclass
+@dataclass(repr=False)
 class ReleasedData:
     """Everything read from one model's files in the released layout.
 
@@ -549,6 +549,16 @@ class ReleasedData:
     regression: dict = field(default_factory=dict)
     absent: list = field(default_factory=list)
     calls_per_context: int = 10
+
+    def __repr__(self) -> str:
+        def size(ds, *dims):
+            return " x ".join(f"{ds.sizes[d]} {d}s" for d in dims if d in ds.sizes)
+
+        parts = [f"{k} ({size(ds, 'context', 'trial')})" for k, ds in self.choices.items()]
+        reps = [f"{k} ({size(ds, 'context', 'report')})" for k, ds in self.reports.items()]
+        return (f"<ReleasedData model={self.model!r}: {self.scenarios.sizes.get('context', 0)} scenarios; "
+                f"choices: {', '.join(parts) or 'none'}; reports: {', '.join(reps) or 'none'}; "
+                f"{len(self.absent)} standard file(s) absent>")
 
     def identical(self, other: "ReleasedData") -> bool:
         """Same model, same keys and identical Datasets (attrs aside)."""

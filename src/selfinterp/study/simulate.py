@@ -47,6 +47,13 @@ def _valid_first(reports, valid):
     return np.take_along_axis(reports, order[..., None], axis=1), np.take_along_axis(valid, order, axis=1)
 
 
+def _as_written(X: np.ndarray) -> np.ndarray:
+    """``X`` as the released layout records it (options A and B on 0..100, read back
+    as (A - B) / 100): the study scored in memory then equals its transcripts read
+    back, to the last bit."""
+    return (np.maximum(X, 0.0) * 100.0 - np.maximum(-X, 0.0) * 100.0) / 100.0
+
+
 def simulate_study(model: StudyModel, design: StudyDesign | None = None, *, rng=0,
                    name: str = "simulated") -> tuple[ReleasedData, dict]:
     """Simulate the paper's three experiments once.
@@ -90,6 +97,7 @@ def simulate_study(model: StudyModel, design: StudyDesign | None = None, *, rng=
     X, y = simulate_model_choices(w_eff, bias, design.choices, model.instilled, key=s["choices"])
     Xn, yn = simulate_model_choices(w_nat, bias_n, design.native_choices, model.native,
                                     key=s["native_choices"])
+    X, Xn = _as_written(X), _as_written(Xn)
 
     names = [f"context_{i + 1:03d}" for i in range(C)]
     nat_names = [f"native_{i + 1:03d}" for i in range(Cn)]
