@@ -1,10 +1,12 @@
-"""The documentation builds strictly: a broken reference or page fails the suite."""
+"""The documentation: it builds strictly, its code runs as written, and it reads as a user's page, not a lab notebook."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
 import sys
+
+import pytest
 
 from conftest import REPO
 
@@ -76,3 +78,72 @@ def test_diary_check_catches_what_it_is_for():
     ]
     for line in fine:
         assert not diary_lines(line), line
+
+
+# ---------------------------------------------------------------------------------------------
+# every Python block of the docs and README runs as written; the tutorial's commands too
+
+def _fences(text: str):
+    """(language, code) of every fenced block, in order."""
+    import re
+
+    return [(m.group(1), m.group(2)) for m in re.finditer(r"^```(\w*)\n(.*?)^```", text, re.M | re.S)]
+
+
+def _pages_with_code():
+    return [p for p in _user_pages() if p.name != "tutorial.md"  # run whole, commands included, below
+            and any(lang == "python" for lang, _ in _fences(p.read_text()))]
+
+
+@pytest.fixture
+def beside_shared(tmp_path, monkeypatch):
+    """A working folder whose ../shared is the project's shared data, as the docs assume."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (tmp_path / "shared").symlink_to(REPO.parent / "shared")
+    monkeypatch.chdir(work)
+    return work
+
+
+def _run_page(page, run_commands: bool):
+    import shlex
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from selfinterp.cli import main
+
+    ns: dict = {"__name__": "__docs__"}
+    for i, (lang, code) in enumerate(_fences(page.read_text())):
+        if lang == "python":
+            exec(compile(code, f"{page.name}, code block {i + 1}", "exec"), ns)
+        elif lang == "bash" and run_commands:
+            for line in code.splitlines():
+                if line.startswith("selfinterp "):
+                    assert main(shlex.split(line)[1:]) == 0, line
+
+
+@pytest.mark.parametrize("page", _pages_with_code(), ids=lambda p: str(p.relative_to(REPO)))
+def test_python_blocks_run_as_written(page, beside_shared, capsys):
+    _run_page(page, run_commands=False)
+
+
+def test_tutorial_runs_as_written(beside_shared, capsys):
+    _run_page(REPO / "docs" / "tutorial.md", run_commands=True)
+    out = capsys.readouterr().out
+    assert "cheapest design with power >= 0.8" in out and "identical weights: True" in out
+    assert (beside_shared / "power.png").stat().st_size > 10_000
+    assert (beside_shared / "figure2.png").stat().st_size > 10_000
+
+
+def test_local_server_recipe_file_is_a_valid_experiment(beside_shared):
+    """docs/llm.md's native.toml, placed as the page says, is an experiment the
+    runner accepts (tests/llm/test_real_llm.py runs the same sizes for real)."""
+    from selfinterp.llm.config import load_experiment
+
+    (block,) = [code for lang, code in _fences((REPO / "docs" / "llm.md").read_text())
+                if lang == "toml" and code.startswith("# native.toml")]
+    path = beside_shared / "native.toml"
+    path.write_text(block)
+    exp = load_experiment(path, base_url="http://127.0.0.1:8080/v1", model="smollm2")
+    assert exp.catalog.is_file() and exp.n_instilled == 2 and not exp.finetune

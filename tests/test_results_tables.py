@@ -52,5 +52,5 @@ def test_absent_metrics_leave_the_table(data):
 
 def test_released_data_repr_is_one_short_line(data):
     text = repr(data)
-    assert "\n" not in text and len(text) < 600
-    assert "instilled (100 contexts x 50 trials)" in text and MODEL in text
+    assert "\n" not in text and len(text) < 400
+    assert "instilled 100x50, latent 100x100" in text and MODEL in text and "6 report conditions" in text

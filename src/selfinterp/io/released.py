@@ -551,14 +551,10 @@ class ReleasedData:
     calls_per_context: int = 10
 
     def __repr__(self) -> str:
-        def size(ds, *dims):
-            return " x ".join(f"{ds.sizes[d]} {d}s" for d in dims if d in ds.sizes)
-
-        parts = [f"{k} ({size(ds, 'context', 'trial')})" for k, ds in self.choices.items()]
-        reps = [f"{k} ({size(ds, 'context', 'report')})" for k, ds in self.reports.items()]
-        return (f"<ReleasedData model={self.model!r}: {self.scenarios.sizes.get('context', 0)} scenarios; "
-                f"choices: {', '.join(parts) or 'none'}; reports: {', '.join(reps) or 'none'}; "
-                f"{len(self.absent)} standard file(s) absent>")
+        ch = ", ".join(f"{k} {ds.sizes['context']}x{ds.sizes['trial']}" for k, ds in self.choices.items())
+        return (f"<ReleasedData {self.model!r}: {self.scenarios.sizes.get('context', 0)} scenarios; "
+                f"choices (contexts x trials) {ch or 'none'}; {len(self.reports)} report conditions "
+                f"({', '.join(self.reports) or 'none'}); {len(self.absent)} standard files absent>")
 
     def identical(self, other: "ReleasedData") -> bool:
         """Same model, same keys and identical Datasets (attrs aside)."""
