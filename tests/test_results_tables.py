@@ -54,3 +54,17 @@ def test_released_data_repr_is_one_short_line(data):
     text = repr(data)
     assert "\n" not in text and len(text) < 400
     assert "instilled 100x50, latent 100x100" in text and MODEL in text and "6 report conditions" in text
+
+
+def test_calibrate_accepts_data_in_memory(data):
+    """The path after loading is the directory's (tests/test_calibrate.py); here:
+    data in memory reach it, and its errors name the data, not a path."""
+    import dataclasses
+
+    from selfinterp.study import calibrate
+
+    no_targets = dataclasses.replace(data, choices={"instilled": data.choices["instilled"].drop_vars("target_weight")})
+    with pytest.raises(InputError, match=f"the data of '{MODEL}': calibration needs the target weights"):
+        calibrate(no_targets)
+    with pytest.raises(InputError, match="calibration needs gpt-4o-2024-08-06_instilled_selections.csv"):
+        calibrate(dataclasses.replace(data, choices={}))

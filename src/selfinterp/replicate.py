@@ -408,8 +408,9 @@ class _Builder:
         self.metrics["invalid_report_rate"] = {"value": invalid / calls, "n": calls}
 
 
-def _source(source, model, calls_per_context) -> tuple[ReleasedData, str | None]:
-    """(data, directory or None) from a directory or in-memory :class:`ReleasedData`."""
+def released_source(source, model, calls_per_context=10) -> tuple[ReleasedData, str | None]:
+    """(data, directory or None) from a directory in the released layout or
+    :class:`ReleasedData` already in memory (``model``, if given, must be its model)."""
     if isinstance(source, ReleasedData):
         if model is not None and model != source.model:
             raise InputError(f"model {model!r} given, but the data are {source.model!r}'s")
@@ -428,7 +429,7 @@ def compute(source, model: str | None = None, *, n_boot: int = 2000, rng=0,
     :func:`~selfinterp.io.read_table` or a simulated study);
     ``calls_per_context`` applies to a directory (data in memory carry it).
     """
-    data, directory = _source(source, model, calls_per_context)
+    data, directory = released_source(source, model, calls_per_context)
     model = data.model
     b = _Builder(data, n_boot, rng)
     b.fit()
