@@ -147,3 +147,29 @@ def test_local_server_recipe_file_is_a_valid_experiment(beside_shared):
     path.write_text(block)
     exp = load_experiment(path, base_url="http://127.0.0.1:8080/v1", model="smollm2")
     assert exp.catalog.is_file() and exp.n_instilled == 2 and not exp.finetune
+
+
+def test_every_selfinterp_command_in_the_docs_parses():
+    """The commands the docs and README show (in bash blocks) name commands and
+    options that exist: a renamed or removed flag fails here.  They are parsed,
+    not run (several run for minutes or call a paid API); the tutorial's run above."""
+    import shlex
+
+    from selfinterp.cli import build_parser
+
+    parser = build_parser()
+    seen = 0
+    for page in _user_pages():
+        for lang, code in _fences(page.read_text()):
+            if lang not in ("bash", "sh", "console"):
+                continue
+            for line in code.replace("\\\n", " ").splitlines():
+                line = line.lstrip("$ ").split(" #", 1)[0].split(" && ")[-1].split(" & ")[0].strip()
+                if not line.startswith("selfinterp "):
+                    continue
+                try:
+                    parser.parse_args(shlex.split(line)[1:])
+                except SystemExit:
+                    pytest.fail(f"{page.relative_to(REPO)}: {line}")
+                seen += 1
+    assert seen >= 20  # the check reads the docs' commands at all
