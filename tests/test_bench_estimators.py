@@ -105,6 +105,22 @@ def test_default_grid_spans_the_issue():
     assert Regime(50, math.inf) in grid  # the paper's regime
 
 
+def test_a_user_estimator_with_standard_errors_gets_coverage():
+    """A callable returning a LogitFit (standard errors, no interval) is scored
+    for coverage through its Wald interval, like the built-in ML."""
+    from selfinterp import fit_logit
+
+    def mine(X, y, *, mask=None, rng=None):
+        return fit_logit(X, y, mask=mask, prior_sd=None)
+
+    ds = run_benchmark({"mine": mine, "ml": MaximumLikelihood()},
+                       SMALL, n_contexts=5, n_replicates=1, seed=1)
+    defined = ds["estimand_defined"].values
+    cov = ds["coverage"].sel(estimator="mine").values
+    assert np.isfinite(cov[defined]).all() and np.isnan(cov[~defined]).all()
+    np.testing.assert_array_equal(cov, ds["coverage"].sel(estimator="ml").values)
+
+
 def test_bad_regimes_and_inputs():
     with pytest.raises(InputError):
         Regime(1, 0.1)

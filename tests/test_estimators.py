@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -173,7 +174,12 @@ def test_as_result_accepts_a_logitfit():
     fit = fit_logit(X, y)
     assert isinstance(fit, LogitFit)
     res = as_result(fit, 3, 4)
-    assert not res.has_interval and res.separated is not None
+    assert res.separated is not None
+    # its standard errors give the Wald interval, so its coverage is measured in the benchmark
+    np.testing.assert_allclose(res.upper - res.coef, 1.959963984540054 * fit.stderr)
+    np.testing.assert_allclose(res.coef - res.lower, 1.959963984540054 * fit.stderr)
+    with pytest.raises(InputError, match="negative standard error"):
+        as_result(dataclasses.replace(fit, stderr=-fit.stderr), 3, 4)
 
 
 @pytest.mark.parametrize("bad, match", [

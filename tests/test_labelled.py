@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import xarray as xr
 from hypothesis import given
 from hypothesis import strategies as st
@@ -38,3 +39,22 @@ def test_netcdf_round_trip(tmp_path_factory, A, T, K, seed):
         si.to_netcdf(d, path)
         back = si.open_dataset(path)
         xr.testing.assert_identical(back, d)
+
+
+def test_logit_fit_converts_to_labelled_tables():
+    w = np.array([[2.0, -1.0, 0.0], [0.5, 0.5, -3.0]])
+    X, y = si.simulate_choices(w, 60, rng=2)
+    fit = si.fit_logit(X, y)
+    ds = fit.to_xarray(context=["tea", "loan"], attribute=["a", "b", "c"])
+    assert ds["coef"].dims == ("context", "attribute") and ds["converged"].dims == ("context",)
+    assert float(ds["coef"].sel(context="loan", attribute="c")) == fit.coef[1, 2]
+    assert float(ds["stderr"].sel(context="tea", attribute="b")) == fit.stderr[0, 1]
+    np.testing.assert_array_equal(ds["separated"].values, fit.separated)
+    df = fit.to_dataframe(context=["tea", "loan"], attribute=["a", "b", "c"])
+    assert len(df) == 6 and df.loc[("loan", "a"), "coef"] == fit.coef[1, 0]
+    assert df.loc[("tea", "c"), "converged"] == fit.converged[0]
+    # fit_dataset is the same table, with the estimator's options recorded
+    xr.testing.assert_equal(si.fit_dataset(si.choices_dataset(X, y)).drop_attrs(), fit.to_xarray())
+    assert "2 contexts x 3 attributes" in repr(fit) and len(repr(fit)) < 200
+    with pytest.raises(si.InputError, match="labels for 3 contexts"):
+        fit.to_xarray(context=[1, 2, 3])

@@ -199,8 +199,32 @@ def test_power_cli_errors_before_the_sweep(capsys, monkeypatch):
 def test_power_cli_plot(tmp_path, capsys):
     png = tmp_path / "power.png"
     assert cli(["power", "--contexts", "8,12", "--choices", "5", "--reports", "1", "--replicates", "10",
-                "--no-progress", "--plot", str(png)]) == 0
+                "--no-progress", "--plot", str(png), "--target-power", "0.8"]) in (0, 1)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_power_figure_is_labelled_with_target_and_monte_carlo_intervals():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from selfinterp.cli.power import _wilson, power_figure
+
+    # Wilson's 95% interval for 0 of 10 studies is [0, 0.278] (z^2/(n+z^2)), finite at the ends
+    assert _wilson(0.0, 10)[0] == 0.0 and abs(_wilson(0.0, 10)[1] - 3.8416 / 13.8416) < 1e-12
+    lo, hi = _wilson(0.5, 1000)
+    assert abs((hi - lo) / 2 - 1.96 * (0.25 / 1000) ** 0.5) < 1e-3
+    results = [{"contexts": c, "choices": 5, "reports": 1, "training_effect": None, "replicates": 10,
+                "power_vs_control": p, "power_training_effect": p / 2, "ci_halfwidth": 0.3 / c ** 0.5,
+                "ci_halfwidth_mcse": 0.01} for c, p in ((8, 0.3), (12, 0.6))]
+    fig = power_figure(results, target_power=0.8)
+    a0, a1, a2 = fig.axes
+    assert all(ax.get_ylabel() and ax.get_xlabel() == "decision contexts per study" for ax in fig.axes)
+    assert [ln.get_ydata()[0] for ln in a1.get_lines() if ln.get_linestyle() == "--"] == [0.8]
+    assert not [ln for ln in a0.get_lines() if ln.get_linestyle() == "--"]
+    assert len(a0.containers) == len(a1.containers) == len(a2.containers) == 1  # error bars
+    plt.close(fig)
 
 
 def test_dask_cluster_of_two_processes_gives_identical_results():

@@ -137,3 +137,10 @@ def test_any_model_survives_the_calibration_file(tmp_path_factory, model):
     back = load_calibration(path)
     assert back == model
     assert back.provenance == model.provenance
+
+
+def test_calibration_file_refuses_values_toml_cannot_hold(tmp_path):
+    bad = dataclasses.replace(DEFAULT_MODEL, provenance={"note": "x", "r": float("nan")})
+    with pytest.raises(InputError, match=r"non-finite value \(nan\) to a calibration file \(provenance.r\)"):
+        save_calibration(bad, tmp_path / "bad.toml")
+    assert not (tmp_path / "bad.toml").exists()

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._core.rng import seed_sequence
 from .errors import InputError
 
 __all__ = ["Attribute", "Context", "decimals_for_range", "round_values", "context_rngs",
@@ -88,18 +89,16 @@ def normalise_values(values, lo, hi) -> np.ndarray:
 
 
 def context_rngs(rng, n_contexts: int) -> list[np.random.Generator]:
-    """One independent Generator per context, spawned from ``rng``'s SeedSequence."""
-    if isinstance(rng, np.random.Generator):
-        seq = rng.bit_generator.seed_seq
-    elif isinstance(rng, np.random.SeedSequence):
-        seq = rng
-    else:
-        seq = np.random.SeedSequence(rng)
-    return [np.random.default_rng(s) for s in seq.spawn(n_contexts)]
+    """One independent Generator per context, spawned from ``rng``'s SeedSequence
+    (``rng``: None, an int, a SeedSequence or a Generator)."""
+    return [np.random.default_rng(s) for s in seed_sequence(rng).spawn(n_contexts)]
 
 
-def draw_option_pairs(context: Context, n_pairs: int, rng) -> tuple[np.ndarray, np.ndarray]:
-    """Draw ``n_pairs`` option pairs (A, B), each (n_pairs, K), rounded as the paper does."""
+def draw_option_pairs(context: Context, n_pairs: int, rng=None) -> tuple[np.ndarray, np.ndarray]:
+    """Draw ``n_pairs`` option pairs (A, B), each (n_pairs, K), rounded as the paper does.
+
+    ``rng``: None (fresh entropy), an int seed, a SeedSequence or a Generator.
+    """
     gen = np.random.default_rng(rng)
     lo, hi = context.lo, context.hi
     a = round_values(gen.uniform(lo, hi, size=(n_pairs, len(lo))), lo, hi)
@@ -107,8 +106,11 @@ def draw_option_pairs(context: Context, n_pairs: int, rng) -> tuple[np.ndarray, 
     return a, b
 
 
-def draw_target_weights(n_contexts: int, n_attributes: int, rng) -> np.ndarray:
+def draw_target_weights(n_contexts: int, n_attributes: int, rng=None) -> np.ndarray:
     """Target weights (n_contexts, n_attributes): U(-100, 100), max |w| = 100, integers.
+
+    ``rng``: None (fresh entropy, a different draw each call), an int seed, a
+    SeedSequence or a Generator, as for ``np.random.default_rng``.
 
     Context ``i`` uses the ``i``-th stream spawned from ``rng``, so the weights
     of the first contexts do not change when more contexts are drawn.

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from .logit import fit_logit, normalize_weights
+from .logit import fit_logit
 from .simulate import simulate_choices
 
 __all__ = ["choices_dataset", "simulate_dataset", "fit_dataset", "to_netcdf", "open_dataset"]
@@ -67,21 +67,8 @@ def fit_dataset(ds: xr.Dataset, *, max_abs: float = 100.0, **kwargs) -> xr.Datas
     fit = fit_logit(ds["X"].values, ds["y"].values,
                     mask=ds["mask"].values if "mask" in ds else None,
                     n=ds["n"].values if "n" in ds else None, **kwargs)
-    ca = ("context", "attribute")
-    out = xr.Dataset(
-        {
-            "coef": (ca, fit.coef),
-            "stderr": (ca, fit.stderr),
-            "weight": (ca, normalize_weights(fit.coef, max_abs)),
-            "intercept": ("context", fit.intercept),
-            "intercept_stderr": ("context", fit.intercept_stderr),
-            "converged": ("context", fit.converged),
-            "separated": ("context", fit.separated),
-            "n_iter": ("context", fit.n_iter),
-        },
-        coords={"context": ds["context"].values, "attribute": ds["attribute"].values},
-        attrs={"estimator": "fit_logit", **{k: str(v) for k, v in kwargs.items()}},
-    )
+    out = fit.to_xarray(context=ds["context"].values, attribute=ds["attribute"].values, max_abs=max_abs)
+    out.attrs = {"estimator": "fit_logit", **{k: str(v) for k, v in kwargs.items()}}
     return out
 
 

@@ -61,6 +61,43 @@ class LogitFit:
         """Slopes rescaled per context so the largest |w| is ``max_abs``."""
         return normalize_weights(self.coef, max_abs)
 
+    def to_xarray(self, *, context=None, attribute=None, max_abs: float = 100.0):
+        """The fit as an xarray Dataset over (context, attribute).
+
+        Variables: ``coef``, ``stderr`` and ``weight`` (``coef`` normalised to
+        max |w| = ``max_abs``) over (context, attribute); ``intercept``,
+        ``intercept_stderr``, ``converged``, ``separated`` and ``n_iter`` over
+        context.  ``context`` and ``attribute`` label the coordinates
+        (default 0..A-1 and ``attr1``..``attrK``).
+        """
+        import xarray as xr
+
+        A, K = self.coef.shape
+        context = np.arange(A) if context is None else np.asarray(context)
+        attribute = [f"attr{k + 1}" for k in range(K)] if attribute is None else list(attribute)
+        if len(context) != A or len(attribute) != K:
+            raise InputError(f"labels for {len(context)} contexts x {len(attribute)} attributes "
+                             f"given to a fit of {A} x {K}")
+        ca = ("context", "attribute")
+        return xr.Dataset(
+            {"coef": (ca, self.coef), "stderr": (ca, self.stderr),
+             "weight": (ca, normalize_weights(self.coef, max_abs)),
+             "intercept": ("context", self.intercept), "intercept_stderr": ("context", self.intercept_stderr),
+             "converged": ("context", self.converged), "separated": ("context", self.separated),
+             "n_iter": ("context", self.n_iter)},
+            coords={"context": context, "attribute": attribute})
+
+    def to_dataframe(self, **labels):
+        """A tidy pandas DataFrame, one row per (context, attribute), with the
+        per-context columns (intercept, flags) repeated on each of its rows;
+        keyword arguments as for :meth:`to_xarray`."""
+        return self.to_xarray(**labels).to_dataframe()
+
+    def __repr__(self) -> str:
+        A, K = self.coef.shape
+        return (f"<LogitFit {A} contexts x {K} attributes: {int(self.converged.sum())} converged, "
+                f"{int(self.separated.sum())} separated; .to_xarray() / .to_dataframe() for labelled tables>")
+
 
 def normalize_weights(coef, max_abs: float = 100.0) -> np.ndarray:
     """Rescale each row so that its largest absolute value is ``max_abs``.

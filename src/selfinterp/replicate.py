@@ -63,12 +63,13 @@ import numpy as np
 import xarray as xr
 
 from . import score as sc
+from ._core.rng import seed_sequence as _seed_sequence
 from .errors import InputError
 from .io.released import ReleasedData, read_released, report_file
 from .labelled import fit_dataset
 
 __all__ = ["METRICS", "replicate", "compute", "Replication", "Panel", "learned_weights",
-           "format_table", "plot_replication"]
+           "format_table", "plot_replication", "to_dataframe"]
 
 METRICS = ("learned_vs_target", "choice_agreement", "base_reports_vs_learned", "reports_vs_learned",
            "reports_vs_target", "itrained_reports_vs_learned", "native_reports_vs_learned",
@@ -104,11 +105,57 @@ class Panel:
 
 @dataclass
 class Replication:
-    """:func:`compute`'s result: the JSON-ready ``result`` and the scored ``panels``."""
+    """:func:`compute`'s result: the JSON-ready ``result`` and the scored ``panels``.
+
+    ``to_dataframe()`` gives the tidy table (one row per metric); in a
+    notebook the object shows as that table.
+    """
 
     result: dict
     panels: dict = field(default_factory=dict)
-    data: ReleasedData | None = None
+    data: ReleasedData | None = field(default=None, repr=False)
+
+    def to_dataframe(self):
+        """The metrics as a tidy pandas DataFrame (see :func:`to_dataframe`)."""
+        return to_dataframe(self.result)
+
+    def __repr__(self) -> str:
+        m = self.result["metrics"]
+        r = m.get("reports_vs_learned")
+        main = "absent" if r is None else f"{r['r']:.3f} [{r['ci'][0]:.3f}, {r['ci'][1]:.3f}]"
+        present = sum(v is not None for v in m.values())
+        return (f"<Replication model={self.result['model']!r}: {present} of {len(m)} metrics; "
+                f"reports vs learned r = {main}; .to_dataframe() for the table>")
+
+    def _repr_html_(self) -> str:
+        return (f"<p>Replication of <code>{self.result['model']}</code></p>"
+                + self.to_dataframe().to_html(index=False, float_format=lambda x: f"{x:.3f}", na_rep=""))
+
+
+def to_dataframe(result: dict):
+    """:func:`replicate`'s result as a tidy pandas DataFrame, one row per metric.
+
+    Columns: ``metric`` (the key), ``label``, ``statistic`` (``"r"`` for a
+    correlation, ``"diff"`` for a training effect, ``"rate"``), ``value``,
+    ``ci_low`` and ``ci_high`` (the 95% context-bootstrap interval; empty for
+    rates) and ``n`` ((context, attribute) pairs for correlations, contexts
+    for effects, calls or choices for rates).  Absent metrics are left out.
+    """
+    import pandas as pd
+
+    rows = []
+    for key in METRICS:
+        v = result["metrics"].get(key)
+        if v is None:
+            continue
+        if "r" in v:
+            row = ("r", v["r"], *v["ci"], v["n"])
+        elif "diff" in v:
+            row = ("diff", v["diff"], *v["ci"], v["n_contexts"])
+        else:
+            row = ("rate", v["value"], np.nan, np.nan, v["n"])
+        rows.append((key, LABELS[key], *row))
+    return pd.DataFrame(rows, columns=["metric", "label", "statistic", "value", "ci_low", "ci_high", "n"])
 
 
 def learned_weights(choices: xr.Dataset, max_abs: float = 100.0) -> xr.Dataset:
@@ -127,14 +174,6 @@ def _stream(seq: np.random.SeedSequence, name: str) -> np.random.Generator:
     child = np.random.SeedSequence(entropy=seq.entropy, spawn_key=tuple(seq.spawn_key) + (i,),
                                    pool_size=seq.pool_size)
     return np.random.default_rng(child)
-
-
-def _seed_sequence(rng) -> np.random.SeedSequence:
-    if isinstance(rng, np.random.SeedSequence):
-        return rng
-    if isinstance(rng, np.random.Generator):
-        return rng.bit_generator.seed_seq
-    return np.random.SeedSequence(rng)
 
 
 def _corr(a, b, n_boot, gen) -> dict:
@@ -369,41 +408,64 @@ class _Builder:
         self.metrics["invalid_report_rate"] = {"value": invalid / calls, "n": calls}
 
 
-def compute(directory, model: str, *, n_boot: int = 2000, rng=0, calls_per_context: int = 10) -> Replication:
-    """:func:`replicate` returning also the scored pairs of every condition (for plots)."""
-    data = read_released(directory, model, calls_per_context=calls_per_context)
+def released_source(source, model, calls_per_context=10) -> tuple[ReleasedData, str | None]:
+    """(data, directory or None) from a directory in the released layout or
+    :class:`ReleasedData` already in memory (``model``, if given, must be its model)."""
+    if isinstance(source, ReleasedData):
+        if model is not None and model != source.model:
+            raise InputError(f"model {model!r} given, but the data are {source.model!r}'s")
+        return source, None
+    if model is None:
+        raise InputError("a model name is needed to find its files in a directory")
+    return read_released(source, model, calls_per_context=calls_per_context), str(Path(source))
+
+
+def compute(source, model: str | None = None, *, n_boot: int = 2000, rng=0,
+            calls_per_context: int = 10) -> Replication:
+    """:func:`replicate` returning also the scored pairs of every condition (for plots).
+
+    ``source`` is a directory in the released layout or data already in
+    memory (a :class:`~selfinterp.io.ReleasedData`, e.g. from
+    :func:`~selfinterp.io.read_table` or a simulated study);
+    ``calls_per_context`` applies to a directory (data in memory carry it).
+    """
+    data, directory = released_source(source, model, calls_per_context)
+    model = data.model
     b = _Builder(data, n_boot, rng)
     b.fit()
     b.target_metrics()
     b.report_metrics()
     b.effects()
     b.invalid_rate()
-    result = {"model": model, "directory": str(Path(directory)), "metrics": b.metrics,
+    result = {"model": model, "directory": directory, "metrics": b.metrics,
               "notes": b.notes, "details": b.details}
     return Replication(result, b.panels, data)
 
 
-def replicate(directory, model: str, *, n_boot: int = 2000, rng=0) -> dict:
+def replicate(source, model: str | None = None, *, n_boot: int = 2000, rng=0) -> dict:
     """Compute the paper's whole results table for ``model``'s files in ``directory``.
 
     Parameters
     ----------
-    directory : path
-        A directory in the released layout (see :mod:`selfinterp.io.released`).
+    source : path or ReleasedData
+        A directory in the released layout (see :mod:`selfinterp.io.released`),
+        or data already in memory.
     model : str
-        The model name of the file names, e.g. ``"gpt-4o-2024-08-06"``.
+        The model name of the file names, e.g. ``"gpt-4o-2024-08-06"``
+        (optional with data in memory).
     n_boot : int
         Bootstrap resamples for every interval (>= 2000 recommended).
-    rng : int, SeedSequence or Generator
-        Seed of all resampling; each metric draws from its own stream.
+    rng : None, int, SeedSequence or Generator
+        Seed of all resampling (default 0); each metric draws from its own stream.
 
     Returns
     -------
     dict
-        ``{"model", "directory", "metrics", "notes", "details"}``; see the
-        module docstring for the metrics and their intervals.
+        ``{"model", "directory", "metrics", "notes", "details"}`` (``directory``
+        None for data in memory); see the module docstring for the metrics
+        and their intervals, and :func:`to_dataframe` for a table.
     """
-    return compute(directory, model, n_boot=n_boot, rng=rng).result
+    return compute(source, model, n_boot=n_boot, rng=rng).result
 
 
 # ---------------------------------------------------------------------------------------------

@@ -28,9 +28,10 @@ def simulate_choices(weights, n_trials: int, *, scale=1.0, intercept=0.0, rng=No
         Choices per context.
     scale, intercept : float or array (A,)
         Inverse temperature and position bias (towards A), per context or shared.
-    rng : seed, SeedSequence or Generator
+    rng : None, int, SeedSequence or Generator
         Anything ``np.random.default_rng`` accepts; one 64-bit key is drawn
-        from it.  Context ``first_context + i`` then gets its own counter-based
+        from it.  None (the default) draws fresh entropy: a different result
+        each call; pass a seed to reproduce one.  Context ``first_context + i`` then gets its own counter-based
         stream, so a result is the same whatever the batching or threading:
         simulating contexts 0..99 at once or as 0..49 and 50..99 (with
         ``first_context=50`` and the same key) gives the same numbers.

@@ -31,6 +31,21 @@ S11 = np.uint64(11)
 TWO_M53 = 1.0 / 9007199254740992.0  # 2**-53
 
 
+def seed_sequence(rng=None) -> np.random.SeedSequence:
+    """The SeedSequence behind anything ``np.random.default_rng`` accepts.
+
+    None gives fresh entropy from the operating system (a different result
+    each call), an int seeds, a SeedSequence is used as it is and a
+    Generator contributes its own SeedSequence (spawning from it advances it,
+    so two calls with one Generator draw different numbers).
+    """
+    if isinstance(rng, np.random.SeedSequence):
+        return rng
+    if isinstance(rng, np.random.Generator):
+        return rng.bit_generator.seed_seq
+    return np.random.SeedSequence(rng)
+
+
 def key_from_rng(rng) -> np.uint64:
     """Derive the 64-bit stream key from anything ``np.random.default_rng`` takes."""
     gen = np.random.default_rng(rng)

@@ -13,6 +13,7 @@ design, so that an interrupted sweep resumes where it stopped.
 from __future__ import annotations
 
 import argparse
+import math
 
 
 def _int_list(text: str) -> list[int]:
@@ -150,7 +151,7 @@ def main(args: argparse.Namespace) -> int:
                              train_examples=train_examples, batch=args.batch))
     chosen = cheapest(results, args.target_power, args.test) if args.target_power is not None else None
     if args.plot:
-        plot_power(results, args.plot)
+        plot_power(results, args.plot, target_power=args.target_power, test=args.test)
     if args.json:
         out = {"designs": results,
                "settings": {"replicates": args.replicates, "seed": args.seed,
@@ -204,31 +205,67 @@ def format_power(results, table, args) -> str:
     return "\n".join(lines)
 
 
-def plot_power(results, path):
-    """Power (both tests) and CI half-width against contexts, one line per (T, R, effect)."""
+def _wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson interval of a share ``p`` of ``n`` simulated studies (finite at 0 and 1)."""
+    c = (p + z * z / (2 * n)) / (1 + z * z / n)
+    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(c - h, 0.0), min(c + h, 1.0)
+
+
+def plot_power(results, path, *, target_power=None, test="training"):
+    """Power (both tests) and CI half-width against contexts, one line per (T, R, effect).
+
+    Error bars are Monte-Carlo 95% intervals (Wilson for the powers, +-1.96
+    standard errors for the mean half-width); a dashed line marks
+    ``target_power`` on the panel of ``test``.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    fig = power_figure(results, target_power=target_power, test=test)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def power_figure(results, *, target_power=None, test="training"):
+    """The matplotlib Figure that :func:`plot_power` writes."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
     groups: dict = {}
     for r in results:
         groups.setdefault((r["choices"], r["reports"], r["training_effect"]), []).append(r)
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
     for (T, R, e), rs in groups.items():
         rs = sorted(rs, key=lambda r: r["contexts"])
-        x = [r["contexts"] for r in rs]
-        label = f"T={T}, R={R}, effect {_eff(e)}"
-        axes[0].plot(x, [r["power_vs_control"] for r in rs], "o-", label=label)
-        axes[1].plot(x, [r["power_training_effect"] for r in rs], "o-", label=label)
-        axes[2].plot(x, [r["ci_halfwidth"] for r in rs], "o-", label=label)
-    for ax, title in zip(axes, ("power vs base-model control", "power for the training effect",
-                                "95% CI half-width of r(reports, learned)")):
-        ax.set_xlabel("contexts")
-        ax.set_title(title, fontsize=9)
-    axes[0].set_ylim(0, 1.02)
-    axes[1].set_ylim(0, 1.02)
-    axes[2].legend(fontsize=7)
+        x = np.array([r["contexts"] for r in rs], dtype=float)
+        label = f"{T} choices, {R} reports, " + ("calibrated effect" if e is None else f"effect {e:+.2f}")
+        for ax, key in ((axes[0], "power_vs_control"), (axes[1], "power_training_effect")):
+            p = np.array([r[key] for r in rs])
+            lo, hi = np.array([_wilson(r[key], r["replicates"]) for r in rs]).T
+            ax.errorbar(x, p, yerr=np.clip([p - lo, hi - p], 0, None), fmt="o-", capsize=3, label=label)
+        h = np.array([r["ci_halfwidth"] for r in rs])
+        se = np.array([r.get("ci_halfwidth_mcse", np.nan) for r in rs])
+        axes[2].errorbar(x, h, yerr=1.96 * np.nan_to_num(se), fmt="o-", capsize=3, label=label)
+    titles = ("reports beat the base-model control", "introspection training raises r",
+              "precision of r(reports, learned)")
+    ylabels = ("power (share of simulated studies)", "power (share of simulated studies)",
+               "mean half-width of the 95% CI of r")
+    for ax, title, ylabel in zip(axes, titles, ylabels):
+        ax.set_xlabel("decision contexts per study")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+    for ax in axes[:2]:
+        ax.set_ylim(-0.02, 1.02)
+    if target_power is not None:
+        ax = axes[0] if test == "control" else axes[1]
+        ax.axhline(target_power, color="k", ls="--", lw=1, label=f"target power {target_power:g}")
+    axes[1].legend(fontsize=7, loc="lower right")
+    n = sorted({r["replicates"] for r in results})
+    fig.suptitle(f"Power analysis ({', '.join(map(str, n))} simulated studies per design; "
+                 "bars: Monte-Carlo 95% intervals)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return fig

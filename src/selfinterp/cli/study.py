@@ -3,7 +3,7 @@
 Draws the paper's three experiments (instilled preferences with the base-model
 control, introspection training tested on held-out halves, native
 preferences) from the generative model, writes them in the released layout
-(to --out DIR, or to a temporary directory) and prints the same table as
+(to --out DIR if given) and prints the same table as
 `selfinterp replicate` (the same metric keys with --json).  Needs no API key
 and no data: the built-in calibration is GPT-4o's.  `selfinterp replicate
 DIR --model NAME` on the --out directory gives the same numbers.
@@ -32,7 +32,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     import dataclasses
     import json
-    import tempfile
 
     from ..errors import InputError
     from ..io import write_released
@@ -48,12 +47,11 @@ def main(args: argparse.Namespace) -> int:
     changes = {k: getattr(args, k) for k in ("contexts", "choices", "reports") if getattr(args, k) is not None}
     design = dataclasses.replace(model.design, **changes)
     data, _ = simulate_study(model, design, rng=args.seed, name=args.model)
-    with tempfile.TemporaryDirectory(prefix="selfinterp-study-") as tmp:
-        out = args.out or tmp
-        write_released(out, args.model, data)
-        # the bootstrap seed is replicate's default (0), so `replicate --out DIR` repeats these numbers
-        result = compute(out, args.model, n_boot=args.n_boot, rng=0,
-                         calls_per_context=design.reports).result
+    if args.out:
+        write_released(args.out, args.model, data)
+    # scored in memory; the bootstrap seed is replicate's default (0), so
+    # `replicate --out DIR` repeats these numbers
+    result = compute(data, n_boot=args.n_boot, rng=0).result
     result["directory"] = args.out
     result["simulation"] = {"seed": args.seed, "design": dataclasses.asdict(design),
                             "calibration": args.calibration or "built-in (GPT-4o)"}

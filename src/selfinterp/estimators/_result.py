@@ -75,7 +75,9 @@ def as_result(out, A: int, K: int, name: str = "estimator") -> EstimateResult:
 
     Accepts an :class:`EstimateResult`, a :class:`selfinterp.LogitFit` or any
     object with ``coef`` and ``converged`` attributes (and optionally
-    ``lower``/``upper``/``separated``/``intercept``).
+    ``lower``/``upper``/``separated``/``intercept``).  Standard errors alone
+    (a ``stderr`` attribute, as a LogitFit has) give the Wald interval
+    ``coef -/+ 1.96 stderr``, so that such an estimator's coverage is measured.
 
     Raises
     ------
@@ -93,6 +95,13 @@ def as_result(out, A: int, K: int, name: str = "estimator") -> EstimateResult:
     upper = getattr(out, "upper", None)
     if (lower is None) != (upper is None):
         raise InputError(f"{name} returned only one side of its interval")
+    stderr = getattr(out, "stderr", None)
+    if lower is None and stderr is not None:  # standard errors only (e.g. a LogitFit): Wald interval
+        se = _field(name, "stderr", stderr, (A, K), float)
+        if (se < 0).any():
+            a, k = np.argwhere(se < 0)[0]
+            raise InputError(f"{name}: negative standard error {se[a, k]!r} at context {a}, attribute {k}")
+        lower, upper = wald_interval(coef, se)
     if lower is not None:
         lower = _field(name, "lower", lower, (A, K), float)
         upper = _field(name, "upper", upper, (A, K), float)

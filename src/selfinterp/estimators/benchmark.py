@@ -364,7 +364,7 @@ def plot_benchmark(ds, path) -> None:
     if not scales:
         raise InputError("the grid has no regime with K=5, no bias and no lapse to plot")
     fig, axes = plt.subplots(2, len(scales), figsize=(3.2 * len(scales), 6), squeeze=False,
-                             sharex=True)
+                             sharex=True, sharey="row")
     for j, s in enumerate(scales):
         cols = np.flatnonzero(sub.scale.values == s)
         cell = sub.isel(regime=cols)
@@ -378,10 +378,16 @@ def plot_benchmark(ds, path) -> None:
                     axes[i, j].plot(T, v, marker="o", ms=3, label=str(e), color=f"C{n % 10}")
         axes[0, j].set_title("deterministic" if math.isinf(s) else f"scale {s:g}")
         axes[1, j].axhline(0.95, color="grey", lw=0.8, ls="--")
+        if not np.isfinite(cell["coverage"].values).any():
+            why = ("coverage undefined:\nwith deterministic choices\nthe likelihood-scale\nslopes are infinite"
+                   if math.isinf(s) else "no estimator here\ngives an interval")
+            axes[1, j].text(0.5, 0.5, why, transform=axes[1, j].transAxes, ha="center", va="center",
+                            fontsize=8, color="0.35")
         axes[1, j].set_xlabel("trials per context")
         axes[1, j].set_xscale("log")
     axes[0, 0].set_ylabel("pooled r (normalised weights)")
     axes[1, 0].set_ylabel("95% interval coverage")
+    axes[1, 0].set_ylim(0, 1.02)  # one scale for every coverage panel: 0.9 and 0.3 look different
     axes[0, -1].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

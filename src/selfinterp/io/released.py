@@ -516,7 +516,7 @@ def _src(ds) -> str:
 # the whole directory
 
 
-@dataclass
+@dataclass(repr=False)
 class ReleasedData:
     """Everything read from one model's files in the released layout.
 
@@ -549,6 +549,12 @@ class ReleasedData:
     regression: dict = field(default_factory=dict)
     absent: list = field(default_factory=list)
     calls_per_context: int = 10
+
+    def __repr__(self) -> str:
+        ch = ", ".join(f"{k} {ds.sizes['context']}x{ds.sizes['trial']}" for k, ds in self.choices.items())
+        return (f"<ReleasedData {self.model!r}: {self.scenarios.sizes.get('context', 0)} scenarios; "
+                f"choices (contexts x trials) {ch or 'none'}; {len(self.reports)} report conditions "
+                f"({', '.join(self.reports) or 'none'}); {len(self.absent)} standard files absent>")
 
     def identical(self, other: "ReleasedData") -> bool:
         """Same model, same keys and identical Datasets (attrs aside)."""

@@ -225,17 +225,18 @@ def _concat_reports(datasets, contexts):
     return rep, valid
 
 
-def calibrate(directory, model: str, *, tiles: int = 20, seed: int = 0,
+def calibrate(directory, model: str | None = None, *, tiles: int = 20, seed: int = 0,
               calls_per_context: int = 10, train_examples: int = 50,
               command: str | None = None) -> StudyModel:
     """Estimate the generative model's parameters from one model's released files.
 
     Parameters
     ----------
-    directory : path
-        A directory in the released layout (see :mod:`selfinterp.io`).
+    directory : path or ReleasedData
+        A directory in the released layout (see :mod:`selfinterp.io`), or
+        data already in memory (e.g. from :func:`selfinterp.io.read_study_tables`).
     model : str
-        The model name in the file names.
+        The model name in the file names (optional with data in memory).
     tiles : int
         Copies of the real contexts in the calibration simulation (more: less
         simulation noise, slower).
@@ -252,7 +253,7 @@ def calibrate(directory, model: str, *, tiles: int = 20, seed: int = 0,
     -------
     StudyModel
     """
-    from ..io import read_released
+    from ..replicate import released_source
     from .defaults import DEFAULT_MODEL
     from .params import _check
 
@@ -260,12 +261,16 @@ def calibrate(directory, model: str, *, tiles: int = 20, seed: int = 0,
     _check("seed", seed, lo=0, integer=True)
     _check("train_examples", train_examples, lo=1, integer=True)
 
-    data = read_released(directory, model, calls_per_context=calls_per_context)
+    data, where = released_source(directory, model, calls_per_context)
+    model = data.model
+    if where is None:
+        calls_per_context = data.calls_per_context
+    label = directory if where is not None else f"the data of {model!r}"
     if "instilled" not in data.choices:
-        raise InputError(f"{directory}: calibration needs {model}_instilled_selections.csv")
+        raise InputError(f"{label}: calibration needs {model}_instilled_selections.csv")
     ch = data.choices["instilled"]
     if "target_weight" not in ch:
-        raise InputError(f"{directory}: calibration needs the target weights (instilled_weights.csv) "
+        raise InputError(f"{label}: calibration needs the target weights (instilled_weights.csv) "
                          f"of every instilled context")
     X, y, mask = ch["X"].values, ch["y"].values, ch["mask"].values
     targets = ch["target_weight"].values
@@ -316,12 +321,17 @@ def calibrate(directory, model: str, *, tiles: int = 20, seed: int = 0,
     nat_t = nat[5] if nat else DEFAULT_MODEL.design.native_choices
     design = StudyDesign(contexts=C, choices=T, reports=R, attributes=K, native_contexts=nat_ctx,
                          native_choices=nat_t, train_examples=train_examples)
-    files = sorted(p.name for p in Path(directory).iterdir()
-                   if p.name == "scenarios.csv" or p.name == "instilled_weights.csv"
-                   or p.name.startswith(model + "_"))
+    if where is None:
+        files, where = [], "(data in memory)"
+        command = command or f"calibrate(<ReleasedData {model!r}>)"
+    else:
+        files = sorted(p.name for p in Path(directory).iterdir()
+                       if p.name == "scenarios.csv" or p.name == "instilled_weights.csv"
+                       or p.name.startswith(model + "_"))
+        where = str(Path(directory).resolve())
     provenance = {
         "model": model,
-        "directory": str(Path(directory).resolve()),
+        "directory": where,
         "files": files,
         "date": _dt.date.today().isoformat(),
         "command": command or f"selfinterp calibrate {directory} --model {model}",

@@ -29,11 +29,12 @@ version or with a missing field is refused with an error naming the field.
 
 from __future__ import annotations
 
-import json
 import math
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+
+import tomli_w
 
 from ..errors import InputError
 
@@ -256,39 +257,24 @@ class StudyModel:
         )
 
 
-def _toml_value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        if not math.isfinite(v):
-            raise InputError(f"cannot write a non-finite value ({v!r}) to a calibration file")
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v, ensure_ascii=False)  # JSON string escapes are valid TOML
+def _checked(v, where: str):
+    """``v`` with every value one TOML can hold exactly; else an InputError naming the field."""
+    if isinstance(v, dict):
+        return {k: _checked(x, f"{where}.{k}" if where else k) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    raise InputError(f"cannot write {type(v).__name__} values to a calibration file")
-
-
-def _toml_lines(table: dict, prefix: tuple = ()) -> list[str]:
-    lines, subtables = [], []
-    for k, v in table.items():
-        if isinstance(v, dict):
-            subtables.append((k, v))
-        else:
-            lines.append(f"{k} = {_toml_value(v)}")
-    for k, v in subtables:
-        lines += ["", f"[{'.'.join(prefix + (k,))}]"] + _toml_lines(v, prefix + (k,))
-    return lines
+        return [_checked(x, where) for x in v]
+    if isinstance(v, float) and not math.isfinite(v):
+        raise InputError(f"cannot write a non-finite value ({v!r}) to a calibration file ({where})")
+    if not isinstance(v, (bool, int, float, str)):
+        raise InputError(f"cannot write {type(v).__name__} values to a calibration file ({where})")
+    return v
 
 
 def save_calibration(model: StudyModel, path) -> Path:
     """Write ``model`` to ``path`` as a versioned TOML calibration file."""
     path = Path(path)
     text = "# selfinterp study calibration (read by `selfinterp study/power --calibration`)\n"
-    text += "\n".join(_toml_lines(model.to_dict())) + "\n"
+    text += tomli_w.dumps(_checked(model.to_dict(), ""))
     path.write_text(text, encoding="utf-8")
     return path
 

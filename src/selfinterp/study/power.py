@@ -184,6 +184,7 @@ def _summary(design: Design, replicates: int, res: dict) -> dict:
         "base_reports_vs_learned": dist(res["r_base"]),
         "itrained_reports_vs_learned": dist(res["r_itr"]),
         "ci_halfwidth": float(half.mean()) if len(half) else float("nan"),
+        "ci_halfwidth_mcse": float(half.std(ddof=1) / math.sqrt(len(half))) if len(half) > 1 else float("nan"),
         "power_vs_control": pc, "power_vs_control_mcse": pc_se,
         "power_training_effect": pt, "power_training_effect_mcse": pt_se,
         "undefined": undefined,

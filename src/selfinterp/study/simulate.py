@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._core.rng import seed_sequence
 from ..design import round_values
 from ..io.released import ReleasedData, reports_dataset, scenarios_dataset
 from ..labelled import choices_dataset
@@ -46,6 +47,13 @@ def _valid_first(reports, valid):
     return np.take_along_axis(reports, order[..., None], axis=1), np.take_along_axis(valid, order, axis=1)
 
 
+def _as_written(X: np.ndarray) -> np.ndarray:
+    """``X`` as the released layout records it (options A and B on 0..100, read back
+    as (A - B) / 100): the study scored in memory then equals its transcripts read
+    back, to the last bit."""
+    return (np.maximum(X, 0.0) * 100.0 - np.maximum(-X, 0.0) * 100.0) / 100.0
+
+
 def simulate_study(model: StudyModel, design: StudyDesign | None = None, *, rng=0,
                    name: str = "simulated") -> tuple[ReleasedData, dict]:
     """Simulate the paper's three experiments once.
@@ -55,8 +63,10 @@ def simulate_study(model: StudyModel, design: StudyDesign | None = None, *, rng=
     model : StudyModel
     design : StudyDesign, optional
         Defaults to ``model.design`` (the calibrated study's sizes).
-    rng : int or SeedSequence
-        Seed; every part of the study draws from its own spawned stream.
+    rng : None, int, SeedSequence or Generator
+        Seed (default 0, so that a reported study regenerates); None draws
+        fresh entropy.  Every part of the study draws from its own spawned
+        stream.
     name : str
         Model name written in the transcripts.
 
@@ -71,7 +81,7 @@ def simulate_study(model: StudyModel, design: StudyDesign | None = None, *, rng=
         instilled contexts, ``native`` (Cn, K).
     """
     design = model.design if design is None else design
-    seq = rng if isinstance(rng, np.random.SeedSequence) else np.random.SeedSequence(int(rng))
+    seq = seed_sequence(rng)
     s = dict(zip(("targets", "instill", "native", "native_targets", "choices", "native_choices",
                   "reports", "report_options"), seq.spawn(8)))
     C, Cn, K = design.contexts, design.native_contexts, design.attributes
@@ -87,6 +97,7 @@ def simulate_study(model: StudyModel, design: StudyDesign | None = None, *, rng=
     X, y = simulate_model_choices(w_eff, bias, design.choices, model.instilled, key=s["choices"])
     Xn, yn = simulate_model_choices(w_nat, bias_n, design.native_choices, model.native,
                                     key=s["native_choices"])
+    X, Xn = _as_written(X), _as_written(Xn)
 
     names = [f"context_{i + 1:03d}" for i in range(C)]
     nat_names = [f"native_{i + 1:03d}" for i in range(Cn)]
