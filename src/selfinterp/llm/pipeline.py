@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import zlib
 from pathlib import Path
 
@@ -87,12 +88,13 @@ class ExperimentRun:
         Waits between polls (tests pass a short one).
     """
 
-    def __init__(self, exp: Experiment, *, echo=None, sleep=None):
+    def __init__(self, exp: Experiment, *, echo=None, sleep=None, retry_failed: bool = False):
         from tqdm.auto import tqdm
 
         self.exp = exp
         self.echo = echo or tqdm.write
         self.sleep = sleep
+        self.retry_failed = retry_failed
         self.out = exp.out
         for sub in ("data", "transcripts", "released", "logs"):
             (self.out / sub).mkdir(parents=True, exist_ok=True)
@@ -129,7 +131,8 @@ class ExperimentRun:
         """Responses for ``bodies``: through one batch first if so configured, then directly."""
         if self.exp.batch:
             counts = run_batch(self.sync, self.cache, self.manifest, stage, bodies, workdir=self.out / "logs",
-                               backoff=self._backoff(), echo=self.echo, sleep=self.sleep)
+                               backoff=self._backoff(), echo=self.echo, sleep=self.sleep,
+                               attempts=self.exp.max_retries + 1)
             if counts["asked"]:
                 self.echo(f"[{stage}] batch answered {counts['stored']} of {counts['asked']}"
                           f" ({counts['errors']} in its error file); the rest are asked directly")
@@ -178,7 +181,9 @@ class ExperimentRun:
 
     def job(self, stage: str, model: str, train: Path, val: Path | None, suffix: str, hyper: dict) -> None:
         start_finetune(self.sync, self.manifest, stage, model=model, train=train, validation=val, suffix=suffix,
-                       seed=self.exp.seed % (2**31), hyperparameters=hyper, echo=self.echo)
+                       seed=self.exp.seed % (2**31), hyperparameters=hyper, echo=self.echo,
+                       attempts=self.exp.max_retries + 1, backoff=self._backoff(), sleep=self.sleep or time.sleep,
+                       retry_failed=self.retry_failed)
 
     def wait(self, stage: str) -> str:
         kw = {} if self.sleep is None else {"sleep": self.sleep}
