@@ -103,3 +103,4 @@ def test_a_refused_create_is_not_retried_and_a_failed_job_is_retried_only_on_req
     run.close()
     man = json.loads((exp.out / "manifest.json").read_text())["stages"]["instill"]
     assert len(fake.jobs) == 2 and man["failed_jobs"][0]["status"] == "failed"
+
