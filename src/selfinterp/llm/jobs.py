@@ -152,7 +152,7 @@ def _stream_events(client, job_id: str, record: dict, log_path: Path, echo) -> N
 
 
 def _matches_job(job, *, model: str, train_id: str, suffix: str | None, tag: dict) -> bool:
-    """A listed job is this stage's: same training file and base model, and suffix and tag where the server keeps them."""
+    """A listed job is this stage's: same training file and base model; suffix and tag where the server keeps them."""
     meta = getattr(job, "metadata", None) or {}
     job_suffix = getattr(job, "suffix", None)
     return (job.training_file == train_id and job.model == model
