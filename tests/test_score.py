@@ -143,7 +143,23 @@ def test_pooled_r_properties(ab, rnd):
         lo, hi = sc.fisher_ci(r, n)
         assert lo <= r <= hi
     lo, hi = sc.regression_ci(r, max(n, 3))
-    assert lo <= r <= hi
+    assert -1 <= lo <= r <= hi <= 1
+
+
+@given(st.floats(-1, 1), st.integers(3, 10**6), st.floats(0.5, 0.999))
+def test_every_correlation_interval_lies_within_minus_one_one(r, n, level):
+    """The paper-style interval of a strong correlation from few pairs (r = 0.95, n = 10: the slope's
+    interval reaches 1.035) is cut at 1; the Fisher interval never leaves (-1, 1)."""
+    lo, hi = sc.regression_ci(r, n, level)
+    assert -1 <= lo <= r <= hi <= 1
+    if n > 3:
+        lo, hi = sc.fisher_ci(r, n, level)
+        assert -1 <= lo <= r <= hi <= 1
+
+
+def test_the_paper_style_interval_is_cut_at_one():
+    lo, hi = sc.regression_ci(0.95, 10)
+    assert hi == 1.0 and lo == pytest.approx(0.95 - 2.306 * np.sqrt((1 - 0.95**2) / 8), abs=1e-3)
 
 
 @given(pairs, st.integers(0, 2**32 - 1))
