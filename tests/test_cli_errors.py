@@ -33,6 +33,7 @@ LONG = "m" * 300
     (["bench-estimators", "--trials", ""], "argument --trials: expected comma-separated integers, got ''"),
     (["bench-estimators", "--noise", "0.1,"], "argument --noise: expected comma-separated numbers"),
     (["power", "--contexts", ""], "argument --contexts: expected comma-separated integers"),
+    (["power", "--connect-timeout", "5"], "--connect-timeout applies to --scheduler only (it would be ignored)"),
     (["power", "--training-effect", "nan"], "argument --training-effect: expected comma-separated numbers"),
 ])
 def test_bad_options_name_the_option(tmp_path, capsys, argv, says):

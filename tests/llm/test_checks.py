@@ -30,6 +30,8 @@ def test_dry_run_prints_every_stage_and_calls_nothing(tmp_path, shared, monkeypa
     assert rows["instill"][1] == "training" and rows["instill"][2] == "300"  # 10 x 30 training pairs
     assert float(rows["total"][-1]) > 0
     assert not (tmp_path / "out").exists()
+    assert cli_main(["run", str(path), "--dry-run", "--retry-failed"]) == 2  # an option that would be ignored
+    assert "--retry-failed and --reask-invalid would be ignored" in capsys.readouterr().err
 
 
 def test_a_design_too_small_is_refused_before_any_job(tmp_path, shared, api_key, capsys):

@@ -74,7 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="run on a local dask cluster of N worker processes (needs the 'dask' extra)")
     o.add_argument("--scheduler", metavar="ADDRESS",
                    help="run on the dask cluster of this scheduler, e.g. tcp://10.0.0.5:8786")
-    o.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS",
+    o.add_argument("--connect-timeout", type=float, default=None, metavar="SECONDS",
                    help="how long to try reaching --scheduler before giving up (default 10)")
     o.add_argument("--backend", default="auto", metavar="NAME",
                    help="backend of the fused simulate-and-fit: auto, numba, numpy, jax (simulated "
@@ -87,6 +87,10 @@ def _connect(args):
     """A dask Client (and the cluster it owns), or (None, None); fails before the sweep."""
     from ..errors import InputError, require
 
+    if args.connect_timeout is not None and not args.scheduler:
+        raise InputError("--connect-timeout applies to --scheduler only (it would be ignored)")
+    if args.connect_timeout is not None and not args.connect_timeout > 0:
+        raise InputError(f"--connect-timeout must be positive, got {args.connect_timeout}")
     if args.scheduler and args.workers is not None:
         raise InputError("give either --scheduler or --workers, not both")
     if not args.scheduler and args.workers is None:
@@ -101,7 +105,7 @@ def _connect(args):
                                host="127.0.0.1", dashboard_address=None)
         return Client(cluster), cluster
     try:
-        return Client(args.scheduler, timeout=f"{args.connect_timeout}s"), None
+        return Client(args.scheduler, timeout=f"{args.connect_timeout or 10.0}s"), None
     except (OSError, TimeoutError, ValueError) as exc:
         raise InputError(f"cannot reach the dask scheduler at {args.scheduler!r}: {exc}") from None
 

@@ -33,6 +33,7 @@ def main(args) -> int:
     import json
     import sys
 
+    from ..errors import InputError
     from ..llm.client import LLMError
     from ..llm.config import load_experiment
     from ..llm.pipeline import ExperimentRun
@@ -41,6 +42,8 @@ def main(args) -> int:
 
     exp = load_experiment(args.experiment, base_url=args.base_url, model=args.model, out=args.out)
     if args.dry_run:
+        if args.retry_failed or args.reask_invalid:
+            raise InputError("--dry-run calls nothing: --retry-failed and --reask-invalid would be ignored")
         print(format_plan(Design(exp).plan(), exp.max_usd))
         return 0
     run = ExperimentRun(exp, retry_failed=args.retry_failed, reask_invalid=args.reask_invalid)

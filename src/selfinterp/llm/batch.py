@@ -17,7 +17,7 @@ from typing import Sequence
 
 from .cache import RequestCache, request_key
 from .client import CHAT, LLMError, describe_error
-from .jobs import Backoff, create_once, run_tag, upload_file
+from .jobs import Backoff, create_once, expect, run_tag, upload_file
 from .manifest import Manifest
 
 __all__ = ["run_batch"]
@@ -28,7 +28,10 @@ _DONE = {"completed", "failed", "expired", "cancelled"}
 def _read_lines(client, file_id: str | None) -> list[dict]:
     if not file_id:
         return []
-    text = client.files.content(file_id).text
+    try:
+        text = client.files.content(file_id).text
+    except Exception as exc:
+        raise LLMError(f"batch result file {file_id}: cannot be read: {describe_error(exc)}") from None
     out = []
     for i, line in enumerate(text.splitlines(), start=1):
         if line.strip():
@@ -90,6 +93,7 @@ def run_batch(client, cache: RequestCache, manifest: Manifest, stage: str, bodie
             batch = client.batches.retrieve(rec["batch_id"])
         except Exception as exc:
             raise LLMError(f"stage {stage}: cannot read batch {rec['batch_id']}: {describe_error(exc)}") from None
+        expect(batch, ("status", "output_file_id"), f"stage {stage}: batch {rec['batch_id']}")
         rec["status"] = batch.status
         manifest.save()
         if batch.status in _DONE:

@@ -52,6 +52,14 @@ def _not_done(exc: BaseException) -> bool:
     return isinstance(exc, openai.APIStatusError) and exc.status_code == 429
 
 
+def expect(obj, attrs: tuple[str, ...], what: str):
+    """``obj`` if it is a parsed reply with ``attrs``; else :class:`LLMError` (a 200 whose body is not
+    the JSON asked for: an HTML page from a proxy, plain text)."""
+    if isinstance(obj, (str, bytes)) or any(not hasattr(obj, a) for a in attrs):
+        raise LLMError(f"{what}: the server's reply is not the JSON expected ({str(obj)[:120]!r})")
+    return obj
+
+
 def create_once(create, find, *, what: str, attempts: int, pending: bool = False, backoff: Backoff | None = None,
                 sleep=time.sleep):
     """The object ``create()`` makes, made at most once on the server.
@@ -80,7 +88,9 @@ def create_once(create, find, *, what: str, attempts: int, pending: bool = False
             if _ambiguous(last) and (obj := found()) is not None:
                 return obj
         try:
-            return create()
+            return expect(create(), ("id",), what)
+        except LLMError:
+            raise
         except Exception as exc:
             if not (_ambiguous(exc) or _not_done(exc)):
                 raise LLMError(f"{what} refused: {describe_error(exc)}") from None
@@ -235,6 +245,7 @@ def wait_finetune(client, manifest: Manifest, stage: str, *, events_log: Path, b
             job = client.fine_tuning.jobs.retrieve(job_id)
         except Exception as exc:
             raise LLMError(f"stage {stage}: cannot read job {job_id}: {describe_error(exc)}") from None
+        expect(job, ("status", "fine_tuned_model"), f"stage {stage}: job {job_id}")
         _stream_events(client, job_id, rec, events_log, echo)
         rec["status"] = job.status
         manifest.save()
