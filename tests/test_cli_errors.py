@@ -30,6 +30,8 @@ LONG = "m" * 300
     (["power", "--replicates", "1000000", "--contexts", "1000", "--choices", "1000"],
      "simulates about 1.01e+12 choices and reports, over the limit"),
     (["power", "--workers", "0"], "argument --workers: must be an integer in [1, 4,096], got '0'"),
+    (["bench-estimators", "--contexts", "1000000", "--trials", "1000000"], "needs about"),
+    (["bench-estimators", "--out", "{tmp}"], "argument --out: {tmp} is a directory"),
     (["bench-estimators", "--trials", ""], "argument --trials: expected comma-separated integers, got ''"),
     (["bench-estimators", "--noise", "0.1,"], "argument --noise: expected comma-separated numbers"),
     (["power", "--contexts", ""], "argument --contexts: expected comma-separated integers"),

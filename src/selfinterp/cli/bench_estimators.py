@@ -40,8 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--markdown", action="store_true",
                         help="print markdown tables (pooled r, normalised RMSE, coverage)")
-    parser.add_argument("--out", metavar="FILE.nc", help="save the full results (netCDF)")
-    parser.add_argument("--plot", metavar="FILE.png", help="plot recovery and coverage vs trials")
+    parser.add_argument("--out", metavar="FILE.nc", type=_args.output_file, help="save the full results (netCDF)")
+    parser.add_argument("--plot", metavar="FILE.png", type=_args.output_file,
+                        help="plot recovery and coverage vs trials")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
 
@@ -99,6 +100,9 @@ def main(args) -> int:
             raise InputError(f"--user {spec}: the name {name!r} is taken")
         ests[name] = fn
     grid = build_grid(args)
+    big = max(grid, key=lambda r: r.n_trials * r.n_attributes)
+    _args.check_memory(f"a replicate of {args.contexts:,} contexts x {big.n_trials:,} trials x "
+                       f"{big.n_attributes} attributes", 8 * 4 * args.contexts * big.n_trials * (big.n_attributes + 2))
     progress = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
     t0 = time.perf_counter()
     ds = run_benchmark(ests, grid, n_contexts=args.contexts, n_replicates=args.replicates,
