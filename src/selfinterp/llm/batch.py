@@ -36,9 +36,12 @@ def _read_lines(client, file_id: str | None) -> list[dict]:
     for i, line in enumerate(text.splitlines(), start=1):
         if line.strip():
             try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
+                obj = json.loads(line)
+            except (json.JSONDecodeError, RecursionError):
                 raise LLMError(f"batch result file {file_id}, line {i}: not JSON") from None
+            if not isinstance(obj, dict) or not isinstance(obj.get("response") or {}, dict):
+                raise LLMError(f"batch result file {file_id}, line {i}: not a result object ({line[:80]!r})")
+            out.append(obj)
     return out
 
 
