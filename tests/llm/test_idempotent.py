@@ -44,17 +44,14 @@ def test_lost_replies_of_uploads_jobs_and_batches_create_nothing_twice(small, tm
     # every create is done by the server and its reply dropped, once each
     fake.drop = {"/v1/files": 3, "/v1/fine_tuning/jobs": 1, "/v1/batches": 1}
     run = ExperimentRun(exp, echo=lambda s: None, sleep=lambda s: None)
-    try:
-        train, val = run.instill_files()
-        run.job("instill", exp.model, train, val, "instill", {})
-        assert run.wait("instill").startswith("ft:base-model-1:fake-org:instill:")
-        counts = run_batch(run.sync, run.cache, run.manifest, "s", _bodies(exp), workdir=tmp_path,
-                           backoff=Backoff(0, 1, 0), sleep=lambda s: None, attempts=3)
-        run.close()
-    finally:
-        pass
+    train, val = run.instill_files()
+    run.job("instill", exp.model, train, val, "instill", {})
+    assert run.wait("instill").startswith("ft:base-model-1:fake-org:instill:")
+    counts = run_batch(run.sync, run.cache, run.manifest, "s", _bodies(exp), workdir=tmp_path,
+                       backoff=Backoff(0, 1, 0), sleep=lambda s: None, attempts=3)
+    run.close()
     assert fake.drop == {"/v1/files": 0, "/v1/fine_tuning/jobs": 0, "/v1/batches": 0}  # every fault was met
-    # one training file, one validation file, one batch input; one job; one batch
+    # one training file, one validation file, one batch input (its output file is "batch_output"); one job; one batch
     assert _server_objects(fake) == ({"fine-tune": 2, "batch": 1}, 1, 1)
     assert counts == {"asked": 12, "stored": 12, "errors": 0}
     man = json.loads((exp.out / "manifest.json").read_text())
