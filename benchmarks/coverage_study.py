@@ -5,6 +5,7 @@ the share of intervals that contain the truth, with its Monte-Carlo standard
 error.  The figures are recorded in docs/study.md.
 
 Usage: python benchmarks/coverage_study.py [--studies 1000] [--n-boot 2000] [--seed 0]
+                                           [--method studentized|percentile|bca]
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ def main():
     ap.add_argument("--studies", type=int, default=1000)
     ap.add_argument("--n-boot", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--method", default="studentized", choices=("studentized", "percentile", "bca"))
     a = ap.parse_args()
     t = time.perf_counter()
     truth = true_values(DEFAULT_MODEL, DEFAULT_MODEL.design)
     res = coverage(DEFAULT_MODEL, DEFAULT_MODEL.design, n_studies=a.studies, n_boot=a.n_boot,
-                   seed=a.seed, truth=truth)
+                   seed=a.seed, truth=truth, method=a.method)
     print(f"{a.studies} simulated studies of the paper's design (built-in GPT-4o model), "
-          f"{a.n_boot} bootstrap resamples each, seed {a.seed} ({time.perf_counter() - t:.0f} s)")
+          f"{a.n_boot} bootstrap resamples each ({a.method}), seed {a.seed} ({time.perf_counter() - t:.0f} s)")
     print(f"{'metric':<30} {'truth':>7} {'mean est.':>9} {'coverage':>9} {'+-mcse':>7} {'below':>6} {'above':>6}")
     for k in COVERAGE_METRICS:
         r = res[k]

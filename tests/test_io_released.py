@@ -140,6 +140,13 @@ REP = f"{MODEL}_instilled_weight_reports.csv"
     ("bad selection", SEL, 20, lambda s: s.replace(",A,", ",C,").replace(",B,", ",C,"), "selection must be 'A' or 'B', got 'C'"),
     ("bad header", SEL, 1, lambda s: s.replace("selection", "choice"), "missing column(s) ['selection'] and unknown column(s) ['choice']"),
     ("scenario max <= min", "scenarios.csv", 3, lambda s: s.replace(",1200.0", ",1.0"), "attr2_max (1.0) must exceed attr2_min (300.0)"),
+    # nothing read silently: numbers Python's float() would take, values outside their scale or range
+    ("underscored number", SEL, 6, lambda s: s[: s.rindex(",")] + ",1_0", "column 'B_attribute_5': '1_0' is not a finite number"),
+    ("full-width digits", REP, 5, lambda s: s[: s.rindex(",")] + ",\uff13", "'\uff13' is not a finite number"),
+    ("padded number", REP, 6, lambda s: s[: s.rindex(",")] + ", 3", "' 3' is not a finite number"),
+    ("target weight 150", "instilled_weights.csv", 4, lambda s: s.rsplit(",", 1)[0] + ",150", "column 'attr5': 150.0 is outside the weight scale [-100, 100]"),
+    ("option far outside", SEL, 8, lambda s: s[: s.rindex(",")] + ",1000000", "column 'B_attribute_5': 1000000.0 is outside the scenario's range"),
+    ("report option outside", REP, 7, lambda s: s[: s.rindex(",")] + ",-1e308", "is outside the scenario's range"),
 ])
 def test_bad_input_names_file_and_line(small, case, file, line, edit, message):
     path = small / file
@@ -149,6 +156,21 @@ def test_bad_input_names_file_and_line(small, case, file, line, edit, message):
     text = str(err.value)
     assert str(path) in text and f"line {line}" in text, text
     assert message in text, text
+
+
+@pytest.mark.parametrize("value", ["500", "-1000", "1e12", "1e308", "100.5"])
+def test_reports_outside_the_weight_scale_are_counted_invalid(small, shared_data, value):
+    scen = read_scenarios(shared_data / "scenarios.csv")
+    before = read_reports(small / REP, scen)
+    path = small / REP
+    cells = _line(path, 3).split(",")
+    cells[4] = value  # report_attr2 of the second report of the first context
+    _edit_line(path, 3, ",".join(cells))
+    after = read_reports(path, scen)
+    assert after.attrs["n_valid"] == before.attrs["n_valid"] - 1 and after.attrs["n_out_of_scale"] == 1
+    assert not after["report_valid"].values[0, 1] and np.isnan(after["report"].values[0, 1]).all()
+    # the other reports are untouched, and the context's mean leaves the bad one out
+    np.testing.assert_array_equal(after["report"].values[0, 2:], before["report"].values[0, 2:])
 
 
 def test_duplicated_rows_are_errors(small):
@@ -202,6 +224,19 @@ def test_unknown_model_and_bad_bytes(small):
 
 NAMES = st.text(alphabet="abcxyz_0123456789-", min_size=1, max_size=8)
 FINITE = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)
+UNIT = st.floats(0, 1)
+
+
+def _in_range(u, lo, hi, first):
+    """Option values lo + u (hi - lo) for the contexts ``first`` (u (n, ..., K)); the first attribute
+    made distinct across rows (no duplicated lines)."""
+    lo, hi = lo[first], hi[first]
+    shape = (len(first),) + (1,) * (u.ndim - 2) + (lo.shape[-1],)
+    out = lo.reshape(shape) + u * (hi - lo).reshape(shape)
+    n = out[..., 0].size
+    out[..., 0] = lo[:, 0].reshape(shape[:-1]) + (hi - lo)[:, 0].reshape(shape[:-1]) * (
+        np.arange(n).reshape(out.shape[:-1]) + 0.5) / n
+    return out
 
 
 @st.composite
@@ -227,9 +262,8 @@ def released_data(draw):
         counts = draw(st.lists(st.integers(1, T), min_size=len(sub), max_size=len(sub)))
         counts[0] = T  # the trial dimension is as long as the longest context
         mask = np.arange(T)[None, :] < np.array(counts)[:, None]
-        vals = np.array(draw(st.lists(FINITE, min_size=2 * len(sub) * T * K, max_size=2 * len(sub) * T * K)))
-        A, B = vals.reshape(2, len(sub), T, K)
-        A[..., 0] = np.arange(A[..., 0].size).reshape(A.shape[:2])  # no duplicated rows
+        vals = np.array(draw(st.lists(UNIT, min_size=2 * len(sub) * T * K, max_size=2 * len(sub) * T * K)))
+        A, B = (_in_range(v, lo, lo + span, sub) for v in vals.reshape(2, len(sub), T, K))
         y = np.array(draw(st.lists(st.integers(0, 1), min_size=len(sub) * T, max_size=len(sub) * T))).reshape(len(sub), T)
         choices[key] = selections_dataset(A, B, y, mask=mask, context=[names[i] for i in sub],
                                           scenarios=scen, model_id="ft:m", target_weight=tw)
@@ -238,10 +272,10 @@ def released_data(draw):
         sub = draw(st.lists(st.integers(0, C - 1), min_size=1, max_size=C, unique=True))
         counts = draw(st.lists(st.integers(1, 10), min_size=len(sub), max_size=len(sub)))
         valid = np.arange(10)[None, :] < np.array(counts)[:, None]
-        rep = np.array(draw(st.lists(st.integers(-100, 100) | FINITE, min_size=len(sub) * 10 * K,
+        rep = np.array(draw(st.lists(st.integers(-100, 100) | st.floats(-100, 100), min_size=len(sub) * 10 * K,
                                      max_size=len(sub) * 10 * K)), dtype=float).reshape(len(sub), 10, K)
-        ab = np.array(draw(st.lists(FINITE, min_size=2 * len(sub) * 10 * K, max_size=2 * len(sub) * 10 * K))).reshape(2, len(sub), 10, K)
-        ab[0, ..., 0] = np.arange(len(sub) * 10).reshape(len(sub), 10)  # no duplicated rows
+        ab = np.array(draw(st.lists(UNIT, min_size=2 * len(sub) * 10 * K, max_size=2 * len(sub) * 10 * K)))
+        ab = np.stack([_in_range(v, lo, lo + span, sub) for v in ab.reshape(2, len(sub), 10, K)])
         reports[cond] = reports_dataset(rep, valid, context=[names[i] for i in sub], scenarios=scen,
                                         A=ab[0], B=ab[1], explaining_model="ft:m", version=cond)
     regression = {}

@@ -219,7 +219,9 @@ def test_simulated_study_in_the_released_layout(tmp_path):
                              np.full((C, K), 10.0), [f"Which {n}?" for n in names])
     ch = simulate_dataset(w, 200, scale=0.05, rng=rng, context=names)
     valid = np.tile(np.arange(10) < 8, (C, 1))
-    rep = reports_dataset(w[:, None, :] + rng.normal(0, 30, (C, 10, K)), valid, context=names, scenarios=scen)
+    # (reports lie on the weight scale: one outside [-100, 100] would be an invalid reply)
+    rep = reports_dataset(np.clip(w[:, None, :] + rng.normal(0, 30, (C, 10, K)), -100, 100), valid, context=names,
+                          scenarios=scen)
     tw = ch["target_weight"].rename("target_weight")
     data = ReleasedData("sim", scen, tw, {"instilled": ch[["X", "y", "mask"]]}, {"instilled": rep})
     write_released(tmp_path, "sim", data)

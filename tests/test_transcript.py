@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from selfinterp.errors import InputError
+from selfinterp.llm.parse import parse_choice
 from selfinterp.io import (
     read_records,
     read_released,
@@ -116,6 +117,13 @@ GOOD = {"kind": "report", "model": "m", "request_id": "r", "context": "ctx", "A"
     (json.dumps({**GOOD, "request_id": "z"}).replace("10", "NaN"), "'report' holds nan, not a finite number"),
     (json.dumps(GOOD), r"duplicated request_id 'r' \(first on line 2\)"),
     ("", "blank line"),
+    # nothing silent: a repeated key (the last would win), an empty id, a choice the reply contradicts
+    (json.dumps({**GOOD, "request_id": "z"})[:-1] + ', "context": "ctx"}', "key 'context' appears twice"),
+    (json.dumps({**GOOD, "request_id": ""}), "'request_id' must not be empty"),
+    (json.dumps({**GOOD, "kind": "choice", "report": None, "choice": "A", "reply": " b."}),
+     "choice 'A' contradicts the reply ' b.'"),
+    (json.dumps({**GOOD, "request_id": "z", "report": [500, 0]}), r"'report' holds 500.0, outside the weight scale"),
+    ('{"metadata": ' + "[" * 100000 + "]" * 100000 + "}", "JSON nested too deeply"),
 ])
 def test_bad_lines_name_file_and_line(tmp_path, line, match):
     scen = scenarios_dataset(["ctx"], [["u", "v"]], [[0.0, 0.0]], [[10.0, 2.0]])
@@ -123,6 +131,13 @@ def test_bad_lines_name_file_and_line(tmp_path, line, match):
     path.write_text(json.dumps({**GOOD, "request_id": "q"}) + "\n" + json.dumps(GOOD) + "\n" + line + "\n")
     with pytest.raises(InputError, match=rf"t.jsonl, line 3: {match}"):
         read_records(path, scen)
+
+
+def test_a_byte_order_mark_is_accepted(tmp_path):
+    scen = scenarios_dataset(["ctx"], [["u", "v"]], [[0.0, 0.0]], [[10.0, 2.0]])
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(GOOD).encode() + b"\n")
+    assert read_records(path, scen)[0]["report"] == [10.0, -20.0]
 
 
 def test_missing_file_and_several_models(tmp_path):
@@ -158,11 +173,14 @@ def record_lists(draw):
                "metadata": draw(st.dictionaries(st.text(max_size=5), st.integers() | TEXT, max_size=2))}
         if kind == "choice":
             rec["choice"] = draw(st.sampled_from(["A", "B", None]))
+            said = parse_choice(rec["reply"])
+            if said is not None and rec["choice"] is not None:  # a bare label and its choice agree
+                rec["choice"] = "AB"[1 - said]
             rec["p_a"] = draw(st.none() | st.floats(0, 1))
             rec["report"] = None
         else:
             rec["choice"] = rec["p_a"] = None
-            rec["report"] = draw(st.none() | st.lists(NUM, min_size=K, max_size=K))
+            rec["report"] = draw(st.none() | st.lists(st.floats(-100, 100), min_size=K, max_size=K))
         out.append(rec)
     return K, ctx, out
 

@@ -24,13 +24,15 @@ context's valid reports and scores them, returning one JSON-ready dict::
 
 Correlations are ``{"r", "ci", "n", ...}`` with ``n`` the (context,
 attribute) pairs; effects ``{"diff", "ci", ...}``; rates ``{"value", "n"}``.
-**The "ci" is the 95% percentile interval of a bootstrap that resamples
-whole contexts** (``n_boot`` resamples), the honest interval when the K
-weights of a context share one report and one fit.  Each correlation also
+**The "ci" is the 95% studentised interval of a bootstrap that resamples
+whole contexts** (``n_boot`` resamples; Fisher's z of each resample divided
+by its cluster-robust standard error), the honest interval when the K
+weights of a context share one report and one fit; the training effects'
+"ci" is the paired percentile interval.  Each correlation also
 carries ``ci_fisher`` (Fisher z) and ``ci_regression`` (the paper's own
 interval: the brms slope of standardised learned on standardised reported
 weights, about r +- 1.97 sqrt((1 - r^2)/(n - 2)), which gives the published
-0.47-0.62 for 0.54); both treat the pairs as independent.  A metric whose
+0.47-0.62 for 0.54, cut at [-1, 1]); both treat the pairs as independent.  A metric whose
 files are absent is ``None`` and a note says why.
 
 Learned weights follow the paper: one logit per context on range-normalised
@@ -192,9 +194,10 @@ class _Builder:
             self.notes = []
         self.seq = _seed_sequence(rng)
         self.metrics: dict = {k: None for k in METRICS}
-        self.details: dict = {"ci": "95% percentile interval of a bootstrap resampling contexts "
-                                    f"({self.n_boot} resamples); ci_fisher: Fisher z; ci_regression: "
-                                    "the paper's slope interval (both treat pairs as independent)",
+        self.details: dict = {"ci": "95% studentised bootstrap interval resampling contexts (Fisher z, "
+                                    f"cluster-robust standard errors; {self.n_boot} resamples; effects: "
+                                    "paired percentile); ci_fisher: Fisher z; ci_regression: the paper's slope "
+                                    "interval cut at [-1, 1] (both treat pairs as independent)",
                               "controls": {}, "invalid_reports": {}, "learned_vs_authors": {},
                               "fit": {}, "absent_files": list(data.absent)}
         self.panels: dict = {}
@@ -516,8 +519,9 @@ def format_table(result: dict) -> str:
         lines += ["", "invalid report replies (calls made - valid rows):"]
         for g, v in d["invalid_reports"].items():
             lines.append(f"  {g:<40} {v['invalid']:>5} of {v['calls']}")
-    lines += ["", "95% CI: percentile bootstrap resampling whole contexts; Fisher z and paper-style "
-                  "(brms slope) intervals", "treat the (context, attribute) pairs as independent.  "
+    lines += ["", "95% CI: studentised bootstrap resampling whole contexts (effects: paired percentile); "
+                  "Fisher z and paper-style", "(brms slope) intervals treat the (context, attribute) pairs as "
+                  "independent.  "
                   "n: (context, attribute) pairs; contexts for effects; calls or choices for rates."]
     if result.get("notes"):
         lines += ["", "notes:"] + [f"  - {n}" for n in result["notes"]]

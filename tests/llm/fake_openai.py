@@ -86,6 +86,9 @@ class FakeOpenAI:
         self.faults: list[dict] = []  # consumed one per chat request: {"status", "retry_after"} | {"close"} | {"sleep"}
         self.killed_at = None
         self.malformed = 0  # the next this-many chat replies are cut off mid-JSON
+        # POST path -> how many of the next creates there are done and their reply dropped (connection closed)
+        self.drop: dict[str, int] = {}
+        self.html = 0  # the next this-many chat replies are a 200 with an HTML page
         self.invalid: set = set()  # (model, prompt) of the replies made invalid on purpose
         self.lock = threading.RLock()
         self.n_ids = 0
@@ -243,9 +246,34 @@ class _Handler(BaseHTTPRequestHandler):
         n = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(n)
 
+    def _list(self, rows):
+        return self._send(200, {"object": "list", "data": [{k: v for k, v in r.items() if not k.startswith("_")}
+                                                           for r in rows], "has_more": False})
+
+    def _created(self, path: str, obj: dict) -> bool:
+        """Reply with ``obj``, or (a fault set in ``drop``) keep it and close the connection unanswered."""
+        f = self.fake
+        with f.lock:
+            if f.drop.get(path, 0) > 0:
+                f.drop[path] -= 1
+                f.log.append({"path": path, "dropped_reply": True, "id": obj["id"]})
+                self.close_connection = True
+                return False
+        return self._send(200, obj)
+
     def do_GET(self):
         f = self.fake
+        query = self.path.split("?")[1] if "?" in self.path else ""
         parts = self.path.split("?")[0].strip("/").split("/")[1:]
+        if parts == ["files"]:
+            purpose = dict(q.split("=", 1) for q in query.split("&") if "=" in q).get("purpose")
+            return self._list([{"id": k, "object": "file", "bytes": len(v["data"]), "created_at": 0,
+                                "filename": v.get("filename"), "purpose": v["purpose"], "status": "processed"}
+                               for k, v in f.files.items() if purpose in (None, v["purpose"])])
+        if parts == ["fine_tuning", "jobs"]:
+            return self._list(list(f.jobs.values())[::-1])  # newest first, as OpenAI lists them
+        if parts == ["batches"]:
+            return self._list(list(f.batches.values())[::-1])
         if parts[:1] == ["files"] and len(parts) == 3 and parts[2] == "content":
             rec = f.files.get(parts[1])
             return self._send(200, raw=rec["data"]) if rec else self._send(404, {"error": {"message": "no such file"}})
@@ -336,11 +364,11 @@ class _Handler(BaseHTTPRequestHandler):
             fid = f.new_id("file")
             data = fields["file"].get_payload(decode=True)
             purpose = fields["purpose"].get_payload(decode=True).decode()
-            f.files[fid] = {"data": data, "purpose": purpose}
+            f.files[fid] = {"data": data, "purpose": purpose, "filename": fields["file"].get_filename()}
             f.log.append({"path": path, "file": fid, "delivered": True})
-            return self._send(200, {"id": fid, "object": "file", "bytes": len(data), "created_at": int(time.time()),
-                                    "filename": fields["file"].get_filename(), "purpose": purpose,
-                                    "status": "processed"})
+            return self._created(path, {"id": fid, "object": "file", "bytes": len(data),
+                                        "created_at": int(time.time()), "filename": fields["file"].get_filename(),
+                                        "purpose": purpose, "status": "processed"})
         if path == "/v1/fine_tuning/jobs":
             body = json.loads(raw)
             f.log.append({"path": path, "model": body.get("model"), "delivered": True})
@@ -362,20 +390,20 @@ class _Handler(BaseHTTPRequestHandler):
                    "organization_id": "org-fake", "result_files": [], "seed": body.get("seed", 0),
                    "trained_tokens": None, "training_file": body["training_file"],
                    "validation_file": body.get("validation_file"), "suffix": body.get("suffix"),
-                   "_polls": 0, "_events": []}
+                   "metadata": body.get("metadata"), "_polls": 0, "_events": []}
             with f.lock:
                 f.jobs[job["id"]] = job
                 self._event(job, f"Created fine-tuning job: {job['id']}")
-            return self._send(200, {k: v for k, v in job.items() if not k.startswith("_")})
+            return self._created(path, {k: v for k, v in job.items() if not k.startswith("_")})
         if path == "/v1/batches":
             body = json.loads(raw)
             b = {"id": f.new_id("batch"), "object": "batch", "endpoint": body["endpoint"],
                  "completion_window": body["completion_window"], "created_at": int(time.time()),
                  "input_file_id": body["input_file_id"], "status": "validating", "output_file_id": None,
-                 "error_file_id": None, "_polls": 0}
+                 "error_file_id": None, "metadata": body.get("metadata"), "_polls": 0}
             f.batches[b["id"]] = b
             f.log.append({"path": path, "batch": b["id"], "delivered": True})
-            return self._send(200, {k: v for k, v in b.items() if not k.startswith("_")})
+            return self._created(path, {k: v for k, v in b.items() if not k.startswith("_")})
         self._send(404, {"error": {"message": f"no route POST {path}"}})
 
     def _chat(self, body):
@@ -419,13 +447,16 @@ class _Handler(BaseHTTPRequestHandler):
                 status, resp = f.complete(body)
             except (KeyError, ValueError, AttributeError, TypeError) as exc:
                 status, resp = 400, {"error": {"message": f"bad request: {exc}"}}
-            if f.malformed:
-                f.malformed -= 1
-                entry["fault"] = "malformed"
-                entry["delivered"] = self._send(200, raw=b'{"id": "x", "object": "chat.completion", "choices": ',
-                                                content_type="application/json")
-                f.log.append(entry)
-                return
+            # a 200 whose body is an HTML page, or JSON cut off mid-way
+            for attr, raw, ctype in (("html", b"<html><body>502 Bad Gateway</body></html>", "text/html"),
+                                     ("malformed", b'{"id": "x", "object": "chat.completion", "choices": ',
+                                      "application/json")):
+                if getattr(f, attr):
+                    setattr(f, attr, getattr(f, attr) - 1)
+                    entry["fault"] = attr
+                    entry["delivered"] = self._send(200, raw=raw, content_type=ctype)
+                    f.log.append(entry)
+                    return
             entry["delivered"] = self._send(status, resp)
             entry["status"] = status
             f.log.append(entry)

@@ -43,14 +43,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # a usage error (already printed, naming the option), --help or --version
+        return int(exc.code or 0)
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
     try:
         return int(args._main(args) or 0)
-    except (InputError, MissingExtraError, FileNotFoundError) as exc:
+    except (InputError, MissingExtraError) as exc:
         print(f"selfinterp {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a path that cannot be read or written: say which and why
+        where = exc.filename if exc.filename is not None else "a file"
+        print(f"selfinterp {args.command}: error: {where}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except RecursionError:
+        print(f"selfinterp {args.command}: error: an input is nested too deeply to read", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"selfinterp {args.command}: error: out of memory; choose smaller sizes", file=sys.stderr)
         return 2
 
 

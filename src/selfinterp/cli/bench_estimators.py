@@ -12,36 +12,26 @@ from __future__ import annotations
 
 import argparse
 
+from . import _args
+
 DEFAULT_SEED = 20250
-
-
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(x) for x in text.split(",") if x.strip()]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from exc
-
-
-def _ints(text: str) -> list[int]:
-    vals = _floats(text)
-    if any(v != int(v) for v in vals):
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
-    return [int(v) for v in vals]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("grid (any of these replaces the default grid by the "
                                   "full factorial of the values given)")
-    g.add_argument("--trials", type=_ints, help="trials per context, e.g. 10,50,200")
-    g.add_argument("--noise", type=_floats,
+    g.add_argument("--trials", type=_args.int_list(1, 1_000_000), help="trials per context, e.g. 10,50,200")
+    g.add_argument("--noise", type=_args.float_list,
                    help="logit inverse temperatures on the utility scale (inf: deterministic), "
                         "e.g. 0.005,0.02,0.1,inf")
-    g.add_argument("--attributes", type=_ints, help="numbers of attributes, e.g. 2,5,10")
-    g.add_argument("--bias", type=_floats, help="position biases towards A (utility units)")
-    g.add_argument("--lapse", type=_floats, help="lapse rates, e.g. 0,0.1")
-    parser.add_argument("--contexts", type=int, default=30, help="agents per replicate (default 30)")
-    parser.add_argument("--replicates", type=int, default=2, help="replicates per regime (default 2)")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"seed (default {DEFAULT_SEED})")
+    g.add_argument("--attributes", type=_args.int_list(1, 1000), help="numbers of attributes, e.g. 2,5,10")
+    g.add_argument("--bias", type=_args.float_list, help="position biases towards A (utility units)")
+    g.add_argument("--lapse", type=_args.float_list, help="lapse rates, e.g. 0,0.1")
+    parser.add_argument("--contexts", type=_args.bounded_int(1, 1_000_000), default=30,
+                        help="agents per replicate (default 30)")
+    parser.add_argument("--replicates", type=_args.bounded_int(1, 1_000_000), default=2,
+                        help="replicates per regime (default 2)")
+    parser.add_argument("--seed", type=_args.seed, default=DEFAULT_SEED, help=f"seed (default {DEFAULT_SEED})")
     parser.add_argument("--estimators", help="comma-separated subset of the built-in estimators "
                         "(ml,map,firth,ridge_cv,lpm,sign,posterior_mean); default all")
     parser.add_argument("--user", action="append", default=[], metavar="MODULE:ATTR",
@@ -50,8 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--markdown", action="store_true",
                         help="print markdown tables (pooled r, normalised RMSE, coverage)")
-    parser.add_argument("--out", metavar="FILE.nc", help="save the full results (netCDF)")
-    parser.add_argument("--plot", metavar="FILE.png", help="plot recovery and coverage vs trials")
+    parser.add_argument("--out", metavar="FILE.nc", type=_args.output_file, help="save the full results (netCDF)")
+    parser.add_argument("--plot", metavar="FILE.png", type=_args.output_file,
+                        help="plot recovery and coverage vs trials")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
 
@@ -109,6 +100,9 @@ def main(args) -> int:
             raise InputError(f"--user {spec}: the name {name!r} is taken")
         ests[name] = fn
     grid = build_grid(args)
+    big = max(grid, key=lambda r: r.n_trials * r.n_attributes)
+    _args.check_memory(f"a replicate of {args.contexts:,} contexts x {big.n_trials:,} trials x "
+                       f"{big.n_attributes} attributes", 8 * 4 * args.contexts * big.n_trials * (big.n_attributes + 2))
     progress = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
     t0 = time.perf_counter()
     ds = run_benchmark(ests, grid, n_contexts=args.contexts, n_replicates=args.replicates,

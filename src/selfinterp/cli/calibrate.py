@@ -12,20 +12,22 @@ from __future__ import annotations
 
 import argparse
 
+from . import _args
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("directory", metavar="DIR", help="directory in the released layout")
-    parser.add_argument("--model", required=True, metavar="NAME",
+    parser.add_argument("--model", required=True, metavar="NAME", type=_args.model_name,
                         help="model name of the file names, e.g. gpt-4o-2024-08-06")
-    parser.add_argument("-o", "--output", required=True, metavar="FILE",
+    parser.add_argument("-o", "--output", required=True, metavar="FILE", type=_args.output_file,
                         help="calibration file to write (TOML)")
-    parser.add_argument("--seed", type=int, default=0, metavar="S",
+    parser.add_argument("--seed", type=_args.seed, default=0, metavar="S",
                         help="seed of the calibration simulation (default 0)")
-    parser.add_argument("--tiles", type=int, default=20, metavar="N",
+    parser.add_argument("--tiles", type=_args.bounded_int(1, 10_000), default=20, metavar="N",
                         help="copies of the real contexts simulated per moment evaluation (default 20)")
-    parser.add_argument("--calls-per-context", type=int, default=10, metavar="R",
+    parser.add_argument("--calls-per-context", type=_args.bounded_int(1, 1000), default=10, metavar="R",
                         help="report calls made per context; missing rows are invalid replies (default 10)")
-    parser.add_argument("--train-examples", type=int, default=50, metavar="N",
+    parser.add_argument("--train-examples", type=_args.bounded_int(1, 1_000_000), default=50, metavar="N",
                         help="preference-instillation examples per context, for costing (default 50)")
 
 

@@ -15,16 +15,10 @@ from __future__ import annotations
 import argparse
 import math
 
+from . import _args
 
-def _int_list(text: str) -> list[int]:
-    out = []
-    for part in text.split(","):
-        try:
-            v = int(part)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-        out.append(v)
-    return out
+# the most choices and reports one power command simulates (replicates x designs x contexts x (choices + reports))
+MAX_SIMULATED = 10**12
 
 
 def _effect_list(text: str) -> list:
@@ -35,6 +29,8 @@ def _effect_list(text: str) -> list:
             continue
         try:
             out.append(float(part))
+            if out[-1] != out[-1]:
+                raise ValueError
         except ValueError:
             raise argparse.ArgumentTypeError(
                 f"expected comma-separated numbers or 'calibrated', got {text!r}") from None
@@ -43,26 +39,27 @@ def _effect_list(text: str) -> list:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("design grid")
-    g.add_argument("--contexts", type=_int_list, default=None, metavar="LIST",
+    g.add_argument("--contexts", type=_args.int_list(2, 1_000_000), default=None, metavar="LIST",
                    help="instilled contexts, e.g. 50,100,200 (default: calibration's, 100)")
-    g.add_argument("--choices", type=_int_list, default=None, metavar="LIST",
+    g.add_argument("--choices", type=_args.int_list(1, 1_000_000), default=None, metavar="LIST",
                    help="test choices per context (default: calibration's, 50)")
-    g.add_argument("--reports", type=_int_list, default=None, metavar="LIST",
+    g.add_argument("--reports", type=_args.int_list(1, 100_000), default=None, metavar="LIST",
                    help="report calls per context and condition (default: calibration's, 10)")
     g.add_argument("--training-effect", type=_effect_list, default=[None], metavar="LIST",
                    help="gain in the single-report correlation from introspection training, e.g. "
                         "0.05,0.1; 'calibrated' = the calibration's own trained model (default)")
-    g.add_argument("--replicates", type=int, default=1000, metavar="N",
+    g.add_argument("--replicates", type=_args.bounded_int(1, 10_000_000), default=1000, metavar="N",
                    help="simulated studies per design (default 1000)")
-    g.add_argument("--seed", type=int, default=0, metavar="S", help="seed (default 0)")
-    g.add_argument("--calibration", metavar="FILE",
+    g.add_argument("--seed", type=_args.seed, default=0, metavar="S", help="seed (default 0)")
+    g.add_argument("--calibration", metavar="FILE", type=_args.input_file,
                    help="calibration file from `selfinterp calibrate` (default: built-in GPT-4o)")
     c = parser.add_argument_group("budget")
-    c.add_argument("--prices", metavar="FILE", help="price table (TOML; default: the packaged one)")
+    c.add_argument("--prices", metavar="FILE", type=_args.input_file,
+                   help="price table (TOML; default: the packaged one)")
     c.add_argument("--price-model", default="gpt-4o-2024-08-06", metavar="NAME",
                    help="model row of the price table (default gpt-4o-2024-08-06)")
     c.add_argument("--batch", action="store_true", help="price inference at the Batch API discount")
-    c.add_argument("--train-examples", type=int, default=None, metavar="N",
+    c.add_argument("--train-examples", type=_args.bounded_int(1, 1_000_000), default=None, metavar="N",
                    help="instillation training examples per context (default: calibration's, 50)")
     c.add_argument("--target-power", type=float, metavar="P",
                    help="pick the cheapest design whose power reaches P")
@@ -70,13 +67,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="the power --target-power refers to (default: training effect)")
     o = parser.add_argument_group("output and execution")
     o.add_argument("--json", action="store_true", help='print {"designs": [...]} as JSON')
-    o.add_argument("--plot", metavar="FILE.png", help="draw power and precision curves (needs the 'plot' extra)")
-    o.add_argument("--out", metavar="DIR", help="one JSON file per finished design; reused on a rerun")
-    o.add_argument("--workers", type=int, default=None, metavar="N",
+    o.add_argument("--plot", metavar="FILE.png", type=_args.output_file,
+                   help="draw power and precision curves (needs the 'plot' extra)")
+    o.add_argument("--out", metavar="DIR", type=_args.output_dir,
+                   help="one JSON file per finished design; reused on a rerun")
+    o.add_argument("--workers", type=_args.bounded_int(1, 4096), default=None, metavar="N",
                    help="run on a local dask cluster of N worker processes (needs the 'dask' extra)")
     o.add_argument("--scheduler", metavar="ADDRESS",
                    help="run on the dask cluster of this scheduler, e.g. tcp://10.0.0.5:8786")
-    o.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS",
+    o.add_argument("--connect-timeout", type=float, default=None, metavar="SECONDS",
                    help="how long to try reaching --scheduler before giving up (default 10)")
     o.add_argument("--backend", default="auto", metavar="NAME",
                    help="backend of the fused simulate-and-fit: auto, numba, numpy, jax (simulated "
@@ -89,9 +88,13 @@ def _connect(args):
     """A dask Client (and the cluster it owns), or (None, None); fails before the sweep."""
     from ..errors import InputError, require
 
-    if args.scheduler and args.workers:
+    if args.connect_timeout is not None and not args.scheduler:
+        raise InputError("--connect-timeout applies to --scheduler only (it would be ignored)")
+    if args.connect_timeout is not None and not args.connect_timeout > 0:
+        raise InputError(f"--connect-timeout must be positive, got {args.connect_timeout}")
+    if args.scheduler and args.workers is not None:
         raise InputError("give either --scheduler or --workers, not both")
-    if not (args.scheduler or args.workers):
+    if not args.scheduler and args.workers is None:
         return None, None
     require("distributed", "dask")
     from distributed import Client, LocalCluster
@@ -103,7 +106,7 @@ def _connect(args):
                                host="127.0.0.1", dashboard_address=None)
         return Client(cluster), cluster
     try:
-        return Client(args.scheduler, timeout=f"{args.connect_timeout}s"), None
+        return Client(args.scheduler, timeout=f"{args.connect_timeout or 10.0}s"), None
     except (OSError, TimeoutError, ValueError) as exc:
         raise InputError(f"cannot reach the dask scheduler at {args.scheduler!r}: {exc}") from None
 
@@ -126,6 +129,15 @@ def main(args: argparse.Namespace) -> int:
         raise InputError(f"--train-examples must be at least 1, got {train_examples}")
     designs = design_grid(args.contexts or [model.design.contexts], args.choices or [model.design.choices],
                           args.reports or [model.design.reports], args.training_effect)
+    K = model.design.attributes
+    big = max(designs, key=lambda d: d.contexts * (d.choices * (2 * K + 2) + d.reports * K))
+    _args.check_memory(f"one replicate of the design {big.contexts:,} contexts x {big.choices:,} choices x "
+                       f"{big.reports:,} reports", 8 * 4 * big.contexts * (big.choices * (2 * K + 2) + big.reports * K))
+    work = args.replicates * sum(d.contexts * (d.choices + d.reports) for d in designs)
+    if work > MAX_SIMULATED:
+        raise InputError(f"--replicates {args.replicates:,} over {len(designs)} design(s) simulates about {work:.2e} "
+                         f"choices and reports, over the limit of {MAX_SIMULATED:.0e}; "
+                         "choose fewer replicates or smaller designs")
     table = load_prices(args.prices, args.price_model)
     if args.plot:
         require("matplotlib", "plot")

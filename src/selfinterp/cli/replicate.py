@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import argparse
 
+from . import _args
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("directory", metavar="DIR", help="directory in the released layout")
-    parser.add_argument("--model", required=True, metavar="NAME",
+    parser.add_argument("--model", required=True, metavar="NAME", type=_args.model_name,
                         help="model name of the file names, e.g. gpt-4o-2024-08-06")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    parser.add_argument("--plot", metavar="FILE.png",
+    parser.add_argument("--plot", metavar="FILE.png", type=_args.output_file,
                         help="draw reported vs learned weights, one panel per condition (needs the 'plot' extra)")
-    parser.add_argument("--n-boot", type=int, default=2000, metavar="N",
+    parser.add_argument("--n-boot", type=_args.bounded_int(1, 1_000_000), default=2000, metavar="N",
                         help="bootstrap resamples per interval (default 2000)")
-    parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the resampling (default 0)")
-    parser.add_argument("--calls-per-context", type=int, default=10, metavar="R",
+    parser.add_argument("--seed", type=_args.seed, default=0, metavar="S", help="seed of the resampling (default 0)")
+    parser.add_argument("--calls-per-context", type=_args.bounded_int(1, 1000), default=10, metavar="R",
                         help="report calls made per context; missing rows are invalid replies (default 10)")
 
 

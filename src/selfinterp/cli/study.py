@@ -13,19 +13,25 @@ from __future__ import annotations
 
 import argparse
 
+from . import _args
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--calibration", metavar="FILE",
+    parser.add_argument("--calibration", metavar="FILE", type=_args.input_file,
                         help="calibration file from `selfinterp calibrate` (default: built-in GPT-4o)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    parser.add_argument("--out", metavar="DIR", help="write the simulated transcripts here (released layout)")
-    parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the simulation (default 0)")
-    parser.add_argument("--model", default="simulated", metavar="NAME",
+    parser.add_argument("--out", metavar="DIR", type=_args.output_dir,
+                        help="write the simulated transcripts here (released layout)")
+    parser.add_argument("--seed", type=_args.seed, default=0, metavar="S", help="seed of the simulation (default 0)")
+    parser.add_argument("--model", default="simulated", metavar="NAME", type=_args.model_name,
                         help="model name used in the file names (default 'simulated')")
-    parser.add_argument("--contexts", type=int, metavar="C", help="instilled contexts (default: calibration's)")
-    parser.add_argument("--choices", type=int, metavar="T", help="choices per context (default: calibration's)")
-    parser.add_argument("--reports", type=int, metavar="R", help="report calls per context (default: calibration's)")
-    parser.add_argument("--n-boot", type=int, default=2000, metavar="N",
+    parser.add_argument("--contexts", type=_args.bounded_int(2, 1_000_000), metavar="C",
+                        help="instilled contexts (default: calibration's)")
+    parser.add_argument("--choices", type=_args.bounded_int(1, 1_000_000), metavar="T",
+                        help="choices per context (default: calibration's)")
+    parser.add_argument("--reports", type=_args.bounded_int(1, 100_000), metavar="R",
+                        help="report calls per context (default: calibration's)")
+    parser.add_argument("--n-boot", type=_args.bounded_int(1, 1_000_000), default=2000, metavar="N",
                         help="bootstrap resamples per interval, as in replicate (default 2000)")
 
 
@@ -46,6 +52,9 @@ def main(args: argparse.Namespace) -> int:
     model = load_calibration(args.calibration) if args.calibration else DEFAULT_MODEL
     changes = {k: getattr(args, k) for k in ("contexts", "choices", "reports") if getattr(args, k) is not None}
     design = dataclasses.replace(model.design, **changes)
+    C, T, R, K = design.contexts, design.choices, design.reports, design.attributes
+    _args.check_memory(f"a study of {C:,} contexts x {T:,} choices x {R:,} reports ({K} attributes)",
+                       8 * 4 * (C * T * (2 * K + 2) + C * R * K))
     data, _ = simulate_study(model, design, rng=args.seed, name=args.model)
     if args.out:
         write_released(args.out, args.model, data)

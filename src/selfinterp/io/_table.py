@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,10 @@ import numpy as np
 from ..errors import InputError
 
 __all__ = ["Table", "read_table", "write_table", "format_number"]
+
+# a number as the released files write it: ASCII digits, optional sign, point and exponent
+# (Python's float() would also take "1_000", full-width digits and surrounding spaces)
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\Z", re.ASCII)
 
 
 class Table:
@@ -53,30 +58,42 @@ class Table:
         """Columns ``names`` as a finite float array (R, len(names)).
 
         Raises InputError naming the file, line and column of the first value
-        that is not a finite number.
+        that is not a finite number written in ASCII digits (``1_000``,
+        full-width digits and padded values are refused, not read).
         """
         idx = [self._index[n] for n in names]
         # column by column: a few long lists, not one small list per row (which the
         # garbage collector would keep rescanning)
         try:
             out = np.empty((len(self.rows), len(idx)))
+            plain = True
             for j, i in enumerate(idx):
-                out[:, j] = np.array([r[i] for r in self.rows], dtype=np.float64)
+                col = [r[i] for r in self.rows]
+                joined = "".join(col)
+                plain &= joined.isascii() and "_" not in joined and " " not in joined
+                out[:, j] = np.array(col, dtype=np.float64)
         except ValueError:
             out = None
-        if out is not None and np.isfinite(out).all():
+        if out is not None and plain and np.isfinite(out).all():
             return out
         # slow path only to name the first bad cell
         for r, row in enumerate(self.rows):
             for name, i in zip(names, idx):
-                try:
-                    value = float(row[i])
-                except ValueError:
-                    value = None
+                value = float(row[i]) if _NUMBER.match(row[i]) else None
                 if value is None or not np.isfinite(value):
                     raise InputError(f"{self.where(r)}: column {name!r}: {row[i]!r} is not a "
-                                     "finite number")
+                                     "finite number (ASCII digits, e.g. -12.5 or 1e3)")
         raise AssertionError("unreachable: a conversion failed but no cell is bad")  # pragma: no cover
+
+    def check_range(self, names: list[str], values: np.ndarray, lo, hi, what: str) -> None:
+        """Raise InputError naming file, line and column of the first of ``values`` (R, len(names))
+        outside [lo, hi] (scalars or arrays broadcasting against ``values``)."""
+        bad = (values < lo) | (values > hi)
+        if bad.any():
+            r, j = (int(i) for i in np.argwhere(bad)[0])
+            lo_, hi_ = (float(np.broadcast_to(x, values.shape)[r, j]) for x in (lo, hi))
+            raise InputError(f"{self.where(r)}: column {names[j]!r}: {float(values[r, j])!r} is outside {what} "
+                             f"[{format_number(lo_)}, {format_number(hi_)}]")
 
 
 def _open_text(path: Path) -> str:

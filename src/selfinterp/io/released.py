@@ -216,6 +216,7 @@ def read_target_weights(path, scenarios: xr.Dataset) -> xr.DataArray:
     _scenario_rows(t, names, scenarios)
     _check_unique(t, names)
     w = t.numbers(_attrs(K)).reshape(len(t), K)
+    t.check_range(_attrs(K), w, -100.0, 100.0, "the weight scale")
     return xr.DataArray(w, dims=CA, coords={"context": np.array(names, dtype=str),
                                              "attribute": _attrs(K)}, name="target_weight")
 
@@ -246,6 +247,22 @@ def _check_no_repeated_lines(t: Table) -> None:
         if key in first:
             raise InputError(f"{t.where(i)}: duplicated row (same as line {int(t.lines[first[key]])})")
         first[key] = i
+
+
+OPTION_TOLERANCE = 0.05
+
+
+def _check_options(t: Table, opts: list[str], values: np.ndarray, rows_ctx: np.ndarray,
+                   scenarios: xr.Dataset) -> None:
+    """Option values (R, 2K) within their scenario's [min, max], give or take 5% of the span.
+
+    The paper's files round option values for display: up to 1.01% of the span
+    lies outside [min, max] there (0 where the minimum is 0.1, for example).
+    """
+    lo, hi = scenarios["attr_min"].values[rows_ctx], scenarios["attr_max"].values[rows_ctx]
+    tol = OPTION_TOLERANCE * (hi - lo)
+    lo, hi = np.concatenate([lo - tol, lo - tol], axis=1), np.concatenate([hi + tol, hi + tol], axis=1)
+    t.check_range(opts, values, lo, hi, "the scenario's range")
 
 
 def _group(rows_ctx: np.ndarray):
@@ -290,6 +307,7 @@ def read_selections(path, scenarios: xr.Dataset, target_weight: xr.DataArray | N
         if s not in ("A", "B"):
             raise InputError(f"{t.where(r)}: selection must be 'A' or 'B', got {s!r}")
     values = t.numbers(opts)
+    _check_options(t, opts, values, rows_ctx, scenarios)
     _check_no_repeated_lines(t)
     order, g, slot, counts = _group(rows_ctx)
     C, T = len(order), int(counts.max())
@@ -435,7 +453,10 @@ def read_reports(path, scenarios: xr.Dataset, *, calls_per_context: int = 10) ->
     rows_ctx = _scenario_rows(t, t.strings("scenario"), scenarios)
     rep = t.numbers(rep_cols).reshape(len(t), K)
     values = t.numbers(opts).reshape(len(t), 2 * K)
+    _check_options(t, opts, values, rows_ctx, scenarios)
     _check_no_repeated_lines(t)
+    # a report outside the weight scale is an invalid reply (as the reply parser has it): counted, never averaged
+    in_scale = (np.abs(rep) <= 100.0).all(axis=1)
     order, g, slot, counts = _group(rows_ctx)
     R = int(calls_per_context)
     over = np.flatnonzero(counts > R)
@@ -455,12 +476,13 @@ def read_reports(path, scenarios: xr.Dataset, *, calls_per_context: int = 10) ->
     report[g, slot] = rep
     A[g, slot] = values[:, :K]
     B[g, slot] = values[:, K:]
-    valid[g, slot] = True
+    valid[g, slot] = in_scale
     em[g, slot] = t.strings("explaining_model")
     ver[g, slot] = t.strings("version")
     ds = reports_dataset(report, valid, context=scenarios["context"].values[order], scenarios=scenarios,
                          A=A, B=B, explaining_model=em, version=ver)
-    ds.attrs.update(source=str(t.path), calls_per_context=R, n_valid=int(len(t)))
+    ds.attrs.update(source=str(t.path), calls_per_context=R, n_valid=int(in_scale.sum()),
+                    n_out_of_scale=int((~in_scale).sum()))
     return ds
 
 

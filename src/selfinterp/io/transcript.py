@@ -19,8 +19,12 @@ report its weights) is one line of UTF-8 JSON, an object with these keys:
 ``kind``, ``model``, ``request_id``, ``context``, ``A``, ``B`` and ``reply``
 are required; ``choice`` and ``p_a`` may appear (non-null) only on choice
 lines, ``report`` only on report lines; ``metadata`` is optional; any other
-key is an error (a misspelt key would otherwise be ignored).  Numbers must
-be finite.  Example::
+key is an error (a misspelt key would otherwise be ignored), and so is a
+key given twice in one line.  Numbers must be finite; ``request_id`` must
+not be empty; a ``report`` lies in [-100, 100] (the reply parser's scale);
+a ``choice`` must agree with its ``reply`` where the reply is a bare label
+(``A``, `` b.``...).  A UTF-8 byte-order mark at the start is accepted.
+Example::
 
     {"kind": "choice", "model": "m", "request_id": "c-0", "context": "loose_leaf_tea",
      "A": [52.0, 7.0, 56.0, 5.0, 2.0], "B": [65.0, 2.0, 31.0, 6.0, 7.0],
@@ -60,6 +64,19 @@ KEYS = ("kind", "model", "request_id", "context", "A", "B", "reply", "choice", "
 REQUIRED = ("kind", "model", "request_id", "context", "A", "B", "reply")
 
 
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_keys(pairs):
+    out = {}
+    for k, v in pairs:
+        if k in out:
+            raise _DuplicateKey(k)
+        out[k] = v
+    return out
+
+
 def _numbers(where, key, value, K):
     if not isinstance(value, list) or len(value) != K:
         n = len(value) if isinstance(value, list) else type(value).__name__
@@ -90,6 +107,8 @@ def validate_record(rec, where: str, n_attributes: dict | None = None) -> dict:
     for k in ("model", "request_id", "context", "reply"):
         if not isinstance(rec[k], str):
             raise InputError(f"{where}: {k!r} must be a string, got {type(rec[k]).__name__}")
+    if not rec["request_id"]:
+        raise InputError(f"{where}: 'request_id' must not be empty")
     ctx = rec["context"]
     if n_attributes is not None and ctx not in n_attributes:
         raise InputError(f"{where}: unknown scenario {ctx!r} (not in the scenarios)")
@@ -103,6 +122,11 @@ def validate_record(rec, where: str, n_attributes: dict | None = None) -> dict:
             raise InputError(f"{where}: a choice line cannot hold a 'report'")
         if choice not in ("A", "B", None):
             raise InputError(f"{where}: choice must be 'A', 'B' or null, got {choice!r}")
+        from ..llm.parse import parse_choice  # (the package's __init__ is not needed for reading)
+
+        said = parse_choice(rec["reply"])
+        if choice is not None and said is not None and "AB"[1 - said] != choice:
+            raise InputError(f"{where}: choice {choice!r} contradicts the reply {rec['reply']!r}")
         if p_a is not None and (isinstance(p_a, bool) or not isinstance(p_a, (int, float))
                                 or not 0.0 <= p_a <= 1.0):
             raise InputError(f"{where}: p_a must be a number in [0, 1] or null, got {p_a!r}")
@@ -114,6 +138,10 @@ def validate_record(rec, where: str, n_attributes: dict | None = None) -> dict:
             raise InputError(f"{where}: a report line cannot hold 'choice' or 'p_a'")
         out["choice"] = out["p_a"] = None
         out["report"] = None if report is None else _numbers(where, "report", report, K)
+        if out["report"] is not None and any(abs(v) > 100.0 for v in out["report"]):
+            bad = next(v for v in out["report"] if abs(v) > 100.0)
+            raise InputError(f"{where}: 'report' holds {bad!r}, outside the weight scale [-100, 100] "
+                             "(an invalid reply is written with report null)")
     meta = rec.get("metadata", {})
     if not isinstance(meta, dict):
         raise InputError(f"{where}: metadata must be an object, got {type(meta).__name__}")
@@ -132,7 +160,7 @@ def read_records(path, scenarios: xr.Dataset | None = None) -> list[dict]:
     if not path.is_file():
         raise InputError(f"{path}: file not found" if not path.exists() else f"{path}: not a regular file")
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = path.read_bytes().decode("utf-8-sig")  # a byte-order mark is accepted, as in the CSV reader
     except OSError as exc:
         raise InputError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
     except UnicodeDecodeError as exc:
@@ -149,9 +177,13 @@ def read_records(path, scenarios: xr.Dataset | None = None) -> list[dict]:
         if not line.strip():
             raise InputError(f"{where}: blank line")
         try:
-            rec = json.loads(line)
+            rec = json.loads(line, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as exc:
             raise InputError(f"{where}: not valid JSON ({exc.msg})") from exc
+        except _DuplicateKey as exc:
+            raise InputError(f"{where}: key {exc.args[0]!r} appears twice in one object") from None
+        except RecursionError:
+            raise InputError(f"{where}: JSON nested too deeply") from None
         rec = validate_record(rec, where, K)
         rid = rec["request_id"]
         if rid in seen:

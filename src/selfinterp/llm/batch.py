@@ -4,7 +4,9 @@ The custom_id of each line is the request's cache key, so results are matched
 whatever order they come back in; a partial result (expired batch, lines in
 the error file) stores what succeeded and leaves the rest for another round.
 The batch id is recorded in the manifest at once: a restarted run polls the
-same batch instead of paying for a second one.
+same batch instead of paying for a second one.  The input file and the batch
+are created at most once each, with a lost reply reconciled against the
+server's lists (:func:`selfinterp.llm.jobs.create_once`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Sequence
 
 from .cache import RequestCache, request_key
 from .client import CHAT, LLMError, describe_error
-from .jobs import Backoff
+from .jobs import Backoff, create_once, expect, run_tag, upload_file
 from .manifest import Manifest
 
 __all__ = ["run_batch"]
@@ -26,19 +28,25 @@ _DONE = {"completed", "failed", "expired", "cancelled"}
 def _read_lines(client, file_id: str | None) -> list[dict]:
     if not file_id:
         return []
-    text = client.files.content(file_id).text
+    try:
+        text = client.files.content(file_id).text
+    except Exception as exc:
+        raise LLMError(f"batch result file {file_id}: cannot be read: {describe_error(exc)}") from None
     out = []
     for i, line in enumerate(text.splitlines(), start=1):
         if line.strip():
             try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
+                obj = json.loads(line)
+            except (json.JSONDecodeError, RecursionError):
                 raise LLMError(f"batch result file {file_id}, line {i}: not JSON") from None
+            if not isinstance(obj, dict) or not isinstance(obj.get("response") or {}, dict):
+                raise LLMError(f"batch result file {file_id}, line {i}: not a result object ({line[:80]!r})")
+            out.append(obj)
     return out
 
 
 def run_batch(client, cache: RequestCache, manifest: Manifest, stage: str, bodies: Sequence[dict], *,
-              workdir: Path, backoff: Backoff | None = None, echo=print, sleep=None) -> dict:
+              workdir: Path, backoff: Backoff | None = None, echo=print, sleep=None, attempts: int = 4) -> dict:
     """Ask for every uncached body through one batch; store what comes back.
 
     Returns counts ``{"asked", "stored", "errors"}``; the error lines are
@@ -57,13 +65,28 @@ def run_batch(client, cache: RequestCache, manifest: Manifest, stage: str, bodie
         path = workdir / f"{stage}.batch_input.jsonl"
         path.write_text("".join(json.dumps({"custom_id": k, "method": "POST", "url": CHAT, "body": b}) + "\n"
                                 for k, b in todo.items()), encoding="utf-8")
-        try:
-            with open(path, "rb") as fh:
-                f = client.files.create(file=(path.name, fh), purpose="batch")
-            batch = client.batches.create(input_file_id=f.id, endpoint=CHAT, completion_window="24h")
-        except Exception as exc:
-            raise LLMError(f"stage {stage}: batch refused: {describe_error(exc)}") from None
-        rec.update(batch_id=batch.id, input_file=f.id, n_requests=len(todo), status=batch.status)
+        again = {"attempts": attempts, "backoff": Backoff(backoff.next, backoff.factor, backoff.maximum)
+                 if backoff else None, "sleep": sleep}
+        file_id = upload_file(client, manifest, rec, "input", path, "batch", **again)
+        # one tag per round of this stage: a later round's batch is never taken for an earlier one's
+        tag = run_tag(manifest, f"{stage}#{len(manifest.stage(stage).get('batches_done', []))}")
+        pending = rec.get("batch_pending") == {"input_file": file_id, "tag": tag}
+        rec["batch_pending"] = {"input_file": file_id, "tag": tag}
+        manifest.save()
+        nc = client.with_options(max_retries=0)
+
+        def find():
+            for b in nc.batches.list(limit=100):
+                meta = getattr(b, "metadata", None) or {}
+                if b.input_file_id == file_id and (not meta or all(meta.get(k) == v for k, v in tag.items())):
+                    return b
+            return None
+
+        batch = create_once(lambda: nc.batches.create(input_file_id=file_id, endpoint=CHAT, completion_window="24h",
+                                                      metadata=tag),
+                            find, what=f"stage {stage}: batch", pending=pending, **again)
+        rec.pop("batch_pending", None)
+        rec.update(batch_id=batch.id, input_file=file_id, n_requests=len(todo), status=batch.status)
         manifest.save()
         echo(f"[{stage}] batch {batch.id} created with {len(todo)} requests")
     bodies_by_key = {request_key(CHAT, b): b for b in bodies}
@@ -73,6 +96,7 @@ def run_batch(client, cache: RequestCache, manifest: Manifest, stage: str, bodie
             batch = client.batches.retrieve(rec["batch_id"])
         except Exception as exc:
             raise LLMError(f"stage {stage}: cannot read batch {rec['batch_id']}: {describe_error(exc)}") from None
+        expect(batch, ("status", "output_file_id"), f"stage {stage}: batch {rec['batch_id']}")
         rec["status"] = batch.status
         manifest.save()
         if batch.status in _DONE:

@@ -78,6 +78,13 @@ class RequestCache:
                          (key, endpoint, json.dumps(body, sort_keys=True), json.dumps(response), source,
                           time.time()))
 
+    def delete(self, keys) -> int:
+        """Forget the responses of ``keys`` (they are asked again); returns how many were stored."""
+        n = 0
+        for k in keys:
+            n += self._db.execute("DELETE FROM responses WHERE key=?", (k,)).rowcount
+        return n
+
     def __len__(self) -> int:
         return self._db.execute("SELECT count(*) FROM responses").fetchone()[0]
 

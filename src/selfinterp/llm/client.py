@@ -62,6 +62,8 @@ def describe_error(exc: BaseException) -> str:
         return "request timed out (after the client's retries)"
     if isinstance(exc, openai.APIConnectionError):
         return f"connection failed (after the client's retries): {exc.__cause__ or exc}"
+    if isinstance(exc, LLMError):
+        return str(exc)
     return f"{type(exc).__name__}: {exc}"
 
 
@@ -93,9 +95,13 @@ class Requester:
             except Exception as exc:  # every failure stops the stage; the first one is reported
                 stop.append(exc)
                 return None
+            if not hasattr(resp, "model_dump"):  # a 200 whose body is not JSON (an HTML page, plain text)
+                stop.append(LLMError(f"request {key[:12]} to {body.get('model')!r}: the reply is not JSON "
+                                     f"({str(resp)[:120]!r})"))
+                return None
             data = resp.model_dump(mode="json", exclude_unset=True)
             if not isinstance(data.get("choices"), list) or not data["choices"]:
-                stop.append(LLMError(f"malformed reply without choices: {str(data)[:300]}"))
+                stop.append(LLMError(f"request {key[:12]}: malformed reply without choices: {str(data)[:300]}"))
                 return None
             # stored before the slot is released: what was received is never lost
             self.cache.put(key, CHAT, body, data)
@@ -125,6 +131,6 @@ class Requester:
             bar.close()
         if stop:
             missing = sum(r is None for r in out)
-            raise LLMError(f"{desc}: {describe_error(stop[0])}; {len(bodies) - missing} of {len(bodies)} "
+            raise LLMError(f"stage {desc}: {describe_error(stop[0])}; {len(bodies) - missing} of {len(bodies)} "
                            "responses are stored, a restart asks only for the rest")
         return out  # type: ignore[return-value]

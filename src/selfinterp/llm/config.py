@@ -22,7 +22,7 @@ __all__ = ["Experiment", "load_experiment"]
 
 _SECTIONS = {
     "": {"name", "seed", "model", "base_url", "out", "template", "finetune", "contexts", "instill", "choices", "reports",
-         "introspection", "requests", "prices"},
+         "introspection", "requests", "prices", "max_usd"},
     "contexts": {"catalog", "roles", "n_instilled", "n_native"},
     "instill": {"n_train", "n_validation", "suffix", "hyperparameters"},
     "choices": {"n_pairs", "n_pairs_native", "method", "both_orders", "top_logprobs", "max_tokens"},
@@ -67,28 +67,51 @@ class Experiment:
     poll_max: float = 120.0
     prices: PriceTable = PriceTable.from_config(None)
     finetune: bool = True
+    max_usd: float | None = None
     source: Path | None = None
 
     def fingerprint(self) -> str:
         """Identifies what the experiment asks (not how fast or where): seeds, sizes, model, prompts, inputs."""
         d = {k: v for k, v in asdict(self).items()
              if k not in {"base_url", "out", "concurrency", "max_retries", "timeout", "batch", "poll_first",
-                          "poll_max", "prices", "source", "catalog", "roles"}}
+                          "poll_max", "prices", "source", "catalog", "roles", "max_usd"}}
         d["catalog_sha256"] = sha256_file(self.catalog)
         d["roles_sha256"] = sha256_file(self.roles) if self.roles else None
         blob = json.dumps(d, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _get(table: dict, key: str, kind, default, where: str, *, minimum=None):
+_KIND = {str: "a string", int: "an integer", float: "a number", bool: "true or false", dict: "a table"}
+
+
+def _get(table: dict, key: str, kind, default, where: str, *, minimum=None, maximum=None, nonempty=False):
     v = table.get(key, default)
     if kind is float and isinstance(v, int) and not isinstance(v, bool):
         v = float(v)
     if v is not None and (not isinstance(v, kind) or isinstance(v, bool) and kind is not bool):
-        raise InputError(f"{where}: {key} must be {kind.__name__}, got {v!r}")
+        raise InputError(f"{where}: {key} must be {_KIND.get(kind, kind.__name__)}, got {v!r}")
+    if kind is float and v is not None and v != v:
+        raise InputError(f"{where}: {key} must be a number, got nan")
+    if nonempty and v is not None and not v.strip():
+        raise InputError(f"{where}: {key} must not be empty")
     if minimum is not None and v is not None and v < minimum:
         raise InputError(f"{where}: {key} must be at least {minimum}, got {v!r}")
+    if maximum is not None and v is not None and v > maximum:
+        raise InputError(f"{where}: {key} must be at most {maximum}, got {v!r}")
     return v
+
+
+def _prices(table, where: str) -> PriceTable:
+    if table is not None and not isinstance(table, dict):
+        raise InputError(f"{where}: [prices] must be a table of model = [5 prices], got {table!r}")
+    try:
+        return PriceTable.from_config(table)
+    except InputError as exc:
+        raise InputError(f"{where}: {exc}") from None
+
+
+# the most requests one experiment file may ask for (a typo of a few zeros is caught before anything is drawn)
+MAX_REQUESTS = 10_000_000
 
 
 def load_experiment(path, *, base_url: str | None = None, model: str | None = None,
@@ -113,14 +136,20 @@ def load_experiment(path, *, base_url: str | None = None, model: str | None = No
         raise InputError(f"{path}: [contexts] needs catalog (a JSON list of choice types)")
     if "seed" not in raw:
         raise InputError(f"{path}: seed is required (every draw of the run derives from it)")
+    # every string field typed before use (a number there would reach the server or a path as it is)
+    for table, key, where in ((raw, "model", w), (raw, "base_url", w), (raw, "out", w), (raw, "name", w),
+                              (c, "catalog", w + " [contexts]"), (c, "roles", w + " [contexts]")):
+        _get(table, key, str, None, where, nonempty=True)
     model = model or raw.get("model")
     if not model:
         raise InputError(f"{path}: model is required (or pass --model)")
+    if len(model) > 256 or not model.isprintable():
+        raise InputError(f"{path}: model must be a printable name of at most 256 characters, got {model[:40]!r}...")
     catalog = (root / c["catalog"]).resolve()
     roles = (root / c["roles"]).resolve() if c.get("roles") else None
     for p in (catalog, roles):
         if p is not None and not p.is_file():
-            raise InputError(f"{path}: file {p} not found")
+            raise InputError(f"{path}: file {p} not found" + (" (it is a directory)" if p.is_dir() else ""))
     ins, ch, rep, itr, req = (raw.get(k, {}) for k in ("instill", "choices", "reports", "introspection", "requests"))
     exp = Experiment(
         name=_get(raw, "name", str, path.stem, w),
@@ -154,10 +183,21 @@ def load_experiment(path, *, base_url: str | None = None, model: str | None = No
         batch=_get(req, "batch", bool, False, w + " [requests]"),
         poll_first=_get(req, "poll_first", float, 5.0, w + " [requests]", minimum=0.0),
         poll_max=_get(req, "poll_max", float, 120.0, w + " [requests]", minimum=0.0),
-        prices=PriceTable.from_config(raw.get("prices")),
+        prices=_prices(raw.get("prices"), w),
         finetune=_get(raw, "finetune", bool, True, w),
+        max_usd=_get(raw, "max_usd", float, None, w, minimum=0.0),
         source=path.resolve(),
     )
+    if exp.out.exists() and not exp.out.is_dir():
+        raise InputError(f"{path}: out {exp.out} is a file; the output must be a directory" +
+                         (" (from --out)" if out else ""))
+    orders = 2 if exp.choices.both_orders else 1
+    n_requests = (orders * (exp.n_instilled * exp.n_pairs + exp.n_native * exp.n_pairs_native)
+                  + 5 * (exp.n_instilled + exp.n_native) * exp.n_reports)
+    if n_requests > MAX_REQUESTS:
+        raise InputError(f"{path}: this design asks about {n_requests:,} requests (contexts x pairs x orders, "
+                         f"contexts x reports), over the limit of {MAX_REQUESTS:,}; check n_instilled, n_native, "
+                         "n_pairs, n_pairs_native and n_reports")
     if exp.n_train + exp.n_validation < 1 or exp.n_instilled * exp.n_train < 10:
         raise InputError(f"{path}: instillation needs at least 10 training examples "
                          f"({exp.n_instilled} contexts x {exp.n_train} pairs)")

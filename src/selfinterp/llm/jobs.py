@@ -1,4 +1,15 @@
-"""Fine-tuning jobs: upload, create, poll with backoff, stream events, resume from the manifest."""
+"""Fine-tuning jobs: upload, create, poll with backoff, stream events, resume from the manifest.
+
+Creating is never retried blindly.  A create (an upload, a job, a batch) is
+sent with the client's own retries off; when its reply is lost (a dropped
+connection, a timeout, a 5xx) the server may have done it anyway, so before
+creating again the run lists what the server has and takes the match: an
+upload by its name (which carries the file's hash) and size, a job by its
+training file, suffix and the run-and-stage tag in its ``metadata``, a batch by
+its input file and tag.  The manifest records a create as pending before it is
+sent, so a run killed between the server's work and its reply reconciles the
+same way when it is started again.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +20,7 @@ from pathlib import Path
 from .client import LLMError, describe_error
 from .manifest import Manifest, sha256_file
 
-__all__ = ["upload_file", "start_finetune", "wait_finetune", "Backoff"]
+__all__ = ["upload_file", "start_finetune", "wait_finetune", "Backoff", "create_once", "run_tag"]
 
 _TERMINAL_BAD = {"failed", "cancelled"}
 
@@ -25,18 +36,111 @@ class Backoff:
         self.next = min(self.next * self.factor, self.maximum)
 
 
-def upload_file(client, manifest: Manifest, record: dict, key: str, path: Path, purpose: str) -> str:
-    """Upload ``path`` once: its id is kept in ``record`` with the file's hash and reused while it matches."""
+def _ambiguous(exc: BaseException) -> bool:
+    """True where the server may have done the request although no reply came (lost reply, timeout, 5xx)."""
+    import openai
+
+    if isinstance(exc, openai.APIConnectionError):  # APITimeoutError included
+        return True
+    return isinstance(exc, openai.APIStatusError) and (exc.status_code >= 500 or exc.status_code == 408)
+
+
+def _not_done(exc: BaseException) -> bool:
+    """True where the server says it did not do the request and asks for a later try (429)."""
+    import openai
+
+    return isinstance(exc, openai.APIStatusError) and exc.status_code == 429
+
+
+def expect(obj, attrs: tuple[str, ...], what: str):
+    """``obj`` if it is a parsed reply with ``attrs``; else :class:`LLMError` (a 200 whose body is not
+    the JSON asked for: an HTML page from a proxy, plain text)."""
+    if isinstance(obj, (str, bytes)) or any(not hasattr(obj, a) for a in attrs):
+        raise LLMError(f"{what}: the server's reply is not the JSON expected ({str(obj)[:120]!r})")
+    return obj
+
+
+def create_once(create, find, *, what: str, attempts: int, pending: bool = False, backoff: Backoff | None = None,
+                sleep=time.sleep):
+    """The object ``create()`` makes, made at most once on the server.
+
+    ``create`` is called with the client's retries off; after a failure that
+    leaves it unknown whether the server created the object, ``find()`` (a
+    listing of what the server has) is asked first and its match returned.
+    ``pending``: an earlier run sent this create and did not see the reply, so
+    ``find()`` is asked before anything is sent.  At most ``attempts`` creates
+    are sent, ``backoff`` apart; a refusal (4xx other than 429) raises :class:`LLMError` at once.
+    """
+    def found():
+        try:
+            return find()
+        except Exception as exc:
+            raise LLMError(f"{what}: the server's reply was lost and its list of what exists could not be read "
+                           f"({describe_error(exc)}); nothing is created again until it can be checked: "
+                           "run the same command again later") from None
+
+    if pending and (obj := found()) is not None:
+        return obj
+    last, backoff = None, backoff or Backoff(1.0, 2.0, 60.0)
+    for attempt in range(max(1, attempts)):
+        if attempt:
+            backoff.wait(sleep)
+            if _ambiguous(last) and (obj := found()) is not None:
+                return obj
+        try:
+            return expect(create(), ("id",), what)
+        except LLMError:
+            raise
+        except Exception as exc:
+            if not (_ambiguous(exc) or _not_done(exc)):
+                raise LLMError(f"{what} refused: {describe_error(exc)}") from None
+            last = exc
+    if _ambiguous(last) and (obj := found()) is not None:
+        return obj
+    raise LLMError(f"{what}: {describe_error(last)} ({attempts} attempts; the server was checked and has not "
+                   "created it)")
+
+
+def run_tag(manifest: Manifest, stage: str) -> dict:
+    """The ``metadata`` that marks a job or batch as this run's, for this stage."""
+    return {"selfinterp_run": manifest.run_id, "selfinterp_stage": stage}
+
+
+def upload_name(path: Path, digest: str) -> str:
+    """The name a file is uploaded under: its own with the first 16 hex digits of its SHA-256."""
+    return f"{path.stem}.{digest[:16]}{path.suffix}"
+
+
+def upload_file(client, manifest: Manifest, record: dict, key: str, path: Path, purpose: str, *,
+                attempts: int = 4, backoff: Backoff | None = None, sleep=time.sleep) -> str:
+    """Upload ``path`` once: its id is kept in ``record`` with the file's hash and reused while it matches.
+
+    The upload's name carries the file's hash, so after a lost reply the
+    server's file list is matched on name, size and purpose (see :func:`create_once`).
+    """
     digest = sha256_file(path)
     prev = record.get(key)
-    if prev and prev.get("sha256") == digest:
+    if prev and prev.get("sha256") == digest and prev.get("id"):
         return prev["id"]
-    try:
+    name, size = upload_name(path, digest), path.stat().st_size
+    pending = bool(prev and prev.get("pending") and prev.get("sha256") == digest)
+    record[key] = {"pending": True, "sha256": digest, "name": path.name, "uploaded_as": name}
+    manifest.save()
+    nc = client.with_options(max_retries=0)
+
+    def create():
         with open(path, "rb") as f:
-            obj = client.files.create(file=(path.name, f), purpose=purpose)
-    except Exception as exc:
-        raise LLMError(f"upload of {path.name} refused: {describe_error(exc)}") from None
-    record[key] = {"id": obj.id, "sha256": digest, "name": path.name}
+            return nc.files.create(file=(name, f), purpose=purpose)
+
+    def find():
+        for obj in nc.files.list(purpose=purpose):
+            if obj.filename == name and obj.bytes == size and getattr(obj, "purpose", purpose) == purpose:
+                return obj
+        return None
+
+    obj = create_once(create, find, what=f"upload of {path.name}", attempts=attempts, pending=pending,
+                      backoff=backoff, sleep=sleep)
+    record[key] = {"id": obj.id, "sha256": digest, "name": path.name, "uploaded_as": name}
     manifest.save()
     return obj.id
 
@@ -57,32 +161,67 @@ def _stream_events(client, job_id: str, record: dict, log_path: Path, echo) -> N
     record["events_seen"] = sorted(seen)
 
 
+def _matches_job(job, *, model: str, train_id: str, suffix: str | None, tag: dict) -> bool:
+    """A listed job is this stage's: same training file and base model; suffix and tag where the server keeps them."""
+    meta = getattr(job, "metadata", None) or {}
+    job_suffix = getattr(job, "suffix", None)
+    return (job.training_file == train_id and job.model == model
+            and (not meta or all(meta.get(k) == v for k, v in tag.items()))
+            and (job_suffix is None or job_suffix == suffix))
+
+
 def start_finetune(client, manifest: Manifest, stage: str, *, model: str, train: Path, validation: Path | None,
-                   suffix: str | None, seed: int | None, hyperparameters: dict | None, echo=print) -> str:
+                   suffix: str | None, seed: int | None, hyperparameters: dict | None, echo=print,
+                   attempts: int = 4, backoff: Backoff | None = None, sleep=time.sleep,
+                   retry_failed: bool = False) -> str:
     """Create one supervised fine-tuning job unless the manifest already has it; return its id.
 
     The job id is written to the manifest the moment the server returns it; a
     restarted run finds it there and polls that job instead of starting another.
+    A lost reply is reconciled with the server's job list (see :func:`create_once`).
     A refused job raises :class:`LLMError` with the server's message.
+    ``retry_failed``: a job recorded as failed or cancelled is kept under
+    ``failed_jobs`` and a new one created.
     """
     rec = manifest.stage(stage)
     if rec.get("base_model") not in (None, model):
         raise LLMError(f"stage {stage}: the manifest's job was trained from {rec['base_model']!r}, not {model!r}")
+    if retry_failed and "job_id" in rec and rec.get("status") in _TERMINAL_BAD:
+        old = {k: rec.pop(k) for k in ("job_id", "status", "job_pending") if k in rec}
+        rec.setdefault("failed_jobs", []).append(old)
+        rec.pop("events_seen", None)
+        manifest.save()
+        echo(f"[{stage}] job {old['job_id']} {old['status']}: starting a new one (--retry-failed)")
     if "job_id" not in rec:
-        train_id = upload_file(client, manifest, rec, "training_file", train, "fine-tune")
-        val_id = upload_file(client, manifest, rec, "validation_file", validation, "fine-tune") if validation else None
+        again = {"attempts": attempts, "backoff": backoff, "sleep": sleep}
+        train_id = upload_file(client, manifest, rec, "training_file", train, "fine-tune", **again)
+        val_id = upload_file(client, manifest, rec, "validation_file", validation, "fine-tune", **again) \
+            if validation else None
         method = {"type": "supervised", "supervised": {"hyperparameters": dict(hyperparameters or {})}}
-        kw = {"model": model, "training_file": train_id, "method": method}
+        tag = run_tag(manifest, stage)
+        kw = {"model": model, "training_file": train_id, "method": method, "metadata": tag}
         if val_id:
             kw["validation_file"] = val_id
         if suffix:
             kw["suffix"] = suffix
         if seed is not None:
             kw["seed"] = seed
-        try:
-            job = client.fine_tuning.jobs.create(**kw)
-        except Exception as exc:
-            raise LLMError(f"stage {stage}: fine-tuning job refused: {describe_error(exc)}") from None
+        pending = rec.get("job_pending") == {"training_file": train_id, "suffix": suffix, "tag": tag}
+        rec["job_pending"] = {"training_file": train_id, "suffix": suffix, "tag": tag}
+        manifest.save()
+        nc = client.with_options(max_retries=0)
+        failed_ids = {j.get("job_id") for j in rec.get("failed_jobs", [])}
+
+        def find():
+            for job in nc.fine_tuning.jobs.list(limit=100):
+                if job.id not in failed_ids and _matches_job(job, model=model, train_id=train_id, suffix=suffix,
+                                                             tag=tag):
+                    return job
+            return None
+
+        job = create_once(lambda: nc.fine_tuning.jobs.create(**kw), find, what=f"stage {stage}: fine-tuning job",
+                          pending=pending, **again)
+        rec.pop("job_pending", None)
         rec.update(job_id=job.id, base_model=model, requested=method)
         manifest.save()
         echo(f"[{stage}] fine-tuning job {job.id} created")
@@ -106,6 +245,7 @@ def wait_finetune(client, manifest: Manifest, stage: str, *, events_log: Path, b
             job = client.fine_tuning.jobs.retrieve(job_id)
         except Exception as exc:
             raise LLMError(f"stage {stage}: cannot read job {job_id}: {describe_error(exc)}") from None
+        expect(job, ("status", "fine_tuned_model"), f"stage {stage}: job {job_id}")
         _stream_events(client, job_id, rec, events_log, echo)
         rec["status"] = job.status
         manifest.save()
@@ -114,7 +254,8 @@ def wait_finetune(client, manifest: Manifest, stage: str, *, events_log: Path, b
         if job.status in _TERMINAL_BAD:
             err = getattr(job, "error", None)
             msg = getattr(err, "message", None) or str(err)
-            raise LLMError(f"stage {stage}: fine-tuning job {job_id} {job.status}: {msg}")
+            raise LLMError(f"stage {stage}: fine-tuning job {job_id} {job.status}: {msg}. Fix the cause, then run "
+                           "again with --retry-failed to start a new job (the failed one stays in the manifest)")
         backoff.wait(sleep)
     data = job.model_dump(mode="json")
     method = data.get("method") or {}

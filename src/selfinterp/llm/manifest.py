@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import secrets
 from pathlib import Path
 
 from ..errors import InputError
@@ -70,10 +71,17 @@ class Manifest:
                     f"now {name!r}, {fingerprint[:12]}); use another output directory")
             self.data = data
             self.data.setdefault("runs", []).append(_versions())
+            self.data.setdefault("run_id", secrets.token_hex(8))
         else:
             self.data = {"format": MANIFEST_FORMAT, "name": name, "fingerprint": fingerprint,
-                         "versions": _versions(), "runs": [], "stages": {}, "files": {}}
+                         "versions": _versions(), "runs": [], "stages": {}, "files": {},
+                         # tags this output directory's jobs and batches on the server (see jobs.create_once)
+                         "run_id": secrets.token_hex(8)}
         self.save()
+
+    @property
+    def run_id(self) -> str:
+        return self.data["run_id"]
 
     @property
     def stages(self) -> dict:

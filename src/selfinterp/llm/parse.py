@@ -43,6 +43,10 @@ def _strip_fence(text: str) -> str:
     return m["body"].strip() if m else text
 
 
+class _Pairs(list):
+    """A JSON object as its (key, value) pairs: a key given twice is seen, not overwritten."""
+
+
 def _reject_constant(name):
     raise ValueError(f"{name} is not a number")
 
@@ -59,23 +63,26 @@ def parse_report(text: str | None, names: Sequence[str], *, bounds=(-100.0, 100.
         return ReportParse(None, "empty reply")
     body = _strip_fence(text)
     try:
-        obj = json.loads(body, parse_constant=_reject_constant)
+        obj = json.loads(body, parse_constant=_reject_constant, object_pairs_hook=_Pairs)
     except (json.JSONDecodeError, ValueError) as exc:
         return ReportParse(None, f"not JSON ({exc})")
-    if not isinstance(obj, dict):
+    except RecursionError:
+        return ReportParse(None, "not JSON (nested too deeply)")
+    if not isinstance(obj, _Pairs):
         return ReportParse(None, f"JSON {type(obj).__name__}, not an object")
     wanted = {normalise_key(n): i for i, n in enumerate(names)}
     if len(wanted) != len(names):
         raise ValueError(f"attribute names {list(names)} are not distinct once normalised")
     out = np.full(len(names), np.nan)
-    for key, value in obj.items():
+    for key, value in obj:
         i = wanted.get(normalise_key(str(key)))
         if i is None:
             return ReportParse(None, f"unexpected key {key!r}")
         if not math.isnan(out[i]):
             return ReportParse(None, f"key {key!r} given twice")
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            return ReportParse(None, f"value of {key!r} is not a number: {value!r}")
+            shown = dict(value) if isinstance(value, _Pairs) else value
+            return ReportParse(None, f"value of {key!r} is not a number: {shown!r}"[:200])
         try:
             v = float(value.strip()) if isinstance(value, str) else float(value)
         except ValueError:

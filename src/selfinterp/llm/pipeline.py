@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import zlib
 from pathlib import Path
 
 import numpy as np
 
-from ..design import Context, context_rngs, draw_option_pairs, draw_target_weights
+from ..design import Context
 from ..errors import InputError
 from ..logit import fit_logit, normalize_weights
 from . import released
@@ -34,20 +35,15 @@ from .batch import run_batch
 from .cache import RequestCache, request_key
 from .client import CHAT, Requester, make_client
 from .config import Experiment
-from .contexts import draw_contexts, load_catalog, load_roles
-from .elicit import choice_bodies, first_text, read_choices, read_reports, report_bodies
-from .parse import parse_choice
-from .finetune_data import (deterministic_choice, introspection_examples, preference_examples, split_pairs,
-                            two_fold, validate_examples, write_jsonl)
+from .client import LLMError
+from .elicit import _p_first, first_text, read_choices, read_reports
+from .parse import parse_choice, parse_report
+from .finetune_data import deterministic_choice, two_fold, validate_examples, write_jsonl
 from .jobs import Backoff, start_finetune, wait_finetune
 from .manifest import Manifest
+from .plan import Design, stream
 
 __all__ = ["ExperimentRun", "design", "pearson", "stream"]
-
-
-def stream(seed: int, name: str) -> np.random.SeedSequence:
-    """A fresh SeedSequence for the named stream of ``seed`` (the same children every time it is spawned)."""
-    return np.random.SeedSequence(seed, spawn_key=(zlib.crc32(name.encode()),))
 
 
 def design(exp: Experiment) -> tuple[list[Context], np.ndarray]:
@@ -55,15 +51,8 @@ def design(exp: Experiment) -> tuple[list[Context], np.ndarray]:
 
     Drawn from the named streams "contexts" and "targets" of the experiment's seed.
     """
-    catalog = load_catalog(exp.catalog)
-    roles = load_roles(exp.roles) if exp.roles else None
-    n_total = exp.n_instilled + exp.n_native
-    contexts = draw_contexts(catalog, roles, n_total, stream(exp.seed, "contexts"))
-    K = {len(c.attributes) for c in contexts}
-    if len(K) != 1:
-        raise InputError(f"{exp.catalog}: the drawn choice types have different numbers of attributes {sorted(K)}; "
-                         "one experiment needs one number")
-    return contexts, draw_target_weights(n_total, K.pop(), stream(exp.seed, "targets"))
+    d = Design(exp)
+    return d.contexts, d.targets
 
 
 def pearson(x, y) -> float:
@@ -75,7 +64,7 @@ def pearson(x, y) -> float:
     return float(np.corrcoef(x[ok], y[ok])[0, 1])
 
 
-class ExperimentRun:
+class ExperimentRun(Design):
     """One experiment's run in its output directory (see the module docstring).
 
     Parameters
@@ -87,20 +76,19 @@ class ExperimentRun:
         Waits between polls (tests pass a short one).
     """
 
-    def __init__(self, exp: Experiment, *, echo=None, sleep=None):
+    def __init__(self, exp: Experiment, *, echo=None, sleep=None, retry_failed: bool = False,
+                 reask_invalid: bool = False):
         from tqdm.auto import tqdm
 
         self.exp = exp
         self.echo = echo or tqdm.write
         self.sleep = sleep
+        self.retry_failed = retry_failed
+        self.reask_invalid = reask_invalid
         self.out = exp.out
+        super().__init__(exp)
         for sub in ("data", "transcripts", "released", "logs"):
             (self.out / sub).mkdir(parents=True, exist_ok=True)
-        n_total = exp.n_instilled + exp.n_native
-        self.contexts, self.targets = design(exp)
-        self.K = self.targets.shape[1]
-        self.instilled = np.arange(exp.n_instilled)
-        self.native = np.arange(exp.n_instilled, n_total)
         self.manifest = Manifest(self.out / "manifest.json", exp.fingerprint(), name=exp.name)
         self.manifest.data["settings"] = {
             "model": exp.model, "base_url": exp.base_url, "seed": exp.seed, "template": exp.template.to_dict(),
@@ -112,24 +100,27 @@ class ExperimentRun:
         self.sync = make_client(exp.base_url, max_retries=exp.max_retries, timeout=exp.timeout)
         self.summary: dict = {}
 
-    # ------------------------------------------------------------------ randomness
-    def stream(self, name: str) -> np.random.SeedSequence:
-        return stream(self.exp.seed, name)
-
-    def pairs(self, name: str, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(A, B) option values (n, K) per context from the named stream, context i from its own child."""
-        return [draw_option_pairs(c, n, g) for c, g in zip(self.contexts, context_rngs(self.stream(name),
-                                                                                        len(self.contexts)))]
-
     def _backoff(self) -> Backoff:
         return Backoff(first=self.exp.poll_first, maximum=self.exp.poll_max)
 
     # ------------------------------------------------------------------ requests
-    def elicit(self, stage: str, bodies: list[dict]) -> list[dict]:
-        """Responses for ``bodies``: through one batch first if so configured, then directly."""
+    def elicit(self, stage: str, bodies: list[dict], valid=None) -> list[dict]:
+        """Responses for ``bodies``: through one batch first if so configured, then directly.
+
+        With ``reask_invalid``, stored replies that ``valid(response)`` rejects are
+        forgotten first, so that only they are asked again.
+        """
+        if self.reask_invalid and valid is not None:
+            keys = [request_key(CHAT, b) for b in bodies]
+            bad = [k for k, b in zip(keys, bodies) if (r := self.cache.get(k)) is not None and not valid(b, r)]
+            if bad:
+                self.cache.delete(bad)
+                self.echo(f"[{stage}] {len(bad)} stored invalid replies are asked again (--reask-invalid)")
+        self._within_budget(stage, [b for b in bodies if not self.cache.has(request_key(CHAT, b))])
         if self.exp.batch:
             counts = run_batch(self.sync, self.cache, self.manifest, stage, bodies, workdir=self.out / "logs",
-                               backoff=self._backoff(), echo=self.echo, sleep=self.sleep)
+                               backoff=self._backoff(), echo=self.echo, sleep=self.sleep,
+                               attempts=self.exp.max_retries + 1)
             if counts["asked"]:
                 self.echo(f"[{stage}] batch answered {counts['stored']} of {counts['asked']}"
                           f" ({counts['errors']} in its error file); the rest are asked directly")
@@ -155,30 +146,21 @@ class ExperimentRun:
         return path
 
     def instill_files(self) -> tuple[Path, Path | None]:
-        exp = self.exp
-        tr, va = split_pairs(exp.n_train + exp.n_validation, exp.n_validation)
-        train, val = [], []
-        for i, (a, b) in zip(self.instilled, self.pairs("instill", exp.n_train + exp.n_validation)):
-            ex = preference_examples(exp.template, self.contexts[i], self.targets[i], a, b)
-            train += ex[tr]
-            val += ex[va]
-        t = self._finetune_file("instill_train.jsonl", train, exp.model)
-        v = self._finetune_file("instill_validation.jsonl", val, exp.model) if val else None
+        train, val = self.instill_records()
+        t = self._finetune_file("instill_train.jsonl", train, self.exp.model)
+        v = self._finetune_file("instill_validation.jsonl", val, self.exp.model) if val else None
         return t, v
 
     def introspection_file(self, name: str, idx, model: str) -> Path:
-        exp = self.exp
-        pairs = self.pairs("introspection", exp.itrain_examples)
-        records = []
-        for i in idx:
-            a, b = pairs[i]
-            records += introspection_examples(exp.template, self.contexts[i], self.targets[i], a, b)
-        # fewer than 10 contexts x examples cannot be uploaded: say so before any job starts
-        return self._finetune_file(name, records, model)
+        return self._finetune_file(name, self.introspection_records(idx), model)
 
     def job(self, stage: str, model: str, train: Path, val: Path | None, suffix: str, hyper: dict) -> None:
+        if "job_id" not in self.manifest.stage(stage) or self.retry_failed:
+            self._within_budget(stage, None)
         start_finetune(self.sync, self.manifest, stage, model=model, train=train, validation=val, suffix=suffix,
-                       seed=self.exp.seed % (2**31), hyperparameters=hyper, echo=self.echo)
+                       seed=self.exp.seed % (2**31), hyperparameters=hyper, echo=self.echo,
+                       attempts=self.exp.max_retries + 1, backoff=self._backoff(), sleep=self.sleep or time.sleep,
+                       retry_failed=self.retry_failed)
 
     def wait(self, stage: str) -> str:
         kw = {} if self.sleep is None else {"sleep": self.sleep}
@@ -196,14 +178,8 @@ class ExperimentRun:
         shown : dict for :func:`released.write_layout` (one trial per order and pair)
         """
         exp, spec = self.exp, self.exp.choices
-        pairs = self.pairs(stage, n_pairs)
-        bodies, spans = [], []
-        for i in idx:
-            a, b = pairs[i]
-            bb = choice_bodies(exp.template, model, self.contexts[i], a, b, spec)
-            spans.append((len(bodies), len(bodies) + len(bb)))
-            bodies += bb
-        responses = self.elicit(stage, bodies)
+        bodies, spans, pairs = self.choice_requests(model, idx, n_pairs, stage)
+        responses = self.elicit(stage, bodies, lambda b, r: _p_first(r, exp.template, spec)[0] is not None)
         n_orders = 2 if spec.both_orders else 1
         C, T = len(idx), n_orders * n_pairs
         X = np.zeros((C, n_pairs, self.K))
@@ -239,6 +215,7 @@ class ExperimentRun:
                     if not np.isnan(pf):
                         shown["y"][j, tt], shown["mask"][j, tt] = float(pf > 0.5), True
         self._transcript(stage, records)
+        self._all_invalid(stage, invalid, len(bodies), records)
         mask = np.isfinite(y)
         fitted = mask.any(axis=1)
         learned = np.full((C, self.K), np.nan)
@@ -262,15 +239,10 @@ class ExperimentRun:
         """Mean valid report per context (len(idx), K) (NaN where none is valid), and the reports
         for :func:`released.write_layout`; writes the stage's transcript."""
         exp = self.exp
-        pairs = self.pairs("reports", exp.n_reports)
-        bodies, spans = [], []
-        for i in idx:
-            a, b = pairs[i]
-            bb = report_bodies(exp.template, model, self.contexts[i], a, b, temperature=exp.report_temperature,
-                               max_tokens=exp.report_max_tokens, seed=exp.seed % (2**31))
-            spans.append((len(bodies), len(bodies) + len(bb)))
-            bodies += bb
-        responses = self.elicit(stage, bodies)
+        bodies, spans, pairs = self.report_requests(model, idx)
+        names = {id(b): [a.name for a in self.contexts[i].attributes] for i, (s, e) in zip(idx, spans)
+                 for b in bodies[s:e]}
+        responses = self.elicit(stage, bodies, lambda b, r: parse_report(first_text(r), names[id(b)]).valid)
         C, R = len(idx), exp.n_reports
         means = np.full((C, self.K), np.nan)
         out = {"idx": np.asarray(idx), "report": np.full((C, R, self.K), np.nan), "valid": np.zeros((C, R), bool),
@@ -292,9 +264,20 @@ class ExperimentRun:
                     "metadata": {"stage": stage, "context_index": int(i), "trial": t, "error": errors[t],
                                  "reply_missing": raw[t] is None, "usage": responses[s + t].get("usage")}})
         self._transcript(stage, records)
+        self._all_invalid(stage, invalid, len(bodies), records)
         self.summary[stage] = {"model": model, "n_requests": len(bodies), "invalid_replies": invalid,
                                "contexts_without_valid_report": int((~np.isfinite(means).all(axis=1)).sum())}
         return means, out
+
+    def _all_invalid(self, stage: str, invalid: int, n: int, records: list[dict]) -> None:
+        """A stage none of whose replies is valid stops the run (its transcript is written first)."""
+        if n and invalid == n:
+            r = records[0]
+            raise LLMError(f"stage {stage}: none of the {n} replies is valid (the first, to request "
+                           f"{r['request_id'][:12]}: {r['reply'][:80]!r}: {r['metadata']['error'] or 'invalid'}); "
+                           f"see {self.out / 'transcripts' / (stage + '.jsonl')}. The replies are kept: fix the "
+                           "server or the template, then run again with --reask-invalid (only invalid replies "
+                           "are asked again)")
 
     def _transcript(self, stage: str, records: list[dict]) -> None:
         """One JSON-lines file per stage, in the toolkit's transcript format (:mod:`selfinterp.io.transcript`)."""
@@ -306,8 +289,39 @@ class ExperimentRun:
 
     # ------------------------------------------------------------------ the whole run
     def run(self) -> dict:
-        """Every stage (or, with ``finetune = false``, the base model's choices and reports only)."""
+        """Every stage (or, with ``finetune = false``, the base model's choices and reports only).
+
+        The plan (:meth:`check`) is made first: nothing is asked of a design that cannot run to the end.
+        """
+        self.check()
         return self._run_full() if self.exp.finetune else self._run_untrained()
+
+    def check(self) -> list:
+        """Every stage's plan (see :mod:`selfinterp.llm.plan`), recorded in the manifest; raises
+        :class:`InputError` for a design too small to train or a budget with unpriced models."""
+        self._plan = {p.stage: p for p in self.plan()}
+        if self.exp.max_usd is not None and (unpriced := [p.stage for p in self._plan.values() if p.usd is None]):
+            raise InputError(f"{self.exp.source}: max_usd is set but {self.exp.model!r} has no price "
+                             f"(stages {', '.join(unpriced)}); add it under [prices]")
+        self.manifest.data["plan"] = [p.as_dict() for p in self._plan.values()]
+        self.manifest.save()
+        return list(self._plan.values())
+
+    def _within_budget(self, stage: str, todo: list[dict] | None) -> None:
+        """Stop before ``stage`` where what is spent plus the stage's bound would pass ``max_usd``.
+
+        ``todo``: the stage's bodies not yet answered (None: a training stage).
+        """
+        cap = self.exp.max_usd
+        plan = getattr(self, "_plan", {}).get(stage)
+        if cap is None or plan is None or plan.usd is None or todo == []:
+            return
+        share = 1.0 if todo is None else len(todo) / max(plan.requests, 1)
+        spent = self.costs()["total_usd"] or 0.0
+        if spent + plan.usd * share > cap:
+            raise LLMError(f"stage {stage}: spent ${spent:.2f} so far and this stage may cost up to "
+                           f"${plan.usd * share:.2f}, over max_usd = {cap:.2f} in {self.exp.source}; nothing of "
+                           "this stage was asked (raise max_usd to go on; --dry-run shows every stage)")
 
     def _run_untrained(self) -> dict:
         """Native preferences and self-reports of the base model in every context, no fine-tuning.
@@ -327,9 +341,15 @@ class ExperimentRun:
 
     def _finish(self, arrays: dict) -> dict:
         self.summary["cost"] = self.costs()
+        scores = self.summary.get("scores", {})
+        undefined = {k: "fewer than 3 finite pairs or no spread (see each stage's invalid_replies)"
+                     for k, v in scores.items() if v is None or not np.isfinite(v)}
+        self.summary["scores"] = {k: None if k in undefined else v for k, v in scores.items()}
+        if undefined:
+            self.summary["scores_undefined"] = undefined
         self.manifest.data["summary"] = self.summary
         self.manifest.save()
-        (self.out / "summary.json").write_text(json.dumps(self.summary, indent=2, allow_nan=True), encoding="utf-8")
+        (self.out / "summary.json").write_text(json.dumps(self.summary, indent=2, allow_nan=False), encoding="utf-8")
         np.savez(self.out / "weights.npz", target=self.targets, **arrays)
         return self.summary
 

@@ -73,8 +73,11 @@ def true_values(model: StudyModel, design: StudyDesign, *, truth_contexts: int =
 
 
 def coverage(model: StudyModel, design: StudyDesign, *, n_studies: int = 1000, n_boot: int = 2000,
-             seed: int = 0, truth: dict | None = None) -> dict:
+             seed: int = 0, truth: dict | None = None, method: str = "studentized") -> dict:
     """Share of ``n_studies`` simulated studies whose 95% interval contains the true value.
+
+    ``method``: the correlations' bootstrap interval (:func:`selfinterp.score.cluster_bootstrap`),
+    by default replicate's (studentised).
 
     Returns
     -------
@@ -94,7 +97,7 @@ def coverage(model: StudyModel, design: StudyDesign, *, n_studies: int = 1000, n
     for i in range(n_studies):
         gens = boot[i].spawn(len(COVERAGE_METRICS))
         for j, (k, (x, y)) in enumerate(pairs.items()):
-            (lo, hi), _ = cluster_bootstrap(a[x][i], a[y][i], n_boot=n_boot, rng=gens[j])
+            (lo, hi), _ = cluster_bootstrap(a[x][i], a[y][i], n_boot=n_boot, rng=gens[j], method=method)
             hits[k].append((lo, hi))
             est[k].append(float(pooled_r(a[x][i][None], a[y][i][None])[0]))
         d, (lo, hi), _ = paired_difference(a["instilled"][i], a["learned"][i], a["itrained"][i],

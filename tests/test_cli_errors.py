@@ -1,0 +1,48 @@
+"""Bad options end in a clear error naming the option (exit status 2), never a traceback or a silent default."""
+
+from __future__ import annotations
+
+import pytest
+
+from selfinterp.cli import main
+
+from conftest import MODEL, SHARED_DATA
+
+LONG = "m" * 300
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["study", "--seed", "-1"], "argument --seed: must be an integer in [0,"),
+    (["power", "--seed", "-5"], "argument --seed: must be an integer in [0,"),
+    (["study", "--calibration", "{tmp}"], "argument --calibration: {tmp} is a directory; expected a file"),
+    (["power", "--prices", "{tmp}"], "argument --prices: {tmp} is a directory; expected a file"),
+    (["study", "--out", "{file}"], "argument --out: {file} is a file; expected a directory"),
+    (["power", "--out", "{file}"], "argument --out: {file} is a file; expected a directory"),
+    (["calibrate", str(SHARED_DATA), "--model", MODEL, "-o", "{tmp}"], "argument -o/--output: {tmp} is a directory"),
+    (["replicate", str(SHARED_DATA), "--model", LONG], "argument --model: expected a model name of 1 to 100"),
+    (["study", "--model", "a/b"], "argument --model: expected a model name"),
+    (["study", "--contexts", "100000000"], "argument --contexts: must be an integer in [2, 1,000,000]"),
+    (["study", "--contexts", "100000", "--choices", "100000"], "needs about 3,576.4 GiB of memory"),
+    (["power", "--contexts", "100000", "--choices", "1000000"], "needs about"),
+    (["replicate", str(SHARED_DATA), "--model", MODEL, "--calls-per-context", "100000"],
+     "argument --calls-per-context: must be an integer in [1, 1,000]"),
+    (["power", "--replicates", "1e12"], "argument --replicates: expected an integer, got '1e12'"),
+    (["power", "--replicates", "1000000", "--contexts", "1000", "--choices", "1000"],
+     "simulates about 1.01e+12 choices and reports, over the limit"),
+    (["power", "--workers", "0"], "argument --workers: must be an integer in [1, 4,096], got '0'"),
+    (["bench-estimators", "--contexts", "1000000", "--trials", "1000000"], "needs about"),
+    (["bench-estimators", "--out", "{tmp}"], "argument --out: {tmp} is a directory"),
+    (["bench-estimators", "--trials", ""], "argument --trials: expected comma-separated integers, got ''"),
+    (["bench-estimators", "--noise", "0.1,"], "argument --noise: expected comma-separated numbers"),
+    (["power", "--contexts", ""], "argument --contexts: expected comma-separated integers"),
+    (["power", "--connect-timeout", "5"], "--connect-timeout applies to --scheduler only (it would be ignored)"),
+    (["power", "--training-effect", "nan"], "argument --training-effect: expected comma-separated numbers"),
+])
+def test_bad_options_name_the_option(tmp_path, capsys, argv, says):
+    (tmp_path / "f.txt").write_text("x")
+    fill = {"tmp": str(tmp_path), "file": str(tmp_path / "f.txt")}
+    argv = [a.format(**fill) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert says.format(**fill) in err and "Traceback" not in err
+
