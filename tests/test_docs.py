@@ -149,10 +149,12 @@ def test_local_server_recipe_file_is_a_valid_experiment(beside_shared):
     assert exp.catalog.is_file() and exp.n_instilled == 2 and not exp.finetune
 
 
-def test_every_selfinterp_command_in_the_docs_parses():
+def test_every_selfinterp_command_in_the_docs_parses(capsys):
     """The commands the docs and README show (in bash blocks) name commands and
     options that exist: a renamed or removed flag fails here.  They are parsed,
-    not run (several run for minutes or call a paid API); the tutorial's run above."""
+    not run (several run for minutes or call a paid API); the tutorial's run above.
+    An input file the page's reader would have made (a calibration, a price
+    table) is missing here: only that error is let through."""
     import shlex
 
     from selfinterp.cli import build_parser
@@ -170,6 +172,8 @@ def test_every_selfinterp_command_in_the_docs_parses():
                 try:
                     parser.parse_args(shlex.split(line)[1:])
                 except SystemExit:
-                    pytest.fail(f"{page.relative_to(REPO)}: {line}")
+                    err = capsys.readouterr().err
+                    if not err.rstrip().endswith(": no such file"):
+                        pytest.fail(f"{page.relative_to(REPO)}: {line}\n{err}")
                 seen += 1
     assert seen >= 20  # the check reads the docs' commands at all
