@@ -115,7 +115,10 @@ def test_firth_matches_firthmodels():
     for a in range(len(X)):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            m = firthmodels.FirthLogisticRegression(max_iter=100, gtol=1e-9, xtol=1e-9).fit(X[a], y[a])
+            # its NumPy backend: the same algorithm as its numba one, without compiling
+            # firthmodels' kernels (about 30 s of CPU) for ten small fits
+            m = firthmodels.FirthLogisticRegression(max_iter=100, gtol=1e-9, xtol=1e-9,
+                                                    backend="numpy").fit(X[a], y[a])
             ci = m.conf_int(method="pl", tol=1e-9, max_iter=100)
         # firthmodels iterates Fisher scoring (linear convergence): its
         # estimate is within ~1e-7 of the maximum at these tolerances

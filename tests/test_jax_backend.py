@@ -75,7 +75,9 @@ def test_jax_simulator_batching_rule_and_recovery():
     Xd, yd = simulate_choices_jax(w, 50, key=key, scale=np.inf, dtype=np.float64)
     expect = (np.einsum("atk,ak->at", np.asarray(Xd), w) > 0).astype(float)
     assert np.array_equal(np.asarray(yd), expect)
-    fit = si.fit_logit(np.asarray(X), np.asarray(y), prior_sd=None)
+    # writable copies: np.asarray of a JAX array is read-only, a type for which numba would
+    # compile the whole fit kernel a second time (minutes of the suite) to fit the same numbers
+    fit = si.fit_logit(np.array(X), np.array(y), prior_sd=None)
     # 400 trials per context: the MLE's sd is about 0.2 here; over 900 weights a
     # deviation beyond 6 sd has probability below 1e-6
     z = (fit.coef - w) / fit.stderr
@@ -110,7 +112,7 @@ def test_simulate_and_fit_on_the_device_transfers_only_weights_and_fits():
     with jax.transfer_guard("disallow"):
         fit = simulate_and_fit_jax(w, 30, key=key, dtype=np.float64, agent_intercept=0.2)
     X, y = si.simulate_choices_jax(w, 30, key=key, intercept=0.2, dtype=np.float64)
-    ref = si.fit_logit(np.asarray(X), np.asarray(y))
+    ref = si.fit_logit(np.array(X), np.array(y))  # writable: see test_jax_simulator_batching_rule_and_recovery
     np.testing.assert_allclose(fit.coef, ref.coef, rtol=1e-10, atol=1e-12)
     np.testing.assert_array_equal(fit.separated, ref.separated)
     np.testing.assert_array_equal(fit.n_iter, ref.n_iter)
@@ -147,7 +149,7 @@ def test_simulate_and_fit_jax_separation_flags_with_many_separated_contexts():
     key = jax.random.key(2)
     fit = simulate_and_fit_jax(w, 16, key=key, scale=1.0, dtype=np.float64, first_context=9)
     X, y = si.simulate_choices_jax(w, 16, key=key, scale=1.0, dtype=np.float64, first_context=9)
-    ref = si.fit_logit(np.asarray(X), np.asarray(y), backend="numpy")
+    ref = si.fit_logit(np.array(X), np.array(y), backend="numpy")  # writable, as above
     assert 0.2 < ref.separated.mean() < 0.95
     np.testing.assert_array_equal(fit.separated, ref.separated)
     np.testing.assert_array_equal(fit.converged, ref.converged)
