@@ -385,6 +385,30 @@ def _factor_solve_loops(H, g, L, d):
     return True
 
 
+@njit(cache=True, error_model="numpy", _nrt=False, inline="always")
+def _factor_solve_any(H, g, L, d):
+    """:func:`_factor_solve` for a P known only at run time (a branch per P: every
+    variant is compiled at each call site; the Firth kernel's submatrices)."""
+    P = H.shape[0]
+    if P == 6:
+        return _gram.solve_6(H, g, L, d)
+    elif P == 5:
+        return _gram.solve_5(H, g, L, d)
+    elif P == 7:
+        return _gram.solve_7(H, g, L, d)
+    elif P == 4:
+        return _gram.solve_4(H, g, L, d)
+    elif P == 3:
+        return _gram.solve_3(H, g, L, d)
+    elif P == 2:
+        return _gram.solve_2(H, g, L, d)
+    elif P == 1:
+        return _gram.solve_1(H, g, L, d)
+    elif P == 8:
+        return _gram.solve_8(H, g, L, d)
+    return _factor_solve_loops(H, g, L, d)
+
+
 @njit(cache=True, error_model="numpy", _nrt=False)
 def _ldl(H, L):
     """The factor of :func:`_factor_solve` by loops: H = U D U^T with U unit lower,

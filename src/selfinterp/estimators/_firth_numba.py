@@ -48,7 +48,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .._core.logit_numba import _cholesky, _factor_solve, _ldl_solve, padded
+from .._core.logit_numba import _cholesky, _factor_solve_any, _ldl_solve, padded
 from .._core.vecmath import FASTMATH, log1p_unit, logistic_fast
 from . import _firth_unrolled as _fu
 
@@ -367,11 +367,11 @@ def _solve_sub(Inf, U, fixed, d, S, Ls, r, Lf):
     ``S``, ``Ls`` (P - 1, P - 1) and ``r`` (P - 1) are work space for the
     submatrix; ``Lf`` (P, P) for the full case's Cholesky factor.
     Straight-line Cholesky and solves for up to 8 free parameters
-    (:func:`selfinterp._core.logit_numba._factor_solve`).  Returns False if
+    (:func:`selfinterp._core.logit_numba._factor_solve_any`).  Returns False if
     the submatrix is not positive definite."""
     P = U.shape[0]
     if fixed < 0:
-        return _factor_solve(Inf, U, Lf, d)
+        return _factor_solve_any(Inf, U, Lf, d)
     n = 0
     for i in range(P):
         if i == fixed:
@@ -386,7 +386,7 @@ def _solve_sub(Inf, U, fixed, d, S, Ls, r, Lf):
         n += 1
     # r is both the right-hand side and the solution: the solve reads each
     # entry before it writes it
-    if n > 0 and not _factor_solve(S, r, Ls, r):
+    if n > 0 and not _factor_solve_any(S, r, Ls, r):
         return False
     _scatter(r, fixed, d)
     return True
@@ -1012,7 +1012,7 @@ def _inverse(H, out, L, e, col):
         for i in range(P):
             e[i] = 1.0 if i == jj else 0.0
         if jj == 0:
-            if not _factor_solve(H, e, L, col):
+            if not _factor_solve_any(H, e, L, col):
                 return False
         else:
             _ldl_solve(L, e, col)
