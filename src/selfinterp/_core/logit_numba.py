@@ -22,7 +22,7 @@ module is about doing it fast.
 * No reference counting: numba increments and decrements the count of every
   array argument, atomically, at each call of a compiled function; the
   per-context code allocates nothing and is compiled with ``_nrt=False``
-  (:func:`_fit_blocks` allocates each block's buffers and hands the block to
+  (:func:`_fit_worker` allocates its buffers and hands each block to
   :func:`_fit_range`), and the per-P dispatchers are inlined.
 * Inlined calls: a call passes every array argument as its 7 to 9 fields on
   the stack, and ``_fit_one`` (30 arrays), ``_newton`` (22) and
@@ -44,10 +44,13 @@ must come with a change here (or a cleared ``__pycache__``).
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
-from numba import njit, prange, set_parallel_chunksize, types
-from numba.extending import overload
+import numba
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
 
 from . import _gram
 from .rng import context_seed
@@ -84,18 +87,39 @@ def _unrolled(name, pt):
     raise TypeError(f"pt must come from p_tag(P), got {pt}")
 
 
+@intrinsic
+def fetch_add(typingctx, counter):
+    """Atomically add 1 to ``counter[0]`` (an int64 array) and return its value before."""
+    if not (isinstance(counter, types.Array) and counter.dtype == types.int64):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, signature.args[0], ary,
+                                       [context.get_constant(types.intp, 0)])
+        return builder.atomic_rmw("add", ptr, context.get_constant(types.int64, 1), "seq_cst")
+
+    return types.int64(counter), codegen
+
+
 @njit(cache=True, error_model="numpy", _nrt=False)
 def padded(T):
     """T rounded up to a multiple of :data:`PAD`: the trial buffers' length."""
     return (T + PAD - 1) // PAD * PAD
 
 
+@njit(cache=True, error_model="numpy", _nrt=False, inline="always")
 def _linear(pt, Zt, theta, eta):
     """eta = Z @ theta: one sweep (:mod:`._gram`) for P <= 8, the loops beyond."""
+    _linear_p(pt, Zt, theta, eta)
+
+
+def _linear_p(pt, Zt, theta, eta):
+    """:func:`_linear` for the P of the type of ``pt`` alone (:func:`p_tag`)."""
     raise TypeError("numba-compiled code only")
 
 
-@overload(_linear, inline="always")
+@overload(_linear_p, inline="always")
 def _linear_by_p(pt, Zt, theta, eta):
     kernel = _unrolled("linear", pt)
     if kernel is not None:
@@ -196,16 +220,22 @@ def _ray_scale(eta, f, w, theta, prec):
     return 1.0
 
 
+@njit(cache=True, error_model="numpy", _nrt=False, inline="always")
 def _evaluate(pt, Zt, eta, f, w, r, v, tmp, theta, prec, g, H):
     """Residuals, weights, gradient and Hessian at eta = Z theta.
 
     For P <= 8 parameters, one sweep over the trials unrolled for that P
     (:mod:`._gram`); beyond, the generic passes.
     """
+    _evaluate_p(pt, Zt, eta, f, w, r, v, tmp, theta, prec, g, H)
+
+
+def _evaluate_p(pt, Zt, eta, f, w, r, v, tmp, theta, prec, g, H):
+    """:func:`_evaluate` for the P of the type of ``pt`` alone (:func:`p_tag`)."""
     raise TypeError("numba-compiled code only")
 
 
-@overload(_evaluate, inline="always")
+@overload(_evaluate_p, inline="always")
 def _evaluate_by_p(pt, Zt, eta, f, w, r, v, tmp, theta, prec, g, H):
     kernel = _unrolled("eval", pt)
     if kernel is not None:
@@ -221,12 +251,18 @@ def _evaluate_loops(Zt, eta, f, w, r, v, tmp, theta, prec, g, H):
     _grad_hess(Zt, r, v, tmp, theta, prec, g, H)
 
 
+@njit(cache=True, error_model="numpy", _nrt=False, inline="always")
 def _gram_sums(pt, Zt, r, v, tmp, zero, g, H):
     """g = Z' r and H = Z' diag(v) Z (``zero``: P zeros, for the generic passes)."""
+    _gram_sums_p(pt, Zt, r, v, tmp, zero, g, H)
+
+
+def _gram_sums_p(pt, Zt, r, v, tmp, zero, g, H):
+    """:func:`_gram_sums` for the P of the type of ``pt`` alone (:func:`p_tag`)."""
     raise TypeError("numba-compiled code only")
 
 
-@overload(_gram_sums, inline="always")
+@overload(_gram_sums_p, inline="always")
 def _gram_sums_by_p(pt, Zt, r, v, tmp, zero, g, H):
     kernel = _unrolled("gram", pt)
     if kernel is not None:
@@ -234,12 +270,18 @@ def _gram_sums_by_p(pt, Zt, r, v, tmp, zero, g, H):
     return lambda pt, Zt, r, v, tmp, zero, g, H: _grad_hess(Zt, r, v, tmp, zero, zero, g, H)
 
 
+@njit(cache=True, error_model="numpy", _nrt=False, inline="always")
 def _gram_sq(pt, Zt, r, D, tmp, zero, c, G):
     """G = Z' diag(r^2) Z with D = r^2 (``c`` is left as is for P <= 8, else Z' r)."""
+    _gram_sq_p(pt, Zt, r, D, tmp, zero, c, G)
+
+
+def _gram_sq_p(pt, Zt, r, D, tmp, zero, c, G):
+    """:func:`_gram_sq` for the P of the type of ``pt`` alone (:func:`p_tag`)."""
     raise TypeError("numba-compiled code only")
 
 
-@overload(_gram_sq, inline="always")
+@overload(_gram_sq_p, inline="always")
 def _gram_sq_by_p(pt, Zt, r, D, tmp, zero, c, G):
     kernel = _unrolled("gram_sq", pt)
     if kernel is not None:
@@ -360,16 +402,22 @@ def _cholesky(H, L):
     return True
 
 
+@njit(cache=True, error_model="numpy", _nrt=False, inline="always")
 def _factor_solve(pt, H, g, L, d):
     """LDL^T factor L of H and d = H^-1 g; False if H is not positive definite
     (:data:`.logit_numpy.PIVOT_MIN`).
 
     Straight-line code for P <= 8 (:mod:`._gram`), the loops beyond.
     """
+    return _factor_solve_p(pt, H, g, L, d)
+
+
+def _factor_solve_p(pt, H, g, L, d):
+    """:func:`_factor_solve` for the P of the type of ``pt`` alone (:func:`p_tag`)."""
     raise TypeError("numba-compiled code only")
 
 
-@overload(_factor_solve, inline="always")
+@overload(_factor_solve_p, inline="always")
 def _factor_solve_by_p(pt, H, g, L, d):
     kernel = _unrolled("solve", pt)
     if kernel is not None:
@@ -446,15 +494,21 @@ def _ldl_solve(L, b, x):
         x[i] = s
 
 
+@njit(cache=True, error_model="numpy", _nrt=False, inline="always")
 def _variances(pt, L, var, M):
     """var = diag(H^-1) from the factor of :func:`_factor_solve` (``M``: P x P work space).
 
     H^-1 = U^-T D^-1 U^-1: var_p = sum_k (U^-1)[k, p]^2 / D_k.
     """
+    _variances_p(pt, L, var, M)
+
+
+def _variances_p(pt, L, var, M):
+    """:func:`_variances` for the P of the type of ``pt`` alone (:func:`p_tag`)."""
     raise TypeError("numba-compiled code only")
 
 
-@overload(_variances, inline="always")
+@overload(_variances_p, inline="always")
 def _variances_by_p(pt, L, var, M):
     kernel = _unrolled("variances", pt)
     if kernel is not None:
@@ -823,11 +877,19 @@ def _fit_one(pt, Zt, fa, wa, prec, zero_prec, max_iter, tol, check_separation, t
     return conv, n_iter, status
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
-def _fit_blocks(pt, X, f, w, sim, sim_w, sim_scale, sim_b, sim_key, first_context,
+@njit(cache=True, nogil=True, error_model="numpy")
+def _fit_worker(pt, next_block, X, f, w, sim, sim_w, sim_scale, sim_b, sim_key, first_context,
                 fit_intercept, prec, max_iter, tol, check_separation,
                 coef_out, icpt_out, se_out, ise_out, conv_out, iter_out, status_out, abort):
-    """Fit the contexts of (X, f, w), or, with ``sim``, those simulated from ``sim_w`` etc.
+    """Fit blocks of contexts of (X, f, w), or, with ``sim``, those simulated from ``sim_w`` etc.,
+    taking the next block (:func:`fetch_add` on ``next_block[0]``) until none is left.
+
+    Several threads run this at once (:func:`_run`), without the GIL: each
+    allocates its buffers once and fits a block of :data:`BLOCK` contexts at a
+    time, so that a thread slowed down by other work on a shared machine does
+    not hold up the others.  Python threads rather than numba's ``prange``:
+    the same schedule, and the parallel-loop machinery took a fifth of the
+    kernel's first compilation.
 
     Simulating here (:func:`.simulate.simulate_context`, the same draws as
     :func:`selfinterp.simulate_choices`) writes each context's data straight
@@ -847,38 +909,41 @@ def _fit_blocks(pt, X, f, w, sim, sim_w, sim_scale, sim_b, sim_key, first_contex
     Tp = padded(T)
     zero_prec = np.zeros(P)
     n_blocks = (A + BLOCK - 1) // BLOCK
-    for b in prange(n_blocks):
-        Zt = np.zeros((P, Tp))
-        eta = np.empty(Tp)
-        eta_c = np.empty(Tp)
-        r = np.empty(Tp)
-        v = np.empty(Tp)
-        r_c = np.empty(Tp)
-        v_c = np.empty(Tp)
-        tmp = np.empty(max(Tp, P))
-        g = np.empty(P)
-        H = np.empty((P, P))
-        L = np.zeros((P, P))
-        d = np.empty(P)
-        cand = np.empty(P)
-        at = np.empty(P)
-        H2 = np.empty((P, P))
-        e = np.empty(P)
-        col = np.empty(P)
-        th2 = np.empty(P)
-        theta = np.empty(P)
-        cov = np.empty((P, P))
-        var = np.empty(P)
-        zmax = np.empty(P)
-        fa = np.zeros(Tp)  # contiguous copies: ``w`` may be a broadcast view (stride 0)
-        wa = np.zeros(Tp)
-        u = np.empty(T * (2 * K + 1) if sim else 0)
-        if sim:
-            for t in range(T):
-                wa[t] = 1.0
-        if fit_intercept:
-            for t in range(T):
-                Zt[K, t] = 1.0
+    Zt = np.zeros((P, Tp))
+    eta = np.empty(Tp)
+    eta_c = np.empty(Tp)
+    r = np.empty(Tp)
+    v = np.empty(Tp)
+    r_c = np.empty(Tp)
+    v_c = np.empty(Tp)
+    tmp = np.empty(max(Tp, P))
+    g = np.empty(P)
+    H = np.empty((P, P))
+    L = np.zeros((P, P))
+    d = np.empty(P)
+    cand = np.empty(P)
+    at = np.empty(P)
+    H2 = np.empty((P, P))
+    e = np.empty(P)
+    col = np.empty(P)
+    th2 = np.empty(P)
+    theta = np.empty(P)
+    cov = np.empty((P, P))
+    var = np.empty(P)
+    zmax = np.empty(P)
+    fa = np.zeros(Tp)  # contiguous copies: ``w`` may be a broadcast view (stride 0)
+    wa = np.zeros(Tp)
+    u = np.empty(T * (2 * K + 1) if sim else 0)
+    if sim:
+        for t in range(T):
+            wa[t] = 1.0
+    if fit_intercept:
+        for t in range(T):
+            Zt[K, t] = 1.0
+    while True:
+        b = fetch_add(next_block)
+        if b >= n_blocks:
+            break
         _fit_range(pt, b * BLOCK, min(A, (b + 1) * BLOCK), X, f, w, sim, sim_w, sim_scale, sim_b, sim_key,
                    first_context, prec, zero_prec, max_iter, tol, check_separation, coef_out,
                    icpt_out, se_out, ise_out, conv_out, iter_out, status_out, abort, u, Zt, fa, wa,
@@ -891,7 +956,7 @@ def _fit_range(pt, start, stop, X, f, w, sim, sim_w, sim_scale, sim_b, sim_key, 
                zero_prec, max_iter, tol, check_separation, coef_out, icpt_out, se_out, ise_out,
                conv_out, iter_out, status_out, abort, u, Zt, fa, wa, theta, var, cov, zmax, eta,
                eta_c, r, v, r_c, v_c, tmp, g, H, L, d, cand, at, H2, e, col, th2):
-    """Contexts ``start`` to ``stop`` of :func:`_fit_blocks`, in its buffers.
+    """Contexts ``start`` to ``stop`` of :func:`_fit_worker`, in its buffers.
 
     Without numba's reference counting (``_nrt=False``, nothing here
     allocates): each call of a function with array arguments otherwise
@@ -966,11 +1031,11 @@ def simulate_fit_numba(weights, n_trials, scale, intercept, key, first_context, 
 
 def _run(A, X, f, w, sim, sim_w, sim_scale, sim_b, key, first_context, fit_intercept, prec,
          max_iter, tol, check_separation):
-    """Allocate the outputs and run :func:`_fit_blocks`.
+    """Allocate the outputs and run :func:`_fit_worker` on numba's number of threads.
 
-    Blocks of contexts are handed to threads one at a time (chunk size 1), so
-    a thread slowed down by other work on a shared machine does not hold up
-    the others.
+    Blocks of contexts are handed to the threads one at a time, so a thread
+    slowed down by other work on a shared machine does not hold up the
+    others; one block or one thread runs in the calling thread.
     """
     K = X.shape[2]
     coef = np.zeros((A, K))
@@ -980,13 +1045,26 @@ def _run(A, X, f, w, sim, sim_w, sim_scale, sim_b, key, first_context, fit_inter
     conv = np.zeros(A, dtype=np.bool_)
     n_iter = np.zeros(A, dtype=np.int64)
     status = np.zeros(A, dtype=np.int8)
-    pt = p_tag(K + 1 if fit_intercept else K)
-    old = set_parallel_chunksize(1)
+    abort = np.zeros(1, dtype=np.int64)
+    next_block = np.zeros(1, dtype=np.int64)
+    args = (p_tag(K + 1 if fit_intercept else K), next_block, X, f, w, sim, sim_w, sim_scale, sim_b,
+            np.uint64(key), int(first_context), bool(fit_intercept), np.asarray(prec, dtype=np.float64),
+            int(max_iter), float(tol), bool(check_separation), coef, icpt, se, ise, conv, n_iter, status,
+            abort)
+    n_blocks = (A + BLOCK - 1) // BLOCK
+    n_threads = min(numba.get_num_threads(), n_blocks)
+    if n_threads > 1:
+        # a first call that fits nothing compiles (or loads) the kernel here, where an error
+        # is raised to the caller, before the threads start
+        next_block[0] = n_blocks
+        _fit_worker(*args)
+        next_block[0] = 0
+    threads = [threading.Thread(target=_fit_worker, args=args) for _ in range(n_threads - 1)]
+    for t in threads:
+        t.start()
     try:
-        _fit_blocks(pt, X, f, w, sim, sim_w, sim_scale, sim_b, np.uint64(key), int(first_context),
-                    bool(fit_intercept), np.asarray(prec, dtype=np.float64), int(max_iter),
-                    float(tol), bool(check_separation), coef, icpt, se, ise, conv, n_iter, status,
-                    np.zeros(1, dtype=np.int64))
+        _fit_worker(*args)
     finally:
-        set_parallel_chunksize(old)
+        for t in threads:
+            t.join()
     return coef, icpt, se, ise, conv, n_iter, status
