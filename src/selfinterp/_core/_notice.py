@@ -15,8 +15,8 @@ import sys
 
 from numba.core import event
 
-MESSAGE = ("selfinterp: compiling numba kernels for this machine; this happens on the first run only "
-           "(they are cached on disk) and takes about 10 to 40 s")
+MESSAGE = ("selfinterp: compiling numba kernels for this machine, on the first run only (they are then "
+           "cached on disk): about 30 s, up to 2 minutes for bench-estimators")
 
 
 class _CompileNotice(event.Listener):
