@@ -975,9 +975,10 @@ def _fit_range(pt, start, stop, X, f, w, sim, sim_w, sim_scale, sim_b, sim_key, 
             for k in range(K):  # contiguous stores, strided loads: this order vectorises
                 for t in range(T):
                     Zt[k, t] = X[a, t, k]
+            wi = a if w.shape[0] > 1 else 0  # w (1, T): the same weights for every context
             for t in range(T):
                 fa[t] = f[a, t]
-                wa[t] = w[a, t]
+                wa[t] = w[wi, t]
         conv, n_iter, status = _fit_one(
             pt, Zt, fa, wa, prec, zero_prec, max_iter, tol, check_separation, theta, var,
             cov, zmax, eta, eta_c, r, v, r_c, v_c, tmp, g, H, L, d, cand, at, H2, e, col, th2)
@@ -1011,6 +1012,9 @@ def fit_numba(X, f, w, fit_intercept, prec, max_iter, tol, check_separation):
     so that the caller can raise at once (:func:`selfinterp.logit.fit_logit`).
     """
     A, T, K = X.shape
+    # w as a C-contiguous array, (1, T) where every context has the same weights (a broadcast
+    # view): one compiled signature for masked and unmasked calls (and simulate_fit_numba's)
+    w = np.ascontiguousarray(w[:1] if (A > 1 and w.strides[0] == 0) else w, dtype=np.float64)
     return _run(A, X, f, w, False, np.zeros((0, K)), np.zeros(0), np.zeros(0), 0, 0,
                 fit_intercept, prec, max_iter, tol, check_separation)
 
@@ -1022,7 +1026,7 @@ def simulate_fit_numba(weights, n_trials, scale, intercept, key, first_context, 
     T = int(n_trials)
     # placeholders of the types of fit_numba's usual call, so that the kernel is not
     # compiled (and cached) a second time for this one
-    return _run(A, np.zeros((0, T, K)), np.zeros((0, T)), np.broadcast_to(1.0, (0, T)), True,
+    return _run(A, np.zeros((0, T, K)), np.zeros((0, T)), np.ones((1, T)), True,
                 np.ascontiguousarray(weights, dtype=np.float64),
                 np.ascontiguousarray(scale, dtype=np.float64),
                 np.ascontiguousarray(intercept, dtype=np.float64), key, first_context,
