@@ -54,3 +54,22 @@ def test_compile_notice_on_a_cold_cache_only(tmp_path):
     warm = _python(code, NUMBA_CACHE_DIR=str(tmp_path))
     assert warm.stdout.strip() == "True"
     assert warm.stderr == ""
+
+
+def test_masked_unmasked_and_fused_fits_share_one_compiled_kernel():
+    """fit_logit with and without a mask and simulate_and_fit run one compiled kernel per P
+    (each further signature would be a further first-run compilation), with equal results."""
+    import numpy as np
+    from numba import types
+
+    from selfinterp._core import logit_numba as ln
+
+    w = np.random.default_rng(0).normal(0, 1, (130, 5))
+    X, y = selfinterp.simulate_choices(w, 20, rng=1)
+    plain = selfinterp.fit_logit(X, y)
+    masked = selfinterp.fit_logit(X, y, mask=np.ones(y.shape, dtype=bool))
+    fused = selfinterp.simulate_and_fit(w, 20, rng=1)
+    np.testing.assert_array_equal(plain.coef, masked.coef)
+    np.testing.assert_array_equal(plain.coef, fused.coef)
+    tag6 = types.UniTuple(types.int64, 6)
+    assert len([s for s in ln._fit_worker.signatures if s[0] == tag6]) == 1
