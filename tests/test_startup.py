@@ -34,6 +34,7 @@ def test_lazy_names_are_the_public_api():
 
     assert selfinterp.fit_logit is fit_logit
     assert selfinterp.design.draw_target_weights is not None
+    assert selfinterp.logit.fit_logit is fit_logit  # submodules as attributes, as before
     try:
         selfinterp.no_such_name
     except AttributeError as exc:
