@@ -28,7 +28,7 @@ from numba import njit
 from scipy.stats import chi2
 
 from selfinterp import simulate_choices
-from selfinterp._core.logit_numba import padded
+from selfinterp._core.logit_numba import p_tag, padded
 from selfinterp.design import draw_target_weights
 from selfinterp.estimators import _firth_numba as fn
 from selfinterp.estimators import fit_firth
@@ -47,7 +47,7 @@ def profile_gaps(X, y, coef, intercept, lower, upper, q, seed):
     out = np.full((A, K, 2), -np.inf)
     for a in range(A):
         Zt, fa, wa = fn._context(X, y, np.ones_like(y), a, True, Tp)
-        ws = fn._workspace(P, Tp, wa)
+        ws = fn._workspace(p_tag(P), P, Tp, wa)
         b_hat = np.empty(P)
         b_hat[:K] = coef[a]
         b_hat[K] = intercept[a]

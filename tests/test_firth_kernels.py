@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO
+from selfinterp._core.logit_numba import p_tag
 from selfinterp.estimators import _firth_numba as fn
 
 
@@ -28,7 +29,7 @@ def _problem(P, T, seed, unit=False):
 
 def _evaluate(Zt, f, w, b):
     P, T = Zt.shape
-    ws = fn._workspace(P, T, w)
+    ws = fn._workspace(p_tag(P), P, T, w)
     U, Inf = np.empty(P), np.empty((P, P))
     obj = fn._evaluate(Zt, f, w, b, ws, U, Inf)
     fn._neg_hessian(Zt, w, Inf, ws)
@@ -51,7 +52,7 @@ def test_unrolled_sweeps_equal_generic_loops(P, T, unit):
     Zt, f, w, b = _problem(P, T, 10 + P, unit)
     obj, U, Inf, ws = _evaluate(Zt, f, w, b)
     assert ws[fn.UNIT_][0] == (1.0 if unit else 0.0)
-    ws2 = fn._workspace(P, T, w)
+    ws2 = fn._workspace(p_tag(P), P, T, w)
     p2, v2, Inf2, U2, L2, Li2 = (ws2[fn.P_], ws2[fn.V_], np.empty((P, P)), np.empty(P),
                                  np.zeros((P, P)), np.zeros((P, P)))
     ll = fn._info_generic(Zt, b, f, w, p2, v2, Inf2, ws2[fn.ETA_], ws2[fn.ROW_])

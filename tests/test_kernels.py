@@ -28,7 +28,7 @@ def test_unrolled_evaluation_equals_generic_passes(P):
     theta = rng.normal(size=P)
     prec = rng.uniform(0, 1, P)
     r, v, g, H = np.empty(T), np.empty(T), np.empty(P), np.empty((P, P))
-    ln._evaluate(Zt, eta, f, w, r, v, np.empty(T), theta, prec, g, H)
+    ln._evaluate(ln.p_tag(P), Zt, eta, f, w, r, v, np.empty(T), theta, prec, g, H)
     r2, v2, g2, H2 = np.empty(T), np.empty(T), np.empty(P), np.empty((P, P))
     ln._residuals(eta, f, w, r2, v2)
     ln._grad_hess(Zt, r2, v2, np.empty(T), theta, prec, g2, H2)
@@ -54,7 +54,7 @@ def test_factor_solve_equals_the_loops(P):
     H = M @ M.T + 0.1 * np.eye(P)
     g = rng.normal(size=P)
     L, d = np.zeros((P, P)), np.empty(P)
-    assert ln._factor_solve(H, g, L, d)
+    assert ln._factor_solve(ln.p_tag(P), H, g, L, d)
     # the factor is LDL^T: unit lower factor below the diagonal, 1 / D on it
     U = np.tril(L, -1) + np.eye(P)
     np.testing.assert_allclose(U @ np.diag(1.0 / np.diag(L)) @ U.T, H, rtol=1e-12, atol=1e-12)
@@ -66,13 +66,13 @@ def test_factor_solve_equals_the_loops(P):
     np.testing.assert_allclose(d, np.linalg.solve(H, g), rtol=1e-9, atol=1e-12)
     # the variances, straight-line and by the loops, are the diagonal of the inverse
     var, var2 = np.empty(P), np.empty(P)
-    ln._variances(L, var, np.empty((P, P)))
+    ln._variances(ln.p_tag(P), L, var, np.empty((P, P)))
     ln._variances_loops(L, var2, np.empty((P, P)))
     np.testing.assert_allclose(var, np.diag(np.linalg.inv(H)), rtol=1e-9)
     np.testing.assert_allclose(var, var2, rtol=1e-12)
     # not positive definite: refused, as the loops refuse it
     H[P - 1, P - 1] = -1.0
-    assert not ln._factor_solve(H, g, L, d)
+    assert not ln._factor_solve(ln.p_tag(P), H, g, L, d)
     assert not ln._ldl(H, L2)
 
 
@@ -173,7 +173,7 @@ def test_residual_certificate_numba_matches_numpy():
     for a in range(A):
         Zt = np.ascontiguousarray(Z[a].T)
         r = y[a] - 1 / (1 + np.exp(-Z[a] @ theta[a]))
-        ours.append(ln._residual_certificate(Zt, y[a], w[a], r, *(np.empty(T) for _ in range(3)),
+        ours.append(ln._residual_certificate(ln.p_tag(P), Zt, y[a], w[a], r, *(np.empty(T) for _ in range(3)),
                                              np.zeros(P), np.empty(P), np.empty((P, P)),
                                              np.zeros((P, P)), np.empty(P), np.empty(T)))
     np.testing.assert_array_equal(ours, ref)

@@ -22,7 +22,7 @@ module is about doing it fast.
 * No reference counting: numba increments and decrements the count of every
   array argument, atomically, at each call of a compiled function; the
   per-context code allocates nothing and is compiled with ``_nrt=False``
-  (:func:`_fit_blocks` allocates each block's buffers and hands the block to
+  (:func:`_fit_worker` allocates its buffers and hands each block to
   :func:`_fit_range`), and the per-P dispatchers are inlined.
 * Inlined calls: a call passes every array argument as its 7 to 9 fields on
   the stack, and ``_fit_one`` (30 arrays), ``_newton`` (22) and
@@ -44,9 +44,13 @@ must come with a change here (or a cleared ``__pycache__``).
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
-from numba import njit, prange, set_parallel_chunksize
+import numba
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
 
 from . import _gram
 from .rng import context_seed
@@ -58,6 +62,44 @@ from .vecmath import FASTMATH, bits_as_float, exp_nonpos_fast, float_bits, log1p
 BLOCK = 64  # contexts per work item: buffers are allocated once per block
 INVALID = 3  # status of a context with a non-finite X or an outcome outside [0, 1] (fit_numba)
 PAD = 8  # trials are padded to a multiple of this (8 float64 per AVX-512 vector)
+P_UNROLLED = 8  # the largest P with straight-line kernels in :mod:`._gram`
+
+
+def p_tag(P):
+    """The argument ``pt`` that carries the number of parameters P in its type.
+
+    A tuple of P zeros for P <= :data:`P_UNROLLED`, the empty tuple beyond:
+    each kernel that takes ``pt`` is compiled once per tag type, with the
+    unrolled :mod:`._gram` functions of that P alone (or the generic loops),
+    chosen while typing (:func:`_unrolled`).  A branch on a runtime P would
+    compile all eight variants at every call site, most of a first run's
+    compilation time.
+    """
+    return (0,) * P if P <= P_UNROLLED else ()
+
+
+def _unrolled(name, pt):
+    """The :mod:`._gram` function ``name``_P for the tag type ``pt``, or None (generic loops)."""
+    if isinstance(pt, types.UniTuple) and 1 <= pt.count <= P_UNROLLED:
+        return getattr(_gram, f"{name}_{pt.count}")
+    if isinstance(pt, types.BaseTuple) and len(pt) == 0:
+        return None
+    raise TypeError(f"pt must come from p_tag(P), got {pt}")
+
+
+@intrinsic
+def fetch_add(typingctx, counter):
+    """Atomically add 1 to ``counter[0]`` (an int64 array) and return its value before."""
+    if not (isinstance(counter, types.Array) and counter.dtype == types.int64):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, signature.args[0], ary,
+                                       [context.get_constant(types.intp, 0)])
+        return builder.atomic_rmw("add", ptr, context.get_constant(types.int64, 1), "seq_cst")
+
+    return types.int64(counter), codegen
 
 
 @njit(cache=True, error_model="numpy", _nrt=False)
@@ -67,27 +109,22 @@ def padded(T):
 
 
 @njit(cache=True, error_model="numpy", _nrt=False, inline="always")
-def _linear(Zt, theta, eta):
+def _linear(pt, Zt, theta, eta):
     """eta = Z @ theta: one sweep (:mod:`._gram`) for P <= 8, the loops beyond."""
-    P = Zt.shape[0]
-    if P == 6:
-        _gram.linear_6(Zt, theta, eta)
-    elif P == 5:
-        _gram.linear_5(Zt, theta, eta)
-    elif P == 7:
-        _gram.linear_7(Zt, theta, eta)
-    elif P == 4:
-        _gram.linear_4(Zt, theta, eta)
-    elif P == 3:
-        _gram.linear_3(Zt, theta, eta)
-    elif P == 2:
-        _gram.linear_2(Zt, theta, eta)
-    elif P == 1:
-        _gram.linear_1(Zt, theta, eta)
-    elif P == 8:
-        _gram.linear_8(Zt, theta, eta)
-    else:
-        _linear_loops(Zt, theta, eta)
+    _linear_p(pt, Zt, theta, eta)
+
+
+def _linear_p(pt, Zt, theta, eta):
+    """:func:`_linear` for the P of the type of ``pt`` alone (:func:`p_tag`)."""
+    raise TypeError("numba-compiled code only")
+
+
+@overload(_linear_p, inline="always")
+def _linear_by_p(pt, Zt, theta, eta):
+    kernel = _unrolled("linear", pt)
+    if kernel is not None:
+        return lambda pt, Zt, theta, eta: kernel(Zt, theta, eta)
+    return lambda pt, Zt, theta, eta: _linear_loops(Zt, theta, eta)
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
@@ -184,82 +221,79 @@ def _ray_scale(eta, f, w, theta, prec):
 
 
 @njit(cache=True, error_model="numpy", _nrt=False, inline="always")
-def _evaluate(Zt, eta, f, w, r, v, tmp, theta, prec, g, H):
+def _evaluate(pt, Zt, eta, f, w, r, v, tmp, theta, prec, g, H):
     """Residuals, weights, gradient and Hessian at eta = Z theta.
 
     For P <= 8 parameters, one sweep over the trials unrolled for that P
     (:mod:`._gram`); beyond, the generic passes.
     """
-    P = Zt.shape[0]
-    if P == 6:
-        _gram.eval_6(Zt, eta, f, w, r, v, theta, prec, g, H)
-    elif P == 5:
-        _gram.eval_5(Zt, eta, f, w, r, v, theta, prec, g, H)
-    elif P == 7:
-        _gram.eval_7(Zt, eta, f, w, r, v, theta, prec, g, H)
-    elif P == 4:
-        _gram.eval_4(Zt, eta, f, w, r, v, theta, prec, g, H)
-    elif P == 3:
-        _gram.eval_3(Zt, eta, f, w, r, v, theta, prec, g, H)
-    elif P == 2:
-        _gram.eval_2(Zt, eta, f, w, r, v, theta, prec, g, H)
-    elif P == 1:
-        _gram.eval_1(Zt, eta, f, w, r, v, theta, prec, g, H)
-    elif P == 8:
-        _gram.eval_8(Zt, eta, f, w, r, v, theta, prec, g, H)
-    else:
-        _residuals(eta, f, w, r, v)
-        _grad_hess(Zt, r, v, tmp, theta, prec, g, H)
+    _evaluate_p(pt, Zt, eta, f, w, r, v, tmp, theta, prec, g, H)
+
+
+def _evaluate_p(pt, Zt, eta, f, w, r, v, tmp, theta, prec, g, H):
+    """:func:`_evaluate` for the P of the type of ``pt`` alone (:func:`p_tag`)."""
+    raise TypeError("numba-compiled code only")
+
+
+@overload(_evaluate_p, inline="always")
+def _evaluate_by_p(pt, Zt, eta, f, w, r, v, tmp, theta, prec, g, H):
+    kernel = _unrolled("eval", pt)
+    if kernel is not None:
+        return (lambda pt, Zt, eta, f, w, r, v, tmp, theta, prec, g, H:
+                kernel(Zt, eta, f, w, r, v, theta, prec, g, H))
+    return (lambda pt, Zt, eta, f, w, r, v, tmp, theta, prec, g, H:
+            _evaluate_loops(Zt, eta, f, w, r, v, tmp, theta, prec, g, H))
+
+
+@njit(cache=True, error_model="numpy", _nrt=False)
+def _evaluate_loops(Zt, eta, f, w, r, v, tmp, theta, prec, g, H):
+    _residuals(eta, f, w, r, v)
+    _grad_hess(Zt, r, v, tmp, theta, prec, g, H)
 
 
 @njit(cache=True, error_model="numpy", _nrt=False, inline="always")
-def _gram_sums(Zt, r, v, tmp, zero, g, H):
+def _gram_sums(pt, Zt, r, v, tmp, zero, g, H):
     """g = Z' r and H = Z' diag(v) Z (``zero``: P zeros, for the generic passes)."""
-    P = Zt.shape[0]
-    if P == 6:
-        _gram.gram_6(Zt, r, v, g, H)
-    elif P == 5:
-        _gram.gram_5(Zt, r, v, g, H)
-    elif P == 7:
-        _gram.gram_7(Zt, r, v, g, H)
-    elif P == 4:
-        _gram.gram_4(Zt, r, v, g, H)
-    elif P == 3:
-        _gram.gram_3(Zt, r, v, g, H)
-    elif P == 2:
-        _gram.gram_2(Zt, r, v, g, H)
-    elif P == 1:
-        _gram.gram_1(Zt, r, v, g, H)
-    elif P == 8:
-        _gram.gram_8(Zt, r, v, g, H)
-    else:
-        _grad_hess(Zt, r, v, tmp, zero, zero, g, H)
+    _gram_sums_p(pt, Zt, r, v, tmp, zero, g, H)
+
+
+def _gram_sums_p(pt, Zt, r, v, tmp, zero, g, H):
+    """:func:`_gram_sums` for the P of the type of ``pt`` alone (:func:`p_tag`)."""
+    raise TypeError("numba-compiled code only")
+
+
+@overload(_gram_sums_p, inline="always")
+def _gram_sums_by_p(pt, Zt, r, v, tmp, zero, g, H):
+    kernel = _unrolled("gram", pt)
+    if kernel is not None:
+        return lambda pt, Zt, r, v, tmp, zero, g, H: kernel(Zt, r, v, g, H)
+    return lambda pt, Zt, r, v, tmp, zero, g, H: _grad_hess(Zt, r, v, tmp, zero, zero, g, H)
 
 
 @njit(cache=True, error_model="numpy", _nrt=False, inline="always")
-def _gram_sq(Zt, r, D, tmp, zero, c, G):
+def _gram_sq(pt, Zt, r, D, tmp, zero, c, G):
     """G = Z' diag(r^2) Z with D = r^2 (``c`` is left as is for P <= 8, else Z' r)."""
-    P = Zt.shape[0]
-    if P == 6:
-        _gram.gram_sq_6(Zt, r, D, G)
-    elif P == 5:
-        _gram.gram_sq_5(Zt, r, D, G)
-    elif P == 7:
-        _gram.gram_sq_7(Zt, r, D, G)
-    elif P == 4:
-        _gram.gram_sq_4(Zt, r, D, G)
-    elif P == 3:
-        _gram.gram_sq_3(Zt, r, D, G)
-    elif P == 2:
-        _gram.gram_sq_2(Zt, r, D, G)
-    elif P == 1:
-        _gram.gram_sq_1(Zt, r, D, G)
-    elif P == 8:
-        _gram.gram_sq_8(Zt, r, D, G)
-    else:
-        for t in range(r.shape[0]):
-            D[t] = r[t] * r[t]
-        _grad_hess(Zt, r, D, tmp, zero, zero, c, G)
+    _gram_sq_p(pt, Zt, r, D, tmp, zero, c, G)
+
+
+def _gram_sq_p(pt, Zt, r, D, tmp, zero, c, G):
+    """:func:`_gram_sq` for the P of the type of ``pt`` alone (:func:`p_tag`)."""
+    raise TypeError("numba-compiled code only")
+
+
+@overload(_gram_sq_p, inline="always")
+def _gram_sq_by_p(pt, Zt, r, D, tmp, zero, c, G):
+    kernel = _unrolled("gram_sq", pt)
+    if kernel is not None:
+        return lambda pt, Zt, r, D, tmp, zero, c, G: kernel(Zt, r, D, G)
+    return lambda pt, Zt, r, D, tmp, zero, c, G: _gram_sq_loops(Zt, r, D, tmp, zero, c, G)
+
+
+@njit(cache=True, error_model="numpy", _nrt=False)
+def _gram_sq_loops(Zt, r, D, tmp, zero, c, G):
+    for t in range(r.shape[0]):
+        D[t] = r[t] * r[t]
+    _grad_hess(Zt, r, D, tmp, zero, zero, c, G)
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
@@ -272,13 +306,13 @@ def _objective_zero(w):
 
 
 @njit(cache=True, error_model="numpy", _nrt=False)
-def _evaluate_zero(Zt, f, w, eta, r, v, tmp, theta, prec, g, H):
+def _evaluate_zero(pt, Zt, f, w, eta, r, v, tmp, theta, prec, g, H):
     """:func:`_evaluate` at ``theta`` = 0, where every p is 1/2: no logistic to evaluate."""
     for t in range(f.shape[0]):
         eta[t] = 0.0
         r[t] = w[t] * (f[t] - 0.5)
         v[t] = 0.25 * w[t]
-    _gram_sums(Zt, r, v, tmp, theta, g, H)  # theta: the P zeros of the generic passes
+    _gram_sums(pt, Zt, r, v, tmp, theta, g, H)  # theta: the P zeros of the generic passes
     for p in range(g.shape[0]):
         H[p, p] += prec[p]
 
@@ -291,7 +325,7 @@ def _half_residuals(f, w, out):
 
 
 @njit(cache=True, error_model="numpy", _nrt=False)
-def _residual_certificate(Zt, f, w, r, lam, D, tmp, zero, c, G, L, u, zd):
+def _residual_certificate(pt, Zt, f, w, r, lam, D, tmp, zero, c, G, L, u, zd):
     """Separation status proved from the residuals ``r`` at one point: 0 not
     separated, 1 separated, 2 undecided; see
     :func:`.logit_numpy.residual_certificate_numpy` (``lam``, ``D``, ``tmp``,
@@ -299,11 +333,11 @@ def _residual_certificate(Zt, f, w, r, lam, D, tmp, zero, c, G, L, u, zd):
 
     ``CERT_ROUNDS`` (8) and ``CERT_DAMPING`` are frozen into this file's
     cached code: change them together with this file."""
-    return _certificate_rounds(Zt, f, w, r, lam, D, tmp, zero, c, G, L, u, zd, CERT_ROUNDS, False)
+    return _certificate_rounds(pt, Zt, f, w, r, lam, D, tmp, zero, c, G, L, u, zd, CERT_ROUNDS, False)
 
 
 @njit(cache=True, error_model="numpy", _nrt=False, inline="always")
-def _certificate_rounds(Zt, f, w, lam0, lam, D, tmp, zero, c, G, L, u, zd, rounds, c_known):
+def _certificate_rounds(pt, Zt, f, w, lam0, lam, D, tmp, zero, c, G, L, u, zd, rounds, c_known):
     """Up to ``rounds`` rounds of :func:`_residual_certificate` from the multipliers
     ``lam0``; an undecided call leaves the updated multipliers in ``lam`` (which may
     be ``lam0`` itself), where a later call goes on.  ``c_known``: ``c`` already holds
@@ -312,17 +346,17 @@ def _certificate_rounds(Zt, f, w, lam0, lam, D, tmp, zero, c, G, L, u, zd, round
     src = lam0  # the first round reads lam0, so that the caller's residuals need no copy
     for i in range(rounds):
         if i == 0 and c_known:
-            _gram_sq(Zt, src, D, tmp, zero, c, G)
+            _gram_sq(pt, Zt, src, D, tmp, zero, c, G)
         else:
             for t in range(T):
                 D[t] = src[t] * src[t]
-            _gram_sums(Zt, src, D, tmp, zero, c, G)
-        if not _factor_solve(G, c, L, u):
+            _gram_sums(pt, Zt, src, D, tmp, zero, c, G)
+        if not _factor_solve(pt, G, c, L, u):
             if i == 0:
                 for t in range(T):
                     lam[t] = src[t]
             return 2
-        _linear(Zt, u, zd)
+        _linear(pt, Zt, u, zd)
         dual_bad, nonzero, wrong = _dual_and_direction(f, w, src, D, zd)
         if dual_bad == 0.0:
             return 0
@@ -369,12 +403,40 @@ def _cholesky(H, L):
 
 
 @njit(cache=True, error_model="numpy", _nrt=False, inline="always")
-def _factor_solve(H, g, L, d):
+def _factor_solve(pt, H, g, L, d):
     """LDL^T factor L of H and d = H^-1 g; False if H is not positive definite
     (:data:`.logit_numpy.PIVOT_MIN`).
 
     Straight-line code for P <= 8 (:mod:`._gram`), the loops beyond.
     """
+    return _factor_solve_p(pt, H, g, L, d)
+
+
+def _factor_solve_p(pt, H, g, L, d):
+    """:func:`_factor_solve` for the P of the type of ``pt`` alone (:func:`p_tag`)."""
+    raise TypeError("numba-compiled code only")
+
+
+@overload(_factor_solve_p, inline="always")
+def _factor_solve_by_p(pt, H, g, L, d):
+    kernel = _unrolled("solve", pt)
+    if kernel is not None:
+        return lambda pt, H, g, L, d: kernel(H, g, L, d)
+    return lambda pt, H, g, L, d: _factor_solve_loops(H, g, L, d)
+
+
+@njit(cache=True, error_model="numpy", _nrt=False)
+def _factor_solve_loops(H, g, L, d):
+    if not _ldl(H, L):
+        return False
+    _ldl_solve(L, g, d)
+    return True
+
+
+@njit(cache=True, error_model="numpy", _nrt=False, inline="always")
+def _factor_solve_any(H, g, L, d):
+    """:func:`_factor_solve` for a P known only at run time (a branch per P: every
+    variant is compiled at each call site; the Firth kernel's submatrices)."""
     P = H.shape[0]
     if P == 6:
         return _gram.solve_6(H, g, L, d)
@@ -392,10 +454,7 @@ def _factor_solve(H, g, L, d):
         return _gram.solve_1(H, g, L, d)
     elif P == 8:
         return _gram.solve_8(H, g, L, d)
-    if not _ldl(H, L):
-        return False
-    _ldl_solve(L, g, d)
-    return True
+    return _factor_solve_loops(H, g, L, d)
 
 
 @njit(cache=True, error_model="numpy", _nrt=False)
@@ -436,30 +495,25 @@ def _ldl_solve(L, b, x):
 
 
 @njit(cache=True, error_model="numpy", _nrt=False, inline="always")
-def _variances(L, var, M):
+def _variances(pt, L, var, M):
     """var = diag(H^-1) from the factor of :func:`_factor_solve` (``M``: P x P work space).
 
     H^-1 = U^-T D^-1 U^-1: var_p = sum_k (U^-1)[k, p]^2 / D_k.
     """
-    P = L.shape[0]
-    if P == 6:
-        _gram.variances_6(L, var)
-    elif P == 5:
-        _gram.variances_5(L, var)
-    elif P == 7:
-        _gram.variances_7(L, var)
-    elif P == 4:
-        _gram.variances_4(L, var)
-    elif P == 3:
-        _gram.variances_3(L, var)
-    elif P == 2:
-        _gram.variances_2(L, var)
-    elif P == 1:
-        _gram.variances_1(L, var)
-    elif P == 8:
-        _gram.variances_8(L, var)
-    else:
-        _variances_loops(L, var, M)
+    _variances_p(pt, L, var, M)
+
+
+def _variances_p(pt, L, var, M):
+    """:func:`_variances` for the P of the type of ``pt`` alone (:func:`p_tag`)."""
+    raise TypeError("numba-compiled code only")
+
+
+@overload(_variances_p, inline="always")
+def _variances_by_p(pt, L, var, M):
+    kernel = _unrolled("variances", pt)
+    if kernel is not None:
+        return lambda pt, L, var, M: kernel(L, var)
+    return lambda pt, L, var, M: _variances_loops(L, var, M)
 
 
 @njit(cache=True, error_model="numpy", _nrt=False)
@@ -594,7 +648,7 @@ def _any_nonzero(theta):
 
 
 @njit(cache=True, error_model="numpy", _nrt=False, inline="always")
-def _newton(Zt, zmax, f, w, prec, theta, max_iter, tol, stop_on_certificate, stop_on_dual, resume,
+def _newton(pt, Zt, zmax, f, w, prec, theta, max_iter, tol, stop_on_certificate, stop_on_dual, resume,
             eta, eta_c, r, v, r_c, v_c, tmp, g, H, L, d, cand, at):
     """Newton with step halving from ``theta`` (updated in place).
 
@@ -613,10 +667,10 @@ def _newton(Zt, zmax, f, w, prec, theta, max_iter, tol, stop_on_certificate, sto
     P = Zt.shape[0]
     if not resume:  # else eta, r, v, g and H already hold their values at theta
         if _any_nonzero(theta):
-            _linear(Zt, theta, eta)
-            _evaluate(Zt, eta, f, w, r, v, tmp, theta, prec, g, H)
+            _linear(pt, Zt, theta, eta)
+            _evaluate(pt, Zt, eta, f, w, r, v, tmp, theta, prec, g, H)
         else:
-            _evaluate_zero(Zt, f, w, eta, r, v, tmp, theta, prec, g, H)
+            _evaluate_zero(pt, Zt, f, w, eta, r, v, tmp, theta, prec, g, H)
     for p in range(P):
         at[p] = theta[p]
     obj = 0.0  # l at theta when obj_known (computed when a line search first needs it)
@@ -632,11 +686,11 @@ def _newton(Zt, zmax, f, w, prec, theta, max_iter, tol, stop_on_certificate, sto
         if stop_on_certificate and _any_nonzero(theta) and _signs_agree(eta, f, w):
             certified = True
             break
-        factored = _factor_solve(H, g, L, d)
+        factored = _factor_solve(pt, H, g, L, d)
         if not factored:
             break
         n_iter = it + 1
-        if stop_on_dual and _dual_signs_ok(Zt, f, w, r, v, d, eta_c):
+        if stop_on_dual and _dual_signs_ok(pt, Zt, f, w, r, v, d, eta_c):
             dual = True
             break
         big = 0.0
@@ -661,7 +715,7 @@ def _newton(Zt, zmax, f, w, prec, theta, max_iter, tol, stop_on_certificate, sto
         for _ in range(MAX_HALVING):
             for p in range(P):
                 cand[p] = theta[p] + step * d[p]
-            _linear(Zt, cand, eta_c)
+            _linear(pt, Zt, cand, eta_c)
             if step == 1.0 and bound_hessian:
                 moved = True  # the full step from theta = 0 raises l for certain,
                 obj_known = False
@@ -701,7 +755,7 @@ def _newton(Zt, zmax, f, w, prec, theta, max_iter, tol, stop_on_certificate, sto
         r, r_c = r_c, r
         v, v_c = v_c, v
         flipped = not flipped
-        _evaluate(Zt, eta, f, w, r, v, tmp, theta, prec, g, H)
+        _evaluate(pt, Zt, eta, f, w, r, v, tmp, theta, prec, g, H)
         factored = False
         if step * dmax <= tol * (1.0 + big):
             converged = True
@@ -715,13 +769,13 @@ def _newton(Zt, zmax, f, w, prec, theta, max_iter, tol, stop_on_certificate, sto
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
-def _dual_signs_ok(Zt, f, w, r, v, delta, zd):
+def _dual_signs_ok(pt, Zt, f, w, r, v, delta, zd):
     """Do the multipliers r - v (Z delta) all have the sign of their binary outcome?
 
     Counts the violations without an early exit, so that the loop vectorises
     (a branch per trial cost more than the rest of the certificate).
     """
-    _linear(Zt, delta, zd)
+    _linear(pt, Zt, delta, zd)
     return _dual_and_direction(f, w, r, v, zd)[0] == 0.0
 
 
@@ -754,12 +808,16 @@ def _dual_and_direction(f, w, r, v, zd):
 
 
 @njit(cache=True, error_model="numpy", _nrt=False, inline="always")
-def _fit_one(Zt, fa, wa, prec, zero_prec, ml, max_iter, tol, check_separation, theta, var, cov,
+def _fit_one(pt, Zt, fa, wa, prec, zero_prec, max_iter, tol, check_separation, theta, var, cov,
              zmax, eta, eta_c, r, v, r_c, v_c, tmp, g, H, L, d, cand, at, H2, e, col, th2):
     """Fit one context: theta, the variances ``var`` (the diagonal of the inverse
     penalised Hessian) and (converged, n_iter, separation status); status
     ``INVALID``, unfitted, for a non-finite Z or an f outside [0, 1]."""
     P = Zt.shape[0]
+    ml = True  # no prior: maximum likelihood (not an argument: a call with more than 30
+    for p in range(P):  # arguments is compiled to *args, which numba cannot inline)
+        if prec[p] != 0.0:
+            ml = False
     for p in range(P):
         theta[p] = 0.0
     _abs_max_rows(Zt, zmax)
@@ -767,37 +825,37 @@ def _fit_one(Zt, fa, wa, prec, zero_prec, ml, max_iter, tol, check_separation, t
         for p in range(P):
             var[p] = 0.0
         return False, 0, INVALID
-    conv, n_iter, cert, _, factored = _newton(Zt, zmax, fa, wa, prec, theta, max_iter, tol, ml, False,
+    conv, n_iter, cert, _, factored = _newton(pt, Zt, zmax, fa, wa, prec, theta, max_iter, tol, ml, False,
                                               False, eta, eta_c, r, v, r_c, v_c, tmp, g, H, L, d,
                                               cand, at)
     if factored:
-        _variances(L, var, H2)
+        _variances(pt, L, var, H2)
     else:
         _safe_inverse(H, cov, H2, L, e, col)
         for p in range(P):
             var[p] = cov[p, p]
     status = 0
     if ml:
-        _linear(Zt, theta, eta)
+        _linear(pt, Zt, theta, eta)
         conv = conv and (not cert) and _max_abs_used(eta, wa) < ETA_MAX
     if check_separation:
         # the first round of the residual certificate settles most contexts (88% at T = 50,
         # 99.9% at T = 100); only then is theta itself tried as a separating direction
         for p in range(P):  # Z' r at ``at``, where the fit left r and its gradient g
             e[p] = g[p] + prec[p] * at[p]
-        status = _certificate_rounds(Zt, fa, wa, r, r_c, v_c, tmp, zero_prec, e, H2, L, d, eta_c, 1,
+        status = _certificate_rounds(pt, Zt, fa, wa, r, r_c, v_c, tmp, zero_prec, e, H2, L, d, eta_c, 1,
                                      True)
         if status == 2 and _any_nonzero(theta):
             if not ml:
-                _linear(Zt, theta, eta)
+                _linear(pt, Zt, theta, eta)
             if _signs_agree(eta, fa, wa):
                 status = 1
         if status == 2:
-            status = _certificate_rounds(Zt, fa, wa, r_c, r_c, v_c, tmp, zero_prec, e, H2, L, d,
+            status = _certificate_rounds(pt, Zt, fa, wa, r_c, r_c, v_c, tmp, zero_prec, e, H2, L, d,
                                          eta_c, CERT_ROUNDS - 1, False)
             if status == 2:  # again from theta = 0: see logit_numpy.separation_status_numpy
                 _half_residuals(fa, wa, r_c)
-                status = _residual_certificate(Zt, fa, wa, r_c, r_c, v_c, tmp, zero_prec, e, H2, L, d,
+                status = _residual_certificate(pt, Zt, fa, wa, r_c, r_c, v_c, tmp, zero_prec, e, H2, L, d,
                                                eta_c)
         if status == 2:
             # unpenalised Newton from the last evaluation of the fit, reusing it
@@ -805,8 +863,8 @@ def _fit_one(Zt, fa, wa, prec, zero_prec, ml, max_iter, tol, check_separation, t
                 th2[p] = at[p]
                 g[p] += prec[p] * at[p]
                 H[p, p] -= prec[p]
-            _linear(Zt, th2, eta)
-            c2, _, cert2, dual, _ = _newton(Zt, zmax, fa, wa, zero_prec, th2, max_iter, tol, True,
+            _linear(pt, Zt, th2, eta)
+            c2, _, cert2, dual, _ = _newton(pt, Zt, zmax, fa, wa, zero_prec, th2, max_iter, tol, True,
                                             True, True, eta, eta_c, r, v, r_c, v_c, tmp, g, H, L,
                                             d, cand, at)
             if cert2:
@@ -814,16 +872,24 @@ def _fit_one(Zt, fa, wa, prec, zero_prec, ml, max_iter, tol, check_separation, t
             elif dual:
                 status = 0
             else:
-                _linear(Zt, th2, eta)
+                _linear(pt, Zt, th2, eta)
                 status = 0 if (c2 and _max_abs_used(eta, wa) < ETA_MAX) else 2
     return conv, n_iter, status
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
-def _fit_blocks(X, f, w, sim, sim_w, sim_scale, sim_b, sim_key, first_context,
+@njit(cache=True, nogil=True, error_model="numpy")
+def _fit_worker(pt, next_block, X, f, w, sim, sim_w, sim_scale, sim_b, sim_key, first_context,
                 fit_intercept, prec, max_iter, tol, check_separation,
                 coef_out, icpt_out, se_out, ise_out, conv_out, iter_out, status_out, abort):
-    """Fit the contexts of (X, f, w), or, with ``sim``, those simulated from ``sim_w`` etc.
+    """Fit blocks of contexts of (X, f, w), or, with ``sim``, those simulated from ``sim_w`` etc.,
+    taking the next block (:func:`fetch_add` on ``next_block[0]``) until none is left.
+
+    Several threads run this at once (:func:`_run`), without the GIL: each
+    allocates its buffers once and fits a block of :data:`BLOCK` contexts at a
+    time, so that a thread slowed down by other work on a shared machine does
+    not hold up the others.  Python threads rather than numba's ``prange``:
+    the same schedule, and the parallel-loop machinery took a fifth of the
+    kernel's first compilation.
 
     Simulating here (:func:`.simulate.simulate_context`, the same draws as
     :func:`selfinterp.simulate_choices`) writes each context's data straight
@@ -841,57 +907,56 @@ def _fit_blocks(X, f, w, sim, sim_w, sim_scale, sim_b, sim_key, first_context,
     # nothing to any sum: the vectorised loops then have no scalar remainder (at T = 50
     # the 2 leftover trials, each with a scalar exp, cost a quarter of an evaluation)
     Tp = padded(T)
-    ml = True
-    for p in range(P):
-        if prec[p] != 0.0:
-            ml = False
     zero_prec = np.zeros(P)
     n_blocks = (A + BLOCK - 1) // BLOCK
-    for b in prange(n_blocks):
-        Zt = np.zeros((P, Tp))
-        eta = np.empty(Tp)
-        eta_c = np.empty(Tp)
-        r = np.empty(Tp)
-        v = np.empty(Tp)
-        r_c = np.empty(Tp)
-        v_c = np.empty(Tp)
-        tmp = np.empty(max(Tp, P))
-        g = np.empty(P)
-        H = np.empty((P, P))
-        L = np.zeros((P, P))
-        d = np.empty(P)
-        cand = np.empty(P)
-        at = np.empty(P)
-        H2 = np.empty((P, P))
-        e = np.empty(P)
-        col = np.empty(P)
-        th2 = np.empty(P)
-        theta = np.empty(P)
-        cov = np.empty((P, P))
-        var = np.empty(P)
-        zmax = np.empty(P)
-        fa = np.zeros(Tp)  # contiguous copies: ``w`` may be a broadcast view (stride 0)
-        wa = np.zeros(Tp)
-        u = np.empty(T * (2 * K + 1) if sim else 0)
-        if sim:
-            for t in range(T):
-                wa[t] = 1.0
-        if fit_intercept:
-            for t in range(T):
-                Zt[K, t] = 1.0
-        _fit_range(b * BLOCK, min(A, (b + 1) * BLOCK), X, f, w, sim, sim_w, sim_scale, sim_b, sim_key,
-                   first_context, prec, zero_prec, ml, max_iter, tol, check_separation, coef_out,
+    Zt = np.zeros((P, Tp))
+    eta = np.empty(Tp)
+    eta_c = np.empty(Tp)
+    r = np.empty(Tp)
+    v = np.empty(Tp)
+    r_c = np.empty(Tp)
+    v_c = np.empty(Tp)
+    tmp = np.empty(max(Tp, P))
+    g = np.empty(P)
+    H = np.empty((P, P))
+    L = np.zeros((P, P))
+    d = np.empty(P)
+    cand = np.empty(P)
+    at = np.empty(P)
+    H2 = np.empty((P, P))
+    e = np.empty(P)
+    col = np.empty(P)
+    th2 = np.empty(P)
+    theta = np.empty(P)
+    cov = np.empty((P, P))
+    var = np.empty(P)
+    zmax = np.empty(P)
+    fa = np.zeros(Tp)  # contiguous copies: ``w`` may be a broadcast view (stride 0)
+    wa = np.zeros(Tp)
+    u = np.empty(T * (2 * K + 1) if sim else 0)
+    if sim:
+        for t in range(T):
+            wa[t] = 1.0
+    if fit_intercept:
+        for t in range(T):
+            Zt[K, t] = 1.0
+    while True:
+        b = fetch_add(next_block)
+        if b >= n_blocks:
+            break
+        _fit_range(pt, b * BLOCK, min(A, (b + 1) * BLOCK), X, f, w, sim, sim_w, sim_scale, sim_b, sim_key,
+                   first_context, prec, zero_prec, max_iter, tol, check_separation, coef_out,
                    icpt_out, se_out, ise_out, conv_out, iter_out, status_out, abort, u, Zt, fa, wa,
                    theta, var, cov, zmax, eta, eta_c, r, v, r_c, v_c, tmp, g, H, L, d, cand, at, H2, e,
                    col, th2)
 
 
 @njit(cache=True, error_model="numpy", _nrt=False)
-def _fit_range(start, stop, X, f, w, sim, sim_w, sim_scale, sim_b, sim_key, first_context, prec,
-               zero_prec, ml, max_iter, tol, check_separation, coef_out, icpt_out, se_out, ise_out,
+def _fit_range(pt, start, stop, X, f, w, sim, sim_w, sim_scale, sim_b, sim_key, first_context, prec,
+               zero_prec, max_iter, tol, check_separation, coef_out, icpt_out, se_out, ise_out,
                conv_out, iter_out, status_out, abort, u, Zt, fa, wa, theta, var, cov, zmax, eta,
                eta_c, r, v, r_c, v_c, tmp, g, H, L, d, cand, at, H2, e, col, th2):
-    """Contexts ``start`` to ``stop`` of :func:`_fit_blocks`, in its buffers.
+    """Contexts ``start`` to ``stop`` of :func:`_fit_worker`, in its buffers.
 
     Without numba's reference counting (``_nrt=False``, nothing here
     allocates): each call of a function with array arguments otherwise
@@ -910,11 +975,12 @@ def _fit_range(start, stop, X, f, w, sim, sim_w, sim_scale, sim_b, sim_key, firs
             for k in range(K):  # contiguous stores, strided loads: this order vectorises
                 for t in range(T):
                     Zt[k, t] = X[a, t, k]
+            wi = a if w.shape[0] > 1 else 0  # w (1, T): the same weights for every context
             for t in range(T):
                 fa[t] = f[a, t]
-                wa[t] = w[a, t]
+                wa[t] = w[wi, t]
         conv, n_iter, status = _fit_one(
-            Zt, fa, wa, prec, zero_prec, ml, max_iter, tol, check_separation, theta, var,
+            pt, Zt, fa, wa, prec, zero_prec, max_iter, tol, check_separation, theta, var,
             cov, zmax, eta, eta_c, r, v, r_c, v_c, tmp, g, H, L, d, cand, at, H2, e, col, th2)
         # the outputs in their final layout: a copy of the slopes afterwards faulted in fresh
         # pages on one thread (6% of a fit at T = 50)
@@ -946,6 +1012,9 @@ def fit_numba(X, f, w, fit_intercept, prec, max_iter, tol, check_separation):
     so that the caller can raise at once (:func:`selfinterp.logit.fit_logit`).
     """
     A, T, K = X.shape
+    # w as a C-contiguous array, (1, T) where every context has the same weights (a broadcast
+    # view): one compiled signature for masked and unmasked calls (and simulate_fit_numba's)
+    w = np.ascontiguousarray(w[:1] if (A > 1 and w.strides[0] == 0) else w, dtype=np.float64)
     return _run(A, X, f, w, False, np.zeros((0, K)), np.zeros(0), np.zeros(0), 0, 0,
                 fit_intercept, prec, max_iter, tol, check_separation)
 
@@ -957,7 +1026,7 @@ def simulate_fit_numba(weights, n_trials, scale, intercept, key, first_context, 
     T = int(n_trials)
     # placeholders of the types of fit_numba's usual call, so that the kernel is not
     # compiled (and cached) a second time for this one
-    return _run(A, np.zeros((0, T, K)), np.zeros((0, T)), np.broadcast_to(1.0, (0, T)), True,
+    return _run(A, np.zeros((0, T, K)), np.zeros((0, T)), np.ones((1, T)), True,
                 np.ascontiguousarray(weights, dtype=np.float64),
                 np.ascontiguousarray(scale, dtype=np.float64),
                 np.ascontiguousarray(intercept, dtype=np.float64), key, first_context,
@@ -966,11 +1035,11 @@ def simulate_fit_numba(weights, n_trials, scale, intercept, key, first_context, 
 
 def _run(A, X, f, w, sim, sim_w, sim_scale, sim_b, key, first_context, fit_intercept, prec,
          max_iter, tol, check_separation):
-    """Allocate the outputs and run :func:`_fit_blocks`.
+    """Allocate the outputs and run :func:`_fit_worker` on numba's number of threads.
 
-    Blocks of contexts are handed to threads one at a time (chunk size 1), so
-    a thread slowed down by other work on a shared machine does not hold up
-    the others.
+    Blocks of contexts are handed to the threads one at a time, so a thread
+    slowed down by other work on a shared machine does not hold up the
+    others; one block or one thread runs in the calling thread.
     """
     K = X.shape[2]
     coef = np.zeros((A, K))
@@ -980,12 +1049,26 @@ def _run(A, X, f, w, sim, sim_w, sim_scale, sim_b, key, first_context, fit_inter
     conv = np.zeros(A, dtype=np.bool_)
     n_iter = np.zeros(A, dtype=np.int64)
     status = np.zeros(A, dtype=np.int8)
-    old = set_parallel_chunksize(1)
+    abort = np.zeros(1, dtype=np.int64)
+    next_block = np.zeros(1, dtype=np.int64)
+    args = (p_tag(K + 1 if fit_intercept else K), next_block, X, f, w, sim, sim_w, sim_scale, sim_b,
+            np.uint64(key), int(first_context), bool(fit_intercept), np.asarray(prec, dtype=np.float64),
+            int(max_iter), float(tol), bool(check_separation), coef, icpt, se, ise, conv, n_iter, status,
+            abort)
+    n_blocks = (A + BLOCK - 1) // BLOCK
+    n_threads = min(numba.get_num_threads(), n_blocks)
+    if n_threads > 1:
+        # a first call that fits nothing compiles (or loads) the kernel here, where an error
+        # is raised to the caller, before the threads start
+        next_block[0] = n_blocks
+        _fit_worker(*args)
+        next_block[0] = 0
+    threads = [threading.Thread(target=_fit_worker, args=args) for _ in range(n_threads - 1)]
+    for t in threads:
+        t.start()
     try:
-        _fit_blocks(X, f, w, sim, sim_w, sim_scale, sim_b, np.uint64(key), int(first_context),
-                    bool(fit_intercept), np.asarray(prec, dtype=np.float64), int(max_iter),
-                    float(tol), bool(check_separation), coef, icpt, se, ise, conv, n_iter, status,
-                    np.zeros(1, dtype=np.int64))
+        _fit_worker(*args)
     finally:
-        set_parallel_chunksize(old)
+        for t in threads:
+            t.join()
     return coef, icpt, se, ise, conv, n_iter, status

@@ -20,6 +20,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from . import _notice  # noqa: F401  (the first-run compile notice)
+
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 CONTEXT_STRIDE = np.uint64(0xD1B54A32D192ED03)
 M1 = np.uint64(0xBF58476D1CE4E5B9)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from . import _notice  # noqa: F401  (the first-run compile notice)
+
 ROWS = 256  # contexts per work item
 
 # x * 0 is 0 for a finite x and NaN for inf or NaN; reassociation lets the sum vectorise.

@@ -23,6 +23,8 @@ import numpy as np
 from numba import njit, types
 from numba.extending import intrinsic
 
+from . import _notice  # noqa: F401  (the first-run compile notice)
+
 FASTMATH = {"contract", "arcp", "nsz", "reassoc"}
 # Without reassociation: a series must not be regrouped.
 SCALAR_FASTMATH = {"contract", "arcp", "nsz"}

@@ -46,11 +46,21 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import overload
 
-from .._core.logit_numba import _cholesky, _factor_solve, _ldl_solve, padded
+from .._core.logit_numba import P_UNROLLED, _cholesky, _factor_solve_any, _ldl_solve, padded
 from .._core.vecmath import FASTMATH, log1p_unit, logistic_fast
 from . import _firth_unrolled as _fu
+
+
+def _unrolled_firth(name, pt):
+    """The :mod:`._firth_unrolled` function ``name``_P for the tag type ``pt``, or None (the loops)."""
+    if isinstance(pt, types.UniTuple) and 1 <= pt.count <= P_UNROLLED:
+        return getattr(_fu, f"{name}_{pt.count}")
+    if isinstance(pt, types.BaseTuple) and len(pt) == 0:
+        return None
+    raise TypeError(f"pt must come from p_tag(P), got {pt}")
 
 MAX_STEP = 5.0  # logistf's maxstep: largest change of any parameter per iteration (see _maximise)
 MAX_HALVING = 30
@@ -93,7 +103,7 @@ JOINT_NUIS_TOL = 5e-4
 CHORD_TOL = 1e-9
 # Workspace slots (see _workspace); named so that the kernels read as algebra.
 (P_, V_, S_, M_, U_, INF_, L_, D_, CAND_, U2_, I2_, SS_, LS_, HN_, G_, LI_, ETA_, R_, ROW_, A2_, Y_,
- AZ_, LF_, UNIT_) = range(24)
+ AZ_, LF_, UNIT_, PT_) = range(25)
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
@@ -152,7 +162,7 @@ def _score_generic(Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U, s_buf):
 
 
 @njit(cache=True, error_model="numpy", inline="always", _nrt=False)
-def _info(Zt, b, f, w, p_buf, v_buf, Inf, eta, row, unit):
+def _info(pt, Zt, b, f, w, p_buf, v_buf, Inf, eta, row, unit):
     """Log-likelihood, p, v and the Fisher information: straight-line sweeps for P <= 8.
 
     ``eta``, ``row``: work space of the generic loops; ``unit``: every weight
@@ -160,24 +170,22 @@ def _info(Zt, b, f, w, p_buf, v_buf, Inf, eta, row, unit):
     log-likelihood's log1p terms as one log of their product.  (The
     dispatchers take arrays, not the workspace tuple: passing its 24 arrays
     cost more than these sweeps.)"""
-    P = Zt.shape[0]
-    if P == 6:
-        return _fu.info_6(Zt, b, f, w, p_buf, v_buf, Inf, unit)
-    elif P == 5:
-        return _fu.info_5(Zt, b, f, w, p_buf, v_buf, Inf, unit)
-    elif P == 7:
-        return _fu.info_7(Zt, b, f, w, p_buf, v_buf, Inf, unit)
-    elif P == 4:
-        return _fu.info_4(Zt, b, f, w, p_buf, v_buf, Inf, unit)
-    elif P == 3:
-        return _fu.info_3(Zt, b, f, w, p_buf, v_buf, Inf, unit)
-    elif P == 2:
-        return _fu.info_2(Zt, b, f, w, p_buf, v_buf, Inf, unit)
-    elif P == 1:
-        return _fu.info_1(Zt, b, f, w, p_buf, v_buf, Inf, unit)
-    elif P == 8:
-        return _fu.info_8(Zt, b, f, w, p_buf, v_buf, Inf, unit)
-    return _info_generic(Zt, b, f, w, p_buf, v_buf, Inf, eta, row)
+    return _info_p(pt, Zt, b, f, w, p_buf, v_buf, Inf, eta, row, unit)
+
+
+def _info_p(pt, Zt, b, f, w, p_buf, v_buf, Inf, eta, row, unit):
+    """:func:`_info` for the P of the type of ``pt`` alone (:func:`.logit_numba.p_tag`)."""
+    raise TypeError("numba-compiled code only")
+
+
+@overload(_info_p, inline="always")
+def _info_by_p(pt, Zt, b, f, w, p_buf, v_buf, Inf, eta, row, unit):
+    kernel = _unrolled_firth("info", pt)
+    if kernel is not None:
+        return (lambda pt, Zt, b, f, w, p_buf, v_buf, Inf, eta, row, unit:
+                kernel(Zt, b, f, w, p_buf, v_buf, Inf, unit))
+    return (lambda pt, Zt, b, f, w, p_buf, v_buf, Inf, eta, row, unit:
+            _info_generic(Zt, b, f, w, p_buf, v_buf, Inf, eta, row))
 
 
 @njit(cache=True, error_model="numpy", _nrt=False)
@@ -202,54 +210,47 @@ def _chol_inv_generic(Inf, L, Li):
 
 
 @njit(cache=True, error_model="numpy", inline="always", _nrt=False)
-def _chol_inv(Inf, L, Li):
+def _chol_inv(pt, Inf, L, Li):
     """Li = chol(Inf)^{-1}; returns log det Inf, -inf if Inf is not positive definite."""
-    P = Inf.shape[0]
-    if P == 6:
-        return _fu.chol_inv_6(Inf, L, Li)
-    elif P == 5:
-        return _fu.chol_inv_5(Inf, L, Li)
-    elif P == 7:
-        return _fu.chol_inv_7(Inf, L, Li)
-    elif P == 4:
-        return _fu.chol_inv_4(Inf, L, Li)
-    elif P == 3:
-        return _fu.chol_inv_3(Inf, L, Li)
-    elif P == 2:
-        return _fu.chol_inv_2(Inf, L, Li)
-    elif P == 1:
-        return _fu.chol_inv_1(Inf, L, Li)
-    elif P == 8:
-        return _fu.chol_inv_8(Inf, L, Li)
-    return _chol_inv_generic(Inf, L, Li)
+    return _chol_inv_p(pt, Inf, L, Li)
+
+
+def _chol_inv_p(pt, Inf, L, Li):
+    """:func:`_chol_inv` for the P of the type of ``pt`` alone (:func:`.logit_numba.p_tag`)."""
+    raise TypeError("numba-compiled code only")
+
+
+@overload(_chol_inv_p, inline="always")
+def _chol_inv_by_p(pt, Inf, L, Li):
+    kernel = _unrolled_firth("chol_inv", pt)
+    if kernel is not None:
+        return lambda pt, Inf, L, Li: kernel(Inf, L, Li)
+    return lambda pt, Inf, L, Li: _chol_inv_generic(Inf, L, Li)
 
 
 @njit(cache=True, error_model="numpy", inline="always", _nrt=False)
-def _score(Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U, s_buf):
+def _score(pt, Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U, s_buf):
     """Y = L^{-1} Z', m and the modified score U: straight-line sweeps for P <= 8."""
-    P = Zt.shape[0]
-    if P == 6:
-        _fu.score_6(Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U)
-    elif P == 5:
-        _fu.score_5(Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U)
-    elif P == 7:
-        _fu.score_7(Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U)
-    elif P == 4:
-        _fu.score_4(Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U)
-    elif P == 3:
-        _fu.score_3(Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U)
-    elif P == 2:
-        _fu.score_2(Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U)
-    elif P == 1:
-        _fu.score_1(Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U)
-    elif P == 8:
-        _fu.score_8(Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U)
-    else:
-        _score_generic(Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U, s_buf)
+    _score_p(pt, Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U, s_buf)
+
+
+def _score_p(pt, Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U, s_buf):
+    """:func:`_score` for the P of the type of ``pt`` alone (:func:`.logit_numba.p_tag`)."""
+    raise TypeError("numba-compiled code only")
+
+
+@overload(_score_p, inline="always")
+def _score_by_p(pt, Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U, s_buf):
+    kernel = _unrolled_firth("score", pt)
+    if kernel is not None:
+        return (lambda pt, Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U, s_buf:
+                kernel(Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U))
+    return (lambda pt, Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U, s_buf:
+            _score_generic(Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U, s_buf))
 
 
 @njit(cache=True, error_model="numpy", inline="always", _nrt=False)
-def _evaluate_arrays(Zt, f, w, b, U, Inf, p_buf, v_buf, L, Li, Y, m_buf, eta, row, s_buf, unit):
+def _evaluate_arrays(pt, Zt, f, w, b, U, Inf, p_buf, v_buf, L, Li, Y, m_buf, eta, row, s_buf, unit):
     """Penalised log-likelihood at ``b``; fills the modified score ``U``, the
     Fisher information ``Inf`` and, in the buffers passed, the fitted probabilities, the
     weights, ``m_t = z_t' I^{-1} z_t``, ``Y = L^{-1} Z'`` and the Cholesky
@@ -264,11 +265,11 @@ def _evaluate_arrays(Zt, f, w, b, U, Inf, p_buf, v_buf, L, Li, Y, m_buf, eta, ro
     with weights 0 or 1 (``unit``), the sum of the log(1 + e^{-|eta|}) is one
     log of the product of the 1 + e^{-|eta|}.
     """
-    ll = _info(Zt, b, f, w, p_buf, v_buf, Inf, eta, row, unit)
-    logdet = _chol_inv(Inf, L, Li)
+    ll = _info(pt, Zt, b, f, w, p_buf, v_buf, Inf, eta, row, unit)
+    logdet = _chol_inv(pt, Inf, L, Li)
     if logdet == -np.inf:
         return -np.inf
-    _score(Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U, s_buf)
+    _score(pt, Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U, s_buf)
     return ll + 0.5 * logdet
 
 
@@ -279,8 +280,8 @@ def _evaluate(Zt, f, w, b, ws, U, Inf):
     Inlined by numba: passing the 24-array tuple to a function costs about
     300 ns per call (a fifth of an evaluation), passing the arrays does not.
     """
-    return _evaluate_arrays(Zt, f, w, b, U, Inf, ws[P_], ws[V_], ws[L_], ws[LI_], ws[Y_], ws[M_],
-                            ws[ETA_], ws[ROW_], ws[S_], ws[UNIT_][0] != 0.0)
+    return _evaluate_arrays(ws[PT_], Zt, f, w, b, U, Inf, ws[P_], ws[V_], ws[L_], ws[LI_], ws[Y_],
+                            ws[M_], ws[ETA_], ws[ROW_], ws[S_], ws[UNIT_][0] != 0.0)
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
@@ -321,7 +322,7 @@ def _neg_hessian_generic(Zt, Inf, p_buf, v_buf, m_buf, Y, Hn, G, AZ, a2, row):
 
 
 @njit(cache=True, error_model="numpy", inline="always", _nrt=False)
-def _neg_hessian_arrays(Zt, Inf, Y, p_buf, v_buf, m_buf, a1, Hn, L, G, AZ, row):
+def _neg_hessian_arrays(pt, Zt, Inf, Y, p_buf, v_buf, m_buf, a1, Hn, L, G, AZ, row):
     """Minus the Hessian of l* at the point last evaluated (whose buffers ``ws`` holds).
 
     -d2 l*/db_r db_s = I_rs + 1/2 tr(M B_r M B_s) - 1/2 sum_t v''_t m_t z_tr z_ts,
@@ -332,32 +333,29 @@ def _neg_hessian_arrays(Zt, Inf, Y, p_buf, v_buf, m_buf, a1, Hn, L, G, AZ, row):
     trials per r, instead of O(P^4) algebra; for P <= 8 each r is one sweep
     with its sums in registers (:mod:`._firth_unrolled`).
     """
-    P = Zt.shape[0]
-    if P == 6:
-        _fu.hess_6(Zt, Y, p_buf, v_buf, m_buf, a1, L, Inf, Hn)
-    elif P == 5:
-        _fu.hess_5(Zt, Y, p_buf, v_buf, m_buf, a1, L, Inf, Hn)
-    elif P == 7:
-        _fu.hess_7(Zt, Y, p_buf, v_buf, m_buf, a1, L, Inf, Hn)
-    elif P == 4:
-        _fu.hess_4(Zt, Y, p_buf, v_buf, m_buf, a1, L, Inf, Hn)
-    elif P == 3:
-        _fu.hess_3(Zt, Y, p_buf, v_buf, m_buf, a1, L, Inf, Hn)
-    elif P == 2:
-        _fu.hess_2(Zt, Y, p_buf, v_buf, m_buf, a1, L, Inf, Hn)
-    elif P == 1:
-        _fu.hess_1(Zt, Y, p_buf, v_buf, m_buf, a1, L, Inf, Hn)
-    elif P == 8:
-        _fu.hess_8(Zt, Y, p_buf, v_buf, m_buf, a1, L, Inf, Hn)
-    else:
-        _neg_hessian_generic(Zt, Inf, p_buf, v_buf, m_buf, Y, Hn, G, AZ, a1, row)
+    _neg_hessian_arrays_p(pt, Zt, Inf, Y, p_buf, v_buf, m_buf, a1, Hn, L, G, AZ, row)
+
+
+def _neg_hessian_arrays_p(pt, Zt, Inf, Y, p_buf, v_buf, m_buf, a1, Hn, L, G, AZ, row):
+    """:func:`_neg_hessian_arrays` for the P of the type of ``pt`` alone (:func:`.logit_numba.p_tag`)."""
+    raise TypeError("numba-compiled code only")
+
+
+@overload(_neg_hessian_arrays_p, inline="always")
+def _neg_hessian_arrays_by_p(pt, Zt, Inf, Y, p_buf, v_buf, m_buf, a1, Hn, L, G, AZ, row):
+    kernel = _unrolled_firth("hess", pt)
+    if kernel is not None:
+        return (lambda pt, Zt, Inf, Y, p_buf, v_buf, m_buf, a1, Hn, L, G, AZ, row:
+                kernel(Zt, Y, p_buf, v_buf, m_buf, a1, L, Inf, Hn))
+    return (lambda pt, Zt, Inf, Y, p_buf, v_buf, m_buf, a1, Hn, L, G, AZ, row:
+            _neg_hessian_generic(Zt, Inf, p_buf, v_buf, m_buf, Y, Hn, G, AZ, a1, row))
 
 
 @njit(cache=True, error_model="numpy", inline="always", _nrt=False)
 def _neg_hessian(Zt, w, Inf, ws):
     """:func:`_neg_hessian_arrays` with its buffers from ``ws`` (inlined, see :func:`_evaluate`)."""
-    _neg_hessian_arrays(Zt, Inf, ws[Y_], ws[P_], ws[V_], ws[M_], ws[A2_], ws[HN_], ws[L_], ws[G_],
-                        ws[AZ_], ws[ROW_])
+    _neg_hessian_arrays(ws[PT_], Zt, Inf, ws[Y_], ws[P_], ws[V_], ws[M_], ws[A2_], ws[HN_], ws[L_],
+                        ws[G_], ws[AZ_], ws[ROW_])
 
 
 @njit(cache=True, error_model="numpy", _nrt=False)
@@ -367,11 +365,11 @@ def _solve_sub(Inf, U, fixed, d, S, Ls, r, Lf):
     ``S``, ``Ls`` (P - 1, P - 1) and ``r`` (P - 1) are work space for the
     submatrix; ``Lf`` (P, P) for the full case's Cholesky factor.
     Straight-line Cholesky and solves for up to 8 free parameters
-    (:func:`selfinterp._core.logit_numba._factor_solve`).  Returns False if
+    (:func:`selfinterp._core.logit_numba._factor_solve_any`).  Returns False if
     the submatrix is not positive definite."""
     P = U.shape[0]
     if fixed < 0:
-        return _factor_solve(Inf, U, Lf, d)
+        return _factor_solve_any(Inf, U, Lf, d)
     n = 0
     for i in range(P):
         if i == fixed:
@@ -386,7 +384,7 @@ def _solve_sub(Inf, U, fixed, d, S, Ls, r, Lf):
         n += 1
     # r is both the right-hand side and the solution: the solve reads each
     # entry before it writes it
-    if n > 0 and not _factor_solve(S, r, Ls, r):
+    if n > 0 and not _factor_solve_any(S, r, Ls, r):
         return False
     _scatter(r, fixed, d)
     return True
@@ -503,9 +501,11 @@ def _maximise(Zt, f, w, b, fixed, max_iter, tol, ws, grow):
 
 
 @njit(cache=True)
-def _workspace(P, T, w):
+def _workspace(pt, P, T, w):
     """Per-context buffers, allocated once per context (slot names above), for
-    the trial weights ``w`` (T,)."""
+    the trial weights ``w`` (T,); the last slot is the tag ``pt`` of P
+    (:func:`.logit_numba.p_tag`), by whose type the sweeps are compiled for
+    that P alone."""
     Q = max(P - 1, 1)  # the free parameters of a profile (one held fixed)
     unit = np.empty(1)
     unit[0] = 1.0 if _unit_weights(w) else 0.0
@@ -518,7 +518,8 @@ def _workspace(P, T, w):
             np.empty(T), np.empty(Q), np.empty(T), np.empty(T),  # eta, solve vector, row, v'' m / 2
             np.empty((P, T)), np.empty((P, T)),  # Y = chol(I)^{-1} Z', v' z_r
             np.zeros((P, P)),  # chol of the full matrix in _solve_sub
-            unit)  # 1.0: every weight is 0 or 1 (the sweeps' faster log-likelihood)
+            unit,  # 1.0: every weight is 0 or 1 (the sweeps' faster log-likelihood)
+            pt)
 
 
 @njit(cache=True, _nrt=False)
@@ -1012,7 +1013,7 @@ def _inverse(H, out, L, e, col):
         for i in range(P):
             e[i] = 1.0 if i == jj else 0.0
         if jj == 0:
-            if not _factor_solve(H, e, L, col):
+            if not _factor_solve_any(H, e, L, col):
                 return False
         else:
             _ldl_solve(L, e, col)
@@ -1041,8 +1042,8 @@ def _context(X, f, w, a, fit_intercept, Tp):
 
 
 @njit(cache=True, parallel=True)
-def firth_numba(X, f, w, fit_intercept, intervals, q, max_iter, tol, restart):
-    """Fit every context of X (A, T, K); ``restart`` (A,) bool: the contexts
+def firth_numba(pt, X, f, w, fit_intercept, intervals, q, max_iter, tol, restart):
+    """Fit every context of X (A, T, K) (``pt``: :func:`.logit_numba.p_tag` of P); ``restart`` (A,) bool: the contexts
     whose bounds are checked for a higher branch (:func:`_bound`).
 
     Returns
@@ -1070,7 +1071,7 @@ def firth_numba(X, f, w, fit_intercept, intervals, q, max_iter, tol, restart):
     Tp = padded(T)
     for a in prange(A):
         Zt, fa, wa = _context(X, f, w, a, fit_intercept, Tp)
-        ws = _workspace(P, Tp, wa)
+        ws = _workspace(pt, P, Tp, wa)
         b = np.zeros(P)
         obj, ok, n_it = _maximise(Zt, fa, wa, b, -1, max_iter, tol, ws, True)
         beta[a] = b

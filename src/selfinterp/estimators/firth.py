@@ -99,6 +99,7 @@ def fit_firth(X, y, *, mask=None, n=None, intercept: bool = True, intervals: boo
     FirthFit
     """
     from ..errors import InputError
+    from .._core.logit_numba import p_tag
     from ._firth_numba import firth_numba
 
     if not 0.0 < level < 1.0:
@@ -116,7 +117,7 @@ def fit_firth(X, y, *, mask=None, n=None, intercept: bool = True, intervals: boo
     else:
         restart = np.full(A, restarts == "all")
     beta, cov, lower, upper, conv, ci_conv, n_iter = firth_numba(
-        Xc, f, w, intercept, intervals, q, int(max_iter), float(tol), restart)
+        p_tag(K + 1 if intercept else K), Xc, f, w, intercept, intervals, q, int(max_iter), float(tol), restart)
     se = np.sqrt(np.clip(np.diagonal(cov, axis1=1, axis2=2), 0.0, None))
     converged = conv & ci_conv if intervals else conv
     return FirthFit(
