@@ -12,6 +12,7 @@ The names below are loaded on first use (module ``__getattr__``), so that
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
 from ._version import __version__
 from .errors import InputError, MissingExtraError
@@ -31,6 +32,12 @@ _LAZY = {
     "open_dataset": "labelled",
 }
 _SUBMODULES = ("agents", "design")
+
+if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
+    from . import agents, design
+    from .labelled import choices_dataset, fit_dataset, open_dataset, simulate_dataset, to_netcdf
+    from .logit import LogitFit, fit_logit, normalize_weights, simulate_and_fit
+    from .simulate import simulate_choices, simulate_choices_jax
 
 __all__ = [
     "__version__",
