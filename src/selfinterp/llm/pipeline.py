@@ -109,7 +109,10 @@ class ExperimentRun:
         self.manifest.record_file(exp.catalog, exp.catalog.parent)
         self.manifest.save()
         self.cache = RequestCache(self.out / "requests.sqlite")
-        self.sync = make_client(exp.base_url, max_retries=exp.max_retries, timeout=exp.timeout)
+        self.sync = self._client()
+        if exp.backend == "local":
+            self.manifest.data["settings"]["local"] = self.sync.describe()
+            self.manifest.save()
         self.summary: dict = {}
 
     # ------------------------------------------------------------------ randomness
@@ -137,9 +140,19 @@ class ExperimentRun:
 
     async def _chat_many(self, bodies: list[dict], stage: str) -> list[dict]:
         exp = self.exp
-        async with make_client(exp.base_url, max_retries=exp.max_retries, timeout=exp.timeout,
-                               asynchronous=True) as client:
+        async with self._client(asynchronous=True) as client:
             return await Requester(client, self.cache, concurrency=exp.concurrency).chat_many(bodies, desc=stage)
+
+    def _client(self, asynchronous: bool = False):
+        """The OpenAI client of the server path, or the in-process local backend's (``backend = "local"``)."""
+        exp = self.exp
+        if exp.backend == "local":
+            if asynchronous:
+                return self.sync.asynchronous()
+            from .local import make_local_client
+
+            return make_local_client(exp, echo=self.echo)
+        return make_client(exp.base_url, max_retries=exp.max_retries, timeout=exp.timeout, asynchronous=asynchronous)
 
     def close(self) -> None:
         self.sync.close()
