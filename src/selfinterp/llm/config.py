@@ -162,14 +162,14 @@ def load_experiment(path, *, base_url: str | None = None, model: str | None = No
         finetune=_get(raw, "finetune", bool, True, w),
         source=path.resolve(),
     )
-    exp = _with_backend(exp, raw, path, root, req, model_override=model)
+    exp = _with_backend(exp, raw, path, root, req)
     if exp.n_train + exp.n_validation < 1 or exp.n_instilled * exp.n_train < 10:
         raise InputError(f"{path}: instillation needs at least 10 training examples "
                          f"({exp.n_instilled} contexts x {exp.n_train} pairs)")
     return exp
 
 
-def _with_backend(exp: Experiment, raw: dict, path: Path, root: Path, req: dict, *, model_override) -> Experiment:
+def _with_backend(exp: Experiment, raw: dict, path: Path, root: Path, req: dict) -> Experiment:
     """Check and attach the backend: ``openai`` (any OpenAI-compatible server) or ``local`` (selfinterp.llm.local)."""
     import dataclasses
 
@@ -195,6 +195,7 @@ def _with_backend(exp: Experiment, raw: dict, path: Path, root: Path, req: dict,
     from .local.model import check_extra, resolve_model
 
     check_extra()
-    source = resolve_model(exp.model, None if model_override else root, where=str(path))
+    # the file's model is relative to the file's folder; one given on the command line, to the working folder
+    source = resolve_model(exp.model, root if exp.model == raw.get("model") else None, where=str(path))
     extra = {} if "concurrency" in req else {"concurrency": max(exp.concurrency, local.eval_batch_size)}
     return dataclasses.replace(exp, backend="local", local=dataclasses.replace(local, source=source), **extra)

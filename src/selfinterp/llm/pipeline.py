@@ -199,8 +199,10 @@ class ExperimentRun:
                              backoff=self._backoff(), echo=self.echo, **kw)
 
     # ------------------------------------------------------------------ elicitation stages
-    def choices(self, model: str, idx: np.ndarray, n_pairs: int, stage: str):
+    def choices(self, model: str, idx: np.ndarray, n_pairs: int, stage: str, pairs_stream: str | None = None):
         """The model's choices in contexts ``idx``; writes the stage's transcript.
+
+        The pairs come from the named stream ``pairs_stream`` (default: the stage's name).
 
         Returns
         -------
@@ -209,7 +211,7 @@ class ExperimentRun:
         shown : dict for :func:`released.write_layout` (one trial per order and pair)
         """
         exp, spec = self.exp, self.exp.choices
-        pairs = self.pairs(stage, n_pairs)
+        pairs = self.pairs(pairs_stream or stage, n_pairs)
         bodies, spans = [], []
         for i in idx:
             a, b = pairs[i]
@@ -340,6 +342,8 @@ class ExperimentRun:
 
     def _finish(self, arrays: dict) -> dict:
         self.summary["cost"] = self.costs()
+        if self.exp.backend == "local":  # for planning in GPU-hours (selfinterp power --gpu-throughput)
+            self.summary["local_throughput"] = self.sync.throughput()
         self.manifest.data["summary"] = self.summary
         self.manifest.save()
         (self.out / "summary.json").write_text(json.dumps(self.summary, indent=2, allow_nan=True), encoding="utf-8")

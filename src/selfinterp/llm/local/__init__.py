@@ -13,8 +13,8 @@ from .settings import LocalSettings, parse_local
 __all__ = ["LocalSettings", "parse_local", "make_local_client"]
 
 
-def make_local_client(exp, *, echo=print):
+def make_local_client(exp, *, echo=print, engine=None):
     """The :class:`LocalClient` of an experiment whose backend is local (loads the tokenizer, checks it)."""
     from .client import LocalClient
 
-    return LocalClient(exp, echo=echo)
+    return LocalClient(exp, echo=echo, engine=engine)

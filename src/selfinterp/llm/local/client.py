@@ -59,19 +59,30 @@ def _obj(data: dict) -> _Obj:
 class _Backend:
     """What both clients share: the engine, the run's local folder, the jobs."""
 
-    def __init__(self, exp, echo=print):
+    def __init__(self, exp, echo=print, engine: Engine | None = None):
         self.exp, self.s, self.echo = exp, exp.local, echo
         self.root = exp.out / "local"
         for sub in ("files", "jobs", "adapters"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
-        self.engine = Engine(self.s.source, device=self.s.device, dtype=self.s.dtype,
-                             adapters_dir=self.root / "adapters", threads=self.s.threads,
-                             labels=(exp.template.label_a, exp.template.label_b), where=str(exp.source))
+        if engine is not None:  # a model already loaded (for the same model and labels)
+            if engine.source.label != self.s.source.label:
+                raise InputError(f"the engine runs {engine.source.label!r}, the experiment asks {self.s.source.label!r}")
+            engine.release_adapters()
+            engine.adapters_dir = self.root / "adapters"
+            self.engine = engine
+        else:
+                self.engine = Engine(self.s.source, device=self.s.device, dtype=self.s.dtype,
+                                 adapters_dir=self.root / "adapters", threads=self.s.threads,
+                                 labels=(exp.template.label_a, exp.template.label_b), where=str(exp.source))
         from . import model as _model  # the estimate up front: a model too large stops here, before any training
 
         _model.check_memory(_model.estimate_params(self.s.source), self.engine.dtype, self.engine.device,
                             where=f"{exp.source}: model {self.s.source.label!r}")
         self._failed_here: set[str] = set()
+        # measured throughput of this process: [tokens, seconds] of one-token reads and of generation
+        self.clock = {"prefill": [0, 0.0], "decode": [0, 0.0]}
+        self.trained: list[dict] = []
+        self._announced: set[str] = set()
 
     # ------------------------------------------------------------------ files and jobs
     def create_file(self, file, purpose: str):
@@ -131,10 +142,16 @@ class _Backend:
     def retrieve_job(self, job_id: str):
         folder = self._job_folder(job_id)
         job = read_job(folder)
-        if job["status"] != "succeeded" and job_id not in self._failed_here:
+        if job["status"] != "succeeded" and self.s.training == "external":
+            if job_id not in self._announced:  # trained by another process (e.g. accelerate launch): poll
+                self._announced.add(job_id)
+                self.echo(f"[{job_id}] waiting for the job to be trained: accelerate launch -m "
+                          f"selfinterp.llm.local.train {folder}")
+        elif job["status"] != "succeeded" and job_id not in self._failed_here:
             self.echo(f"[{job_id}] training on {self.engine.device} ({self.engine.dtype})")
             try:
                 job = train_job(folder, self.engine)
+                self.trained.append(job)
             except InputError:
                 raise
             except Exception as exc:  # reported as the job's failure; a later run resumes from the checkpoint
@@ -192,7 +209,9 @@ class _Backend:
     def _logprob_replies(self, model, bodies, prompts):
         import torch
 
+        t0 = time.perf_counter()
         lps = self.engine.next_token_logprobs(model, prompts)
+        self.clock["prefill"][1] += time.perf_counter() - t0
         replies = []
         for b, p, lp in zip(bodies, prompts, lps):
             k = int(b.get("top_logprobs") or 0)
@@ -203,21 +222,25 @@ class _Backend:
             items = [self._item(t, lp[t]) for t in ids + extra]
             best = int(top.indices[0])
             first = self._item(best, lp[best]) | {"top_logprobs": items}
-            replies.append(self._reply(model, first["token"], "length", self._n_tokens(p), 1,
-                                       {"content": [first]}))
+            n = self._n_tokens(p)
+            self.clock["prefill"][0] += n
+            replies.append(self._reply(model, first["token"], "length", n, 1, {"content": [first]}))
         return replies
 
     def _generated_replies(self, model, bodies, prompts, max_tokens):
         for b in bodies:
             if float(b.get("temperature") or 0) != 0:
                 raise InputError("the local backend generates greedily: temperature must be 0")
+        t0 = time.perf_counter()
         res = self.engine.generate(model, prompts, max_tokens)
+        self.clock["decode"][1] += time.perf_counter() - t0
         replies = []
         for b, p, (toks, stopped) in zip(bodies, prompts, res):
             text = self.engine.tok.decode(toks, skip_special_tokens=True)
             msgs = b["messages"]
             if msgs[-1]["role"] == "assistant":  # a prefilled answer: the reply is the whole answer
                 text = msgs[-1]["content"] + text
+            self.clock["decode"][0] += len(toks) + int(stopped)
             replies.append(self._reply(model, text, "stop" if stopped else "length", self._n_tokens(p),
                                        len(toks) + int(stopped), None))
         return replies
@@ -266,8 +289,8 @@ class _Namespace:
 class LocalClient:
     """The synchronous client (files, fine-tuning jobs, chat completions) of an experiment's local backend."""
 
-    def __init__(self, exp, *, echo=print, backend: _Backend | None = None):
-        self._b = backend or _Backend(exp, echo=echo)
+    def __init__(self, exp, *, echo=print, engine: Engine | None = None):
+        self._b = _Backend(exp, echo=echo, engine=engine)
         b = self._b
         self.files = _Namespace(create=b.create_file)
         self.fine_tuning = _Namespace(jobs=_Namespace(create=b.create_job, retrieve=b.retrieve_job,
@@ -297,6 +320,17 @@ class LocalClient:
                 "device": b.engine.device, "dtype": b.engine.dtype, "settings": s.identity(),
                 "save_steps": s.save_steps, "eval_batch_size": s.eval_batch_size,
                 "label_token_ids": b.engine.label_ids, "versions": local_versions()}
+
+    def throughput(self) -> dict:
+        """Tokens per second measured in this process (for ``selfinterp power --gpu-throughput``): ``prefill``
+        (prompt tokens of one-token reads), ``decode`` (generated tokens, their prompts' time included) and
+        ``train`` (trained tokens of the jobs trained here); None where nothing was measured."""
+        out = {k: (n / t if t > 0 else None) for k, (n, t) in self._b.clock.items()}
+        tr = [j for j in self._b.trained if j.get("metrics", {}).get("train_runtime")]
+        out["train"] = (sum(j["trained_tokens"] for j in tr) / sum(j["metrics"]["train_runtime"] for j in tr)
+                        if tr else None)
+        out["device"], out["dtype"] = self._b.engine.device, self._b.engine.dtype
+        return out
 
     def close(self) -> None:
         pass

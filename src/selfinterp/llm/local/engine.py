@@ -19,9 +19,19 @@ from ...errors import InputError
 from .model import (ModelSource, check_chat_template, choose_device, choose_dtype, label_token_ids, load_model,
                     load_tokenizer)
 
-__all__ = ["Engine", "adapter_name", "adapter_hash", "save_adapter"]
+__all__ = ["Engine", "adapter_name", "adapter_hash", "save_adapter", "quiet_peft"]
 
 ADAPTER_PREFIX = "ft:local:"
+
+
+@contextmanager
+def quiet_peft():
+    """PEFT reads transformers' deprecated ``is_gradient_checkpointing``; that FutureWarning is theirs, not the user's."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
 
 
 def adapter_hash(folder) -> str:
@@ -46,7 +56,7 @@ def save_adapter(peft_model, folder, *, base_label: str, adapter: str = "default
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in
-             get_peft_model_state_dict(peft_model, adapter_name=adapter).items()}
+             get_peft_model_state_dict(peft_model, adapter_name=adapter, save_embedding_layers=False).items()}
     save_file(state, str(folder / "adapter_model.safetensors"))
     cfg = peft_model.peft_config[adapter].to_dict()
     cfg["base_model_name_or_path"] = base_label
@@ -126,7 +136,8 @@ class Engine:
         if self._peft is None:
             from peft import PeftModel
 
-            self._peft = PeftModel.from_pretrained(self.base, str(folder), adapter_name=key, is_trainable=False)
+            with quiet_peft():
+                self._peft = PeftModel.from_pretrained(self.base, str(folder), adapter_name=key, is_trainable=False)
             self._peft.eval()
         elif key not in self._loaded:
             self._peft.load_adapter(str(folder), adapter_name=key, is_trainable=False)
@@ -152,10 +163,15 @@ class Engine:
     # ------------------------------------------------------------------ inference
     def next_token_logprobs(self, name: str, prompts: list[str]):
         """(n, vocab) float32 log-probabilities of the token after each prompt (one left-padded batch)."""
+        with self.using(name) as model:
+            return self.logprobs_of(model, prompts)
+
+    def logprobs_of(self, model, prompts: list[str]):
+        """:meth:`next_token_logprobs` of a given model object (the base, or a PEFT model in memory)."""
         import torch
 
         ids, mask, pos = self._batch(prompts)
-        with torch.inference_mode(), self.using(name) as model:
+        with torch.inference_mode():
             out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False, logits_to_keep=1)
         return torch.log_softmax(out.logits[:, -1, :].float(), dim=-1).cpu()
 

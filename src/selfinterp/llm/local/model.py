@@ -215,8 +215,16 @@ def load_model(src: ModelSource, *, device: str, dtype: str, where: str):
     except Exception as exc:
         raise InputError(f"{where}: model {src.label!r} cannot be loaded as a causal language model "
                          f"({type(exc).__name__}: {str(exc)[:300]})") from None
-    # adapters' configs name the base model as the experiment file does, never by a path of this machine
+    quantizer = getattr(model, "hf_quantizer", None)
+    if src.kind == "gguf" and quantizer is not None:
+        # transformers dequantises a GGUF file's weights to plain floats on loading; only its marker says
+        # "quantized", which would refuse training
+        quantizer.remove_quantization_config(model)
+    # never a path of this machine in an adapter's or checkpoint's config (selfinterp writes the model's name
+    # as the experiment file gives it into the adapters it saves); an empty name also keeps PEFT from
+    # looking the name up on the hub when it saves a checkpoint
     model.config._name_or_path = src.label
+    model.name_or_path = ""
     model.config.use_cache = True
     model.generation_config.pad_token_id = model.generation_config.pad_token_id or model.config.eos_token_id
     return model.to(device).eval()

@@ -34,10 +34,11 @@ class LocalSettings:
     save_steps: int = 50
     eval_batch_size: int = 16
     threads: int | None = None
+    training: str = "in-process"  # or "external": jobs are trained by `python -m selfinterp.llm.local.train`
     source: ModelSource | None = None
 
     # what changes results (the experiment's fingerprint); where and how fast it runs does not
-    _NOT_IDENTITY = ("device", "eval_batch_size", "threads", "source", "save_steps")
+    _NOT_IDENTITY = ("device", "eval_batch_size", "threads", "source", "save_steps", "training")
 
     def identity(self) -> dict:
         d = asdict(self)
@@ -82,7 +83,7 @@ def parse_local(table: dict, *, where: str) -> LocalSettings:
     if unknown := set(table) - LOCAL_KEYS:
         raise InputError(f"{where}: unknown key(s) {sorted(unknown)} in [local]; known: {sorted(LOCAL_KEYS)}")
     d = LocalSettings()
-    kinds = {"device": str, "dtype": str, "lora_r": int, "lora_alpha": int, "lora_dropout": float,
+    kinds = {"device": str, "dtype": str, "training": str, "lora_r": int, "lora_alpha": int, "lora_dropout": float,
              "learning_rate": float, "n_epochs": int, "max_steps": int, "batch_size": int, "seed": int,
              "save_steps": int, "eval_batch_size": int, "threads": int}
     out = {}
@@ -110,6 +111,8 @@ def parse_local(table: dict, *, where: str) -> LocalSettings:
     dev = out.get("device", "auto")
     if not (dev in ("auto", "cpu") or dev == "cuda" or dev.startswith("cuda:") and dev[5:].isdigit()):
         raise InputError(f"{where}: [local] device must be \"auto\", \"cpu\", \"cuda\" or \"cuda:N\", got {dev!r}")
+    if out.get("training", "in-process") not in ("in-process", "external"):
+        raise InputError(f"{where}: [local] training must be \"in-process\" or \"external\", got {out['training']!r}")
     if out.get("lora_dropout", 0.0) >= 1:
         raise InputError(f"{where}: [local] lora_dropout must be below 1, got {out['lora_dropout']}")
     return replace(d, **out)

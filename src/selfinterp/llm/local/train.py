@@ -70,7 +70,7 @@ def write_job(folder, job: dict) -> None:
 
 def log_event(folder, message: str, level: str = "info") -> None:
     path = Path(folder) / "events.jsonl"
-    n = sum(1 for _ in open(path, encoding="utf-8")) if path.exists() else 0
+    n = len(path.read_text(encoding="utf-8").splitlines()) if path.exists() else 0
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps({"id": f"ftevent-{Path(folder).name}-{n}", "created_at": int(time.time()),
                             "level": level, "message": message}) + "\n")
@@ -137,7 +137,7 @@ def train_job(folder, engine) -> dict:
     from peft import LoraConfig, PeftModel, get_peft_model
     from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
-    from .engine import adapter_name, save_adapter
+    from .engine import adapter_name, quiet_peft, save_adapter
 
     folder = Path(folder)
     job = read_job(folder)
@@ -156,13 +156,13 @@ def train_job(folder, engine) -> dict:
 
     base = engine.release_adapters()
     set_seed(job["seed"])  # LoRA's initial weights
-    if job.get("parent_adapter"):
-        model = PeftModel.from_pretrained(base, str(root / job["parent_adapter"]), is_trainable=True)
-    else:
-        targets = hp["target_modules"]
-        cfg = LoraConfig(r=hp["lora_r"], lora_alpha=hp["lora_alpha"], lora_dropout=hp["lora_dropout"],
-                         target_modules=targets, bias="none", task_type="CAUSAL_LM")
-        model = get_peft_model(base, cfg)
+    with quiet_peft():
+        if job.get("parent_adapter"):  # introspection folds start from the instilled adapter, as saved
+            model = PeftModel.from_pretrained(base, str(root / job["parent_adapter"]), is_trainable=True)
+        else:
+            cfg = LoraConfig(r=hp["lora_r"], lora_alpha=hp["lora_alpha"], lora_dropout=hp["lora_dropout"],
+                             target_modules=hp["target_modules"], bias="none", task_type="CAUSAL_LM")
+            model = get_peft_model(base, cfg)
 
     class Events(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kw):
@@ -184,7 +184,8 @@ def train_job(folder, engine) -> dict:
                       data_collator=_collate(engine.tok.pad_token_id), callbacks=[Events()])
     try:
         result = trainer.train(resume_from_checkpoint=str(last[-1][1]) if last else None)
-        metrics = {"train_loss": float(result.training_loss), "steps": int(result.global_step)}
+        metrics = {"train_loss": float(result.training_loss), "steps": int(result.global_step),
+                   "train_runtime": float(result.metrics.get("train_runtime", 0.0))}
         if val_rows:
             ev = trainer.evaluate(eval_dataset=_Examples(val_rows))
             metrics["validation_loss"] = float(ev["eval_loss"])
