@@ -163,6 +163,10 @@ def train_job(folder, engine) -> dict:
             cfg = LoraConfig(r=hp["lora_r"], lora_alpha=hp["lora_alpha"], lora_dropout=hp["lora_dropout"],
                              target_modules=hp["target_modules"], bias="none", task_type="CAUSAL_LM")
             model = get_peft_model(base, cfg)
+    for c in model.peft_config.values():
+        # no name in the checkpoints' configs: PEFT would look a name up on the hub when saving (selfinterp
+        # names the base model, as the experiment file does, in the adapters it stores)
+        c.base_model_name_or_path = None
 
     class Events(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kw):
