@@ -24,6 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args) -> int:
     import json
+    import sys
 
     from ..errors import InputError, require
     from ..llm.config import load_experiment
@@ -35,9 +36,13 @@ def main(args) -> int:
     if args.plot:
         require("matplotlib", "plot")
     exp = load_experiment(args.experiment, out=args.out)
-    run = ExperimentRun(exp)
+
+    def echo(msg):  # progress on stderr: stdout holds the JSON result only
+        print(msg, file=sys.stderr)
+
+    run = ExperimentRun(exp, echo=echo)
     try:
-        ds = follow_checkpoints(run, args.stage, n_boot=args.n_boot, echo=run.echo)
+        ds = follow_checkpoints(run, args.stage, n_boot=args.n_boot, echo=echo)
     finally:
         run.close()
     if args.plot:

@@ -221,7 +221,7 @@ def test_selfinterp_run_end_to_end_and_replicate_reads_it(tmp_path, shared, smol
     path = local_experiment(tmp_path, shared, "SmolLM2", local="batch_size = 4\nmax_steps = 2\nsave_steps = 1")
     assert cli_main(["run", str(path)]) == 0
     out = tmp_path / "out"
-    printed = json.loads(capsys.readouterr().out)
+    printed = _last_json(capsys.readouterr().out)
     assert set(printed["scores"]) >= {"learned_vs_target", "itrained_heldout_reports_vs_learned"}
     for stage in ("choices", "choices_native", "reports_base", "reports_instilled", "reports_instilled_native",
                   "reports_itrained_first", "reports_itrained_last", "reports_itrained_all_native"):
@@ -258,4 +258,9 @@ def test_selfinterp_run_end_to_end_and_replicate_reads_it(tmp_path, shared, smol
     assert cli_main(["run", str(path)]) == 0
     assert {p: len(p.read_text().splitlines()) for p in (out / "local" / "jobs").rglob("events.jsonl")} == n_events
     assert len(RequestCache(out / "requests.sqlite")) == n_cached
-    assert json.loads(capsys.readouterr().out)["scores"] == printed["scores"]
+    assert _last_json(capsys.readouterr().out)["scores"] == printed["scores"]
+
+
+def _last_json(text: str) -> dict:
+    """The JSON object `selfinterp run` prints last (after the progress lines of its jobs)."""
+    return json.loads(text[text.rindex("\n{\n") + 1:] if not text.startswith("{\n") else text)
