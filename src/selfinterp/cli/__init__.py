@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "calibrate": ("selfinterp.cli.calibrate", "fit the study simulator to transcripts in the released layout"),
     "replicate": ("selfinterp.cli.replicate", "reproduce the paper's results table from released transcripts"),
     "run": ("selfinterp.cli.run", "run an experiment against OpenAI or an OpenAI-compatible server"),
+    "checkpoints": ("selfinterp.cli.checkpoints", "evaluate every saved checkpoint of a local run's fine-tuning"),
     "bench-estimators": ("selfinterp.cli.bench_estimators", "benchmark weight-recovery estimators"),
 }
 

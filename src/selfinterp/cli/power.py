@@ -61,6 +61,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     c.add_argument("--batch", action="store_true", help="price inference at the Batch API discount")
     c.add_argument("--train-examples", type=_args.bounded_int(1, 1_000_000), default=None, metavar="N",
                    help="instillation training examples per context (default: calibration's, 50)")
+    c.add_argument("--gpu-throughput", metavar="TRAIN,PREFILL,DECODE",
+                   help="plan a local run in GPU-hours: tokens/s of training, prompt prefill and decoding, as "
+                        "measured (a pilot run's summary.json, local_throughput)")
+    c.add_argument("--gpu-usd-per-hour", type=float, metavar="USD", help="price the GPU-hours (with --gpu-throughput)")
     c.add_argument("--target-power", type=float, metavar="P",
                    help="pick the cheapest design whose power reaches P")
     c.add_argument("--test", choices=("training", "control"), default="training",
@@ -116,6 +120,7 @@ def main(args: argparse.Namespace) -> int:
 
     from ..errors import InputError, require
     from ..study import DEFAULT_MODEL, cheapest, design_cost, design_grid, load_calibration, load_prices, sweep
+    from ..study.budget import design_gpu_hours, parse_throughput
 
     model = load_calibration(args.calibration) if args.calibration else DEFAULT_MODEL
     if args.replicates < 1:
@@ -139,6 +144,9 @@ def main(args: argparse.Namespace) -> int:
                          f"choices and reports, over the limit of {MAX_SIMULATED:.0e}; "
                          "choose fewer replicates or smaller designs")
     table = load_prices(args.prices, args.price_model)
+    throughput = parse_throughput(args.gpu_throughput) if args.gpu_throughput else None
+    if args.gpu_usd_per_hour is not None and throughput is None:
+        raise InputError("--gpu-usd-per-hour needs --gpu-throughput")
     if args.plot:
         require("matplotlib", "plot")
     client, cluster = _connect(args)
@@ -161,6 +169,9 @@ def main(args: argparse.Namespace) -> int:
     for r in results:
         r.update(design_cost(r["contexts"], r["choices"], r["reports"], table,
                              train_examples=train_examples, batch=args.batch))
+        if throughput is not None:
+            r.update(design_gpu_hours(r["contexts"], r["choices"], r["reports"], table, throughput,
+                                      train_examples=train_examples, usd_per_gpu_hour=args.gpu_usd_per_hour))
     chosen = cheapest(results, args.target_power, args.test) if args.target_power is not None else None
     if args.plot:
         plot_power(results, args.plot, target_power=args.target_power, test=args.test)
@@ -169,7 +180,8 @@ def main(args: argparse.Namespace) -> int:
                "settings": {"replicates": args.replicates, "seed": args.seed,
                             "calibration": args.calibration or "built-in (GPT-4o)",
                             "prices": {"model": table.model, "source": table.source,
-                                       "checked": table.checked, "batch": args.batch}}}
+                                       "checked": table.checked, "batch": args.batch},
+                            "gpu_throughput": throughput, "gpu_usd_per_hour": args.gpu_usd_per_hour}}
         if args.target_power is not None:
             out["target_power"] = {"power": args.target_power, "test": args.test, "chosen": chosen}
         print(json.dumps(out, allow_nan=False))
@@ -206,12 +218,16 @@ def format_power(results, table, args) -> str:
             f"{r['contexts']:>5} {r['choices']:>4} {r['reports']:>3} {_eff(r['training_effect']):>7}  "
             f"{lt['mean']:.3f} [{lt['lo']:.3f}, {lt['hi']:.3f}]  {rl['mean']:.3f} [{rl['lo']:.3f}, {rl['hi']:.3f}]"
             f"  {r['ci_halfwidth']:5.3f}  {r['power_vs_control']:7.3f}  {r['power_training_effect']:8.3f}"
-            f"  {r['api_calls']:>9,}  {r['cost_usd']:>10,.2f}")
+            f"  {r['api_calls']:>9,}  {r['cost_usd']:>10,.2f}"
+            + (f"  {r['gpu_hours']:>8,.2f} GPU h" if "gpu_hours" in r else ""))
     lines += ["", "r: mean [2.5%, 97.5%] across simulated studies; +-CI: mean half-width of the 95% interval of "
                   "r(reports, learned);",
               "P(ctrl), P(train): share of studies whose 95% interval (context jackknife) puts reports above the "
               "base model's, and",
               "the introspection-trained reports above the weight-trained ones; cost: fine-tuning + inference."]
+    if results and "gpu_hours" in results[0]:
+        lines.append("GPU h: a local run's training and elicitation at the --gpu-throughput given (tokens per "
+                     "call from the price table's [tokens])")
     if any(r["undefined"] for r in results):
         lines.append("some studies had an undefined r (constant reports); counted as failures: see --json 'undefined'")
     return "\n".join(lines)

@@ -22,7 +22,7 @@ __all__ = ["Experiment", "load_experiment"]
 
 _SECTIONS = {
     "": {"name", "seed", "model", "base_url", "out", "template", "finetune", "contexts", "instill", "choices", "reports",
-         "introspection", "requests", "prices", "max_usd"},
+         "introspection", "requests", "prices", "max_usd", "backend", "local"},
     "contexts": {"catalog", "roles", "n_instilled", "n_native"},
     "instill": {"n_train", "n_validation", "suffix", "hyperparameters"},
     "choices": {"n_pairs", "n_pairs_native", "method", "both_orders", "top_logprobs", "max_tokens"},
@@ -69,12 +69,16 @@ class Experiment:
     finetune: bool = True
     max_usd: float | None = None
     source: Path | None = None
+    backend: str = "openai"
+    local: object = None  # LocalSettings where backend = "local" (selfinterp.llm.local)
 
     def fingerprint(self) -> str:
         """Identifies what the experiment asks (not how fast or where): seeds, sizes, model, prompts, inputs."""
         d = {k: v for k, v in asdict(self).items()
              if k not in {"base_url", "out", "concurrency", "max_retries", "timeout", "batch", "poll_first",
-                          "poll_max", "prices", "source", "catalog", "roles", "max_usd"}}
+                          "poll_max", "prices", "source", "catalog", "roles", "max_usd", "backend", "local"}}
+        if self.backend != "openai":  # (absent for the server path: its fingerprints stay as they were)
+            d["backend"], d["local"] = self.backend, self.local.identity()
         d["catalog_sha256"] = sha256_file(self.catalog)
         d["roles_sha256"] = sha256_file(self.roles) if self.roles else None
         blob = json.dumps(d, sort_keys=True, default=str)
@@ -198,7 +202,40 @@ def load_experiment(path, *, base_url: str | None = None, model: str | None = No
         raise InputError(f"{path}: this design asks about {n_requests:,} requests (contexts x pairs x orders, "
                          f"contexts x reports), over the limit of {MAX_REQUESTS:,}; check n_instilled, n_native, "
                          "n_pairs, n_pairs_native and n_reports")
+    exp = _with_backend(exp, raw, path, root, req)
     if exp.n_train + exp.n_validation < 1 or exp.n_instilled * exp.n_train < 10:
         raise InputError(f"{path}: instillation needs at least 10 training examples "
                          f"({exp.n_instilled} contexts x {exp.n_train} pairs)")
     return exp
+
+
+def _with_backend(exp: Experiment, raw: dict, path: Path, root: Path, req: dict) -> Experiment:
+    """Check and attach the backend: ``openai`` (any OpenAI-compatible server) or ``local`` (selfinterp.llm.local)."""
+    import dataclasses
+
+    backend = _get(raw, "backend", str, "openai", str(path))
+    if backend not in ("openai", "local"):
+        raise InputError(f"{path}: backend must be \"openai\" or \"local\", got {backend!r}")
+    if backend == "openai":
+        if "local" in raw:
+            raise InputError(f"{path}: a [local] table is given but backend is \"openai\" (set backend = \"local\")")
+        return exp
+    from .local.settings import check_job_hyperparameters, parse_local
+
+    local = parse_local(raw.get("local", {}), where=str(path))
+    if exp.base_url:
+        raise InputError(f"{path}: base_url is for the openai backend; the local backend needs none")
+    if exp.batch:
+        raise InputError(f"{path}: [requests] batch = true is for OpenAI's Batch API; the local backend batches "
+                         "its forward passes itself")
+    if exp.report_temperature != 0:
+        raise InputError(f"{path}: [reports] temperature must be 0 with the local backend (it generates greedily)")
+    for sec, hp in (("instill", exp.instill_hyperparameters), ("introspection", exp.itrain_hyperparameters)):
+        check_job_hyperparameters(hp, where=f"{path} [{sec}] hyperparameters")
+    from .local.model import check_extra, resolve_model
+
+    check_extra()
+    # the file's model is relative to the file's folder; one given on the command line, to the working folder
+    source = resolve_model(exp.model, root if exp.model == raw.get("model") else None, where=str(path))
+    extra = {} if "concurrency" in req else {"concurrency": max(exp.concurrency, local.eval_batch_size)}
+    return dataclasses.replace(exp, backend="local", local=dataclasses.replace(local, source=source), **extra)

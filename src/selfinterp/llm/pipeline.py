@@ -97,7 +97,10 @@ class ExperimentRun(Design):
         self.manifest.record_file(exp.catalog, exp.catalog.parent)
         self.manifest.save()
         self.cache = RequestCache(self.out / "requests.sqlite")
-        self.sync = make_client(exp.base_url, max_retries=exp.max_retries, timeout=exp.timeout)
+        self.sync = self._client()
+        if exp.backend == "local":
+            self.manifest.data["settings"]["local"] = self.sync.describe()
+            self.manifest.save()
         self.summary: dict = {}
 
     def _backoff(self) -> Backoff:
@@ -128,9 +131,19 @@ class ExperimentRun(Design):
 
     async def _chat_many(self, bodies: list[dict], stage: str) -> list[dict]:
         exp = self.exp
-        async with make_client(exp.base_url, max_retries=exp.max_retries, timeout=exp.timeout,
-                               asynchronous=True) as client:
+        async with self._client(asynchronous=True) as client:
             return await Requester(client, self.cache, concurrency=exp.concurrency).chat_many(bodies, desc=stage)
+
+    def _client(self, asynchronous: bool = False):
+        """The OpenAI client of the server path, or the in-process local backend's (``backend = "local"``)."""
+        exp = self.exp
+        if exp.backend == "local":
+            if asynchronous:
+                return self.sync.asynchronous()
+            from .local import make_local_client
+
+            return make_local_client(exp, echo=self.echo)
+        return make_client(exp.base_url, max_retries=exp.max_retries, timeout=exp.timeout, asynchronous=asynchronous)
 
     def close(self) -> None:
         self.sync.close()
@@ -168,8 +181,10 @@ class ExperimentRun(Design):
                              backoff=self._backoff(), echo=self.echo, **kw)
 
     # ------------------------------------------------------------------ elicitation stages
-    def choices(self, model: str, idx: np.ndarray, n_pairs: int, stage: str):
+    def choices(self, model: str, idx: np.ndarray, n_pairs: int, stage: str, pairs_stream: str | None = None):
         """The model's choices in contexts ``idx``; writes the stage's transcript.
+
+        The pairs come from the named stream ``pairs_stream`` (default: the stage's name).
 
         Returns
         -------
@@ -178,7 +193,7 @@ class ExperimentRun(Design):
         shown : dict for :func:`released.write_layout` (one trial per order and pair)
         """
         exp, spec = self.exp, self.exp.choices
-        bodies, spans, pairs = self.choice_requests(model, idx, n_pairs, stage)
+        bodies, spans, pairs = self.choice_requests(model, idx, n_pairs, stage, pairs_stream)
         responses = self.elicit(stage, bodies, lambda b, r: _p_first(r, exp.template, spec)[0] is not None)
         n_orders = 2 if spec.both_orders else 1
         C, T = len(idx), n_orders * n_pairs
@@ -347,6 +362,8 @@ class ExperimentRun(Design):
         self.summary["scores"] = {k: None if k in undefined else v for k, v in scores.items()}
         if undefined:
             self.summary["scores_undefined"] = undefined
+        if self.exp.backend == "local":  # for planning in GPU-hours (selfinterp power --gpu-throughput)
+            self.summary["local_throughput"] = self.sync.throughput()
         self.manifest.data["summary"] = self.summary
         self.manifest.save()
         (self.out / "summary.json").write_text(json.dumps(self.summary, indent=2, allow_nan=False), encoding="utf-8")

@@ -82,9 +82,10 @@ class Design:
                                                                                         len(self.contexts)))]
 
     # ------------------------------------------------------------------ what is asked
-    def choice_requests(self, model: str, idx, n_pairs: int, stage: str):
-        """(bodies, spans per context, pairs) of a choice stage."""
-        pairs = self.pairs(stage, n_pairs)
+    def choice_requests(self, model: str, idx, n_pairs: int, stage: str, pairs_stream: str | None = None):
+        """(bodies, spans per context, pairs) of a choice stage, the pairs from the named stream
+        ``pairs_stream`` (default: the stage's name)."""
+        pairs = self.pairs(pairs_stream or stage, n_pairs)
         bodies, spans = [], []
         for i in idx:
             a, b = pairs[i]

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from ..errors import InputError
 
-__all__ = ["PriceTable", "load_prices", "design_cost"]
+__all__ = ["PriceTable", "load_prices", "design_cost", "design_gpu_hours", "parse_throughput"]
 
 PRICES_FORMAT = "selfinterp-prices"
 PRICE_FIELDS = ("training", "base_input", "base_output", "finetuned_input", "finetuned_output")
@@ -139,3 +139,60 @@ def design_cost(contexts: int, choices: int, reports: int, table: PriceTable, *,
         "cost_inference_usd": round(inference, 2),
         "cost_usd": round(finetune + inference, 2),
     }
+
+
+def parse_throughput(text: str, *, where: str = "--gpu-throughput") -> dict:
+    """``TRAIN,PREFILL,DECODE`` tokens per second (as measured by a pilot run) into a dict."""
+    parts = [p.strip() for p in str(text).split(",")]
+    if len(parts) != 3:
+        raise InputError(f"{where}: expected three numbers TRAIN,PREFILL,DECODE (tokens per second), got {text!r}")
+    out = {}
+    for name, p in zip(("train", "prefill", "decode"), parts):
+        try:
+            v = float(p)
+        except ValueError:
+            raise InputError(f"{where}: {name} throughput {p!r} is not a number") from None
+        out[name] = _number(f"{where}: {name} throughput", v, allow_zero=False)
+    return out
+
+
+def design_gpu_hours(contexts: int, choices: int, reports: int, table: PriceTable, throughput: dict, *,
+                     train_examples: int = 50, epochs: float | None = None, usd_per_gpu_hour: float | None = None,
+                     both_orders: bool = True) -> dict:
+    """GPU-hours of one design on the local backend, at a throughput you measured.
+
+    The same calls and tokens per call as :func:`design_cost` (the price
+    table's ``[tokens]``), the choices asked in both orders by default (as
+    ``selfinterp run`` does), read from one forward pass each (their prompt
+    tokens at the ``prefill`` rate); reports at the ``decode`` rate of their
+    answers' tokens (the time to read their prompts is part of that rate as a
+    run measures it); training processes every training token ``epochs``
+    times (default: the table's epochs).
+
+    Parameters
+    ----------
+    throughput : dict
+        Tokens per second of ``train`` (forward and backward), ``prefill`` and
+        ``decode`` on your device, model and batch sizes: read them off a pilot
+        run (``summary.json``'s ``local_throughput``) or a benchmark.
+    usd_per_gpu_hour : float, optional
+        Prices the hours.
+    """
+    for k in ("train", "prefill", "decode"):
+        _number(f"throughput {k}", throughput.get(k), allow_zero=False)
+    t = table.tokens
+    epochs = table.epochs if epochs is None else _number("epochs", epochs, allow_zero=False)
+    orders = 2 if both_orders else 1
+    train_tokens = (contexts * train_examples * t["instill_example"] + contexts * t["introspection_example"]) * epochs
+    choice_calls = orders * contexts * choices
+    report_calls = 3 * contexts * reports  # base, weight-trained, introspection-trained
+    prefill = choice_calls * t["choice_input"]
+    decode = report_calls * t["report_output"]
+    h_train = train_tokens / throughput["train"] / 3600
+    h_inf = (prefill / throughput["prefill"] + decode / throughput["decode"]) / 3600
+    out = {"train_tokens": int(round(train_tokens)), "prefill_tokens": int(round(prefill)),
+           "decode_tokens": int(round(decode)), "gpu_hours_training": round(h_train, 3),
+           "gpu_hours_inference": round(h_inf, 3), "gpu_hours": round(h_train + h_inf, 3)}
+    if usd_per_gpu_hour is not None:
+        out["cost_gpu_usd"] = round((h_train + h_inf) * _number("usd_per_gpu_hour", usd_per_gpu_hour), 2)
+    return out

