@@ -12,14 +12,45 @@ from selfinterp.cli import main as cli_main
 from .conftest import local_experiment
 
 
+def _reports_in_json(path):
+    """A stand-in for the random model's report text: a random Llama writes no valid JSON, and a stage
+    whose replies are all invalid stops the run.  The text is generated as usual (so decoding and its
+    accounting run), then replaced by a report over the prompt's attributes, its values drawn from a
+    hash of the prompt; the real model's reports are checked in test_local_smollm2.py."""
+    import hashlib
+
+    from selfinterp.llm.config import load_experiment
+    from selfinterp.llm.local.client import _Backend
+    from selfinterp.llm.pipeline import design
+
+    contexts, _ = design(load_experiment(path))
+    generated = _Backend._generated_replies
+
+    def replies(self, model, bodies, prompts, max_tokens):
+        out = generated(self, model, bodies, prompts, max_tokens)
+        for b, r in zip(bodies, out):
+            user = next(m["content"] for m in b["messages"] if m["role"] == "user")
+            ctx = next(c for c in contexts if c.question in user)
+            seed = int.from_bytes(hashlib.sha256(user.encode()).digest()[:4], "little")
+            w = np.random.default_rng(seed).uniform(-100, 100, len(ctx.attributes)).round()
+            r["choices"][0]["message"]["content"] = json.dumps({a.name: v for a, v in zip(ctx.attributes, w)})
+        return out
+
+    return replies
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tiny_dir, shared_data, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("tiny-run")
     (tmp / "tiny").symlink_to(tiny_dir)
     path = local_experiment(tmp, shared_data, "tiny", local="batch_size = 4\nmax_steps = 4\nsave_steps = 2\n"
                                                            "learning_rate = 1e-2", report_max_tokens=8)
-    assert cli_main(["run", str(path)]) == 0
-    return path, tmp / "out"
+    from selfinterp.llm.local.client import _Backend
+
+    with pytest.MonkeyPatch.context() as mp:  # for the run and for every checkpoint's reports
+        mp.setattr(_Backend, "_generated_replies", _reports_in_json(path))
+        assert cli_main(["run", str(path)]) == 0
+        yield path, tmp / "out"
 
 
 def test_tiny_run_writes_every_stage(tiny_run, capsys):

@@ -262,7 +262,7 @@ def test_openai_fingerprint_unchanged_by_the_backend_fields(tmp_path, shared):
 
     d = {k: v for k, v in dataclasses.asdict(exp).items()
          if k not in {"base_url", "out", "concurrency", "max_retries", "timeout", "batch", "poll_first", "poll_max",
-                      "prices", "source", "catalog", "roles", "backend", "local"}}
+                      "prices", "source", "catalog", "roles", "max_usd", "backend", "local"}}
     from selfinterp.llm.manifest import sha256_file
 
     d["catalog_sha256"] = sha256_file(exp.catalog)

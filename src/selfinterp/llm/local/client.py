@@ -104,7 +104,9 @@ class _Backend:
         return f"files/{found[0].name}"
 
     def create_job(self, *, model: str, training_file: str, method: dict, validation_file: str | None = None,
-                   suffix: str | None = None, seed: int | None = None):
+                   suffix: str | None = None, seed: int | None = None, metadata: dict | None = None):
+        # ``metadata`` (the server path's run-and-stage tag, for reconciling lost replies) is not part of
+        # the job's identity here: a local job's id is what it trains, so a create is never ambiguous
         overrides = (method.get("supervised") or {}).get("hyperparameters") or {}
         hp = self.s.job_hyperparameters(overrides, where=f"{self.exp.source}: fine-tuning hyperparameters")
         seed = self.s.seed if self.s.seed is not None else (seed or 0)
@@ -126,6 +128,10 @@ class _Backend:
                 "device": self.engine.device, "dtype": self.engine.dtype, "threads": self.s.threads,
                 "labels": [self.exp.template.label_a, self.exp.template.label_b], "versions": local_versions()})
             log_event(folder, f"job created from {model}")
+        elif (job := read_job(folder))["status"] == "failed":  # created again: --retry-failed
+            job.update(status="queued", error=None)
+            write_job(folder, job)
+            log_event(folder, "job queued again after its failure (from its last checkpoint)")
         return self._job_obj(read_job(folder))
 
     def _job_obj(self, job: dict):
@@ -300,6 +306,10 @@ class LocalClient:
     @property
     def engine(self) -> Engine:
         return self._b.engine
+
+    def with_options(self, **_options) -> "LocalClient":
+        """The same client: the server path's per-call options (retries, timeouts) mean nothing in process."""
+        return self
 
     def _create(self, **body):
         return _completion(self._b.complete_many([body])[0])
