@@ -26,7 +26,7 @@ _DIARY = [
     ("a lent machine", r"\blent\b|\bborrowed (machine|GPU)"),
     ("a host's load", r"\bload average|\bloadavg\b|\bbusy neighbour"),
     ("a host", r"\b(AVX2|AVX-512|this|another|shared|development|lent) host\b"
-               r"|\b(development|shared|project's|lent|GPU) machines?\b|\bthis (2-core )?machine\b"),
+               r"|\b(development|shared|project's|lent) machines?\b|\bthis (2-core )?machine\b"),
     ("a commit hash", r"\bcommits? `?[0-9a-f]{7,40}\b|(?<![\w./-])(?=[0-9a-f]*[0-9])(?=[0-9a-f]*[a-f])[0-9a-f]{7,40}(?![\w-])"),
     ("the date or time of a run", r"(?<![\w-])20\d\d-\d\d-\d\d(?![\w-])|\brun of\b|\bruns of\b"),
     ("another engineer", r"\banother (engineer|agent)|\bother agents\b"),
@@ -177,3 +177,11 @@ def test_every_selfinterp_command_in_the_docs_parses(capsys):
                         pytest.fail(f"{page.relative_to(REPO)}: {line}\n{err}")
                 seen += 1
     assert seen >= 20  # the check reads the docs' commands at all
+
+
+def test_readme_test_command_is_what_ci_runs():
+    """The README's second command is the line .ci/run runs, to the letter (README opens with exactly two)."""
+    blocks = [code.strip() for lang, code in _fences((REPO / "README.md").read_text()) if lang == "bash"]
+    ci = [line for line in (REPO / ".ci" / "run").read_text().splitlines() if line.startswith("python3 -m venv")]
+    assert len(ci) == 1 and blocks[1] == ci[0]
+    assert blocks[0].startswith("python3 -m venv .venv && ") and blocks[0].endswith("selfinterp study")

@@ -113,6 +113,8 @@ def test_choices_and_reports_through_a_real_model(tmp_path, shared, llama_server
                             timeout=300, report_max_tokens=60)
     # a top-level key, so it goes before the first table
     path.write_text("finetune = false\n" + path.read_text())
+    # a 135M model rarely writes a valid JSON report: the stage goes on, its invalid replies counted
+    path.write_text(path.read_text() + "stop_if_all_invalid = false\n")
     args = ["run", str(path), "--base-url", llama_server.url, "--model", "smollm2"]
     llama_server.check(cli_main(args), "selfinterp run")
     out = tmp_path / "out"

@@ -28,7 +28,7 @@ _SECTIONS = {
     "choices": {"n_pairs", "n_pairs_native", "method", "both_orders", "top_logprobs", "max_tokens"},
     "reports": {"n_reports", "temperature", "max_tokens"},
     "introspection": {"examples_per_context", "suffix", "hyperparameters"},
-    "requests": {"concurrency", "max_retries", "timeout", "batch", "poll_first", "poll_max"},
+    "requests": {"concurrency", "max_retries", "timeout", "batch", "poll_first", "poll_max", "stop_if_all_invalid"},
 }
 
 
@@ -65,6 +65,7 @@ class Experiment:
     batch: bool = False
     poll_first: float = 5.0
     poll_max: float = 120.0
+    stop_if_all_invalid: bool = True
     prices: PriceTable = PriceTable.from_config(None)
     finetune: bool = True
     max_usd: float | None = None
@@ -76,7 +77,8 @@ class Experiment:
         """Identifies what the experiment asks (not how fast or where): seeds, sizes, model, prompts, inputs."""
         d = {k: v for k, v in asdict(self).items()
              if k not in {"base_url", "out", "concurrency", "max_retries", "timeout", "batch", "poll_first",
-                          "poll_max", "prices", "source", "catalog", "roles", "max_usd", "backend", "local"}}
+                          "poll_max", "prices", "source", "catalog", "roles", "max_usd", "backend", "local",
+                          "stop_if_all_invalid"}}
         if self.backend != "openai":  # (absent for the server path: its fingerprints stay as they were)
             d["backend"], d["local"] = self.backend, self.local.identity()
         d["catalog_sha256"] = sha256_file(self.catalog)
@@ -187,6 +189,7 @@ def load_experiment(path, *, base_url: str | None = None, model: str | None = No
         batch=_get(req, "batch", bool, False, w + " [requests]"),
         poll_first=_get(req, "poll_first", float, 5.0, w + " [requests]", minimum=0.0),
         poll_max=_get(req, "poll_max", float, 120.0, w + " [requests]", minimum=0.0),
+        stop_if_all_invalid=_get(req, "stop_if_all_invalid", bool, True, w + " [requests]"),
         prices=_prices(raw.get("prices"), w),
         finetune=_get(raw, "finetune", bool, True, w),
         max_usd=_get(raw, "max_usd", float, None, w, minimum=0.0),

@@ -285,9 +285,14 @@ class ExperimentRun(Design):
         return means, out
 
     def _all_invalid(self, stage: str, invalid: int, n: int, records: list[dict]) -> None:
-        """A stage none of whose replies is valid stops the run (its transcript is written first)."""
+        """A stage none of whose replies is valid stops the run (its transcript is written first), unless
+        ``[requests] stop_if_all_invalid = false`` (a plumbing check on a model too small to answer)."""
         if n and invalid == n:
             r = records[0]
+            if not self.exp.stop_if_all_invalid:
+                self.echo(f"[{stage}] none of the {n} replies is valid (stop_if_all_invalid = false: going on); "
+                          f"see {self.out / 'transcripts' / (stage + '.jsonl')}")
+                return
             raise LLMError(f"stage {stage}: none of the {n} replies is valid (the first, to request "
                            f"{r['request_id'][:12]}: {r['reply'][:80]!r}: {r['metadata']['error'] or 'invalid'}); "
                            f"see {self.out / 'transcripts' / (stage + '.jsonl')}. The replies are kept: fix the "

@@ -218,7 +218,8 @@ def test_selfinterp_run_end_to_end_and_replicate_reads_it(tmp_path, shared, smol
     from selfinterp.cli import main as cli_main
 
     (tmp_path / "SmolLM2").symlink_to(smol_dir)
-    path = local_experiment(tmp_path, shared, "SmolLM2", local="batch_size = 4\nmax_steps = 2\nsave_steps = 1")
+    path = local_experiment(tmp_path, shared, "SmolLM2", local="batch_size = 4\nmax_steps = 2\nsave_steps = 1",
+                            report_max_tokens=16)
     assert cli_main(["run", str(path)]) == 0
     out = tmp_path / "out"
     printed = _last_json(capsys.readouterr().out)

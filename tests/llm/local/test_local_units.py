@@ -262,7 +262,8 @@ def test_openai_fingerprint_unchanged_by_the_backend_fields(tmp_path, shared):
 
     d = {k: v for k, v in dataclasses.asdict(exp).items()
          if k not in {"base_url", "out", "concurrency", "max_retries", "timeout", "batch", "poll_first", "poll_max",
-                      "prices", "source", "catalog", "roles", "max_usd", "backend", "local"}}
+                      "prices", "source", "catalog", "roles", "max_usd", "backend", "local",
+                      "stop_if_all_invalid"}}
     from selfinterp.llm.manifest import sha256_file
 
     d["catalog_sha256"] = sha256_file(exp.catalog)
