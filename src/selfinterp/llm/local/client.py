@@ -182,72 +182,74 @@ class _Backend:
 
     # ------------------------------------------------------------------ chat completions
     def complete_many(self, bodies: list[dict]) -> list[dict]:
-        """Replies (chat completion dicts) to ``bodies``, batched by model and kind, shortest prompts together."""
+        """Replies (chat completion dicts) to ``bodies``, batched by model and kind.
+
+        Each prompt is rendered and tokenized once.  One-token reads go to the engine
+        all together (it orders them so that prompts sharing a prefix run it once);
+        generation runs the shortest prompts together."""
         out: list[dict | None] = [None] * len(bodies)
         groups: dict[tuple, list[int]] = {}
-        prompts = []
         for i, b in enumerate(bodies):
             _check_body(b)
-            prompts.append(self.engine.render(b["messages"]))
             kind = "logprobs" if b.get("logprobs") else "generate"
             groups.setdefault((b["model"], kind, int(b.get("max_tokens") or 1)), []).append(i)
+        seqs = self.engine.encode([self.engine.render(b["messages"]) for b in bodies]) if bodies else []
         bs = self.s.eval_batch_size
         for (model, kind, max_tokens), idx in groups.items():
-            idx.sort(key=lambda i: len(prompts[i]))
+            if kind == "logprobs":
+                for i, r in zip(idx, self._logprob_replies(model, [bodies[i] for i in idx], [seqs[i] for i in idx])):
+                    out[i] = r
+                continue
+            idx.sort(key=lambda i: len(seqs[i]))
             for s in range(0, len(idx), bs):
                 chunk = idx[s:s + bs]
-                if kind == "logprobs":
-                    replies = self._logprob_replies(model, [bodies[i] for i in chunk], [prompts[i] for i in chunk])
-                else:
-                    replies = self._generated_replies(model, [bodies[i] for i in chunk],
-                                                      [prompts[i] for i in chunk], max_tokens)
+                replies = self._generated_replies(model, [bodies[i] for i in chunk], [seqs[i] for i in chunk],
+                                                  max_tokens)
                 for i, r in zip(chunk, replies):
                     out[i] = r
         return out  # type: ignore[return-value]
-
-    def _n_tokens(self, prompt: str) -> int:
-        return len(self.engine.tok(prompt, add_special_tokens=False)["input_ids"])
 
     def _item(self, tid: int, lp: float) -> dict:
         text = self.engine.tok.decode([tid])
         return {"token": text, "logprob": float(lp), "bytes": list(text.encode("utf-8"))}
 
-    def _logprob_replies(self, model, bodies, prompts):
+    def _logprob_replies(self, model, bodies, seqs):
         import torch
 
+        replies: list[dict | None] = [None] * len(bodies)
         t0 = time.perf_counter()
-        lps = self.engine.next_token_logprobs(model, prompts)
+        with self.engine.using(model) as m:
+            for idx, lps in self.engine.iter_logprobs(m, seqs, self.s.eval_batch_size):
+                for i, lp in zip(idx, lps):
+                    k = int(bodies[i].get("top_logprobs") or 0)
+                    top = torch.topk(lp, max(k, 1))
+                    ids = top.indices.tolist()[:k]
+                    # both labels are always returned, inside the top k or not, so P(A) never depends on k
+                    extra = [t for t in self.engine.label_ids if t not in ids]
+                    items = [self._item(t, lp[t]) for t in ids + extra]
+                    best = int(top.indices[0])
+                    first = self._item(best, lp[best]) | {"top_logprobs": items}
+                    n = len(seqs[i])
+                    self.clock["prefill"][0] += n
+                    replies[i] = self._reply(model, first["token"], "length", n, 1, {"content": [first]})
         self.clock["prefill"][1] += time.perf_counter() - t0
-        replies = []
-        for b, p, lp in zip(bodies, prompts, lps):
-            k = int(b.get("top_logprobs") or 0)
-            top = torch.topk(lp, max(k, 1))
-            ids = top.indices.tolist()[:k]
-            # both labels are always returned, inside the top k or not, so P(A) never depends on k
-            extra = [t for t in self.engine.label_ids if t not in ids]
-            items = [self._item(t, lp[t]) for t in ids + extra]
-            best = int(top.indices[0])
-            first = self._item(best, lp[best]) | {"top_logprobs": items}
-            n = self._n_tokens(p)
-            self.clock["prefill"][0] += n
-            replies.append(self._reply(model, first["token"], "length", n, 1, {"content": [first]}))
         return replies
 
-    def _generated_replies(self, model, bodies, prompts, max_tokens):
+    def _generated_replies(self, model, bodies, seqs, max_tokens):
         for b in bodies:
             if float(b.get("temperature") or 0) != 0:
                 raise InputError("the local backend generates greedily: temperature must be 0")
         t0 = time.perf_counter()
-        res = self.engine.generate(model, prompts, max_tokens)
+        res = self.engine.generate(model, seqs, max_tokens)
         self.clock["decode"][1] += time.perf_counter() - t0
         replies = []
-        for b, p, (toks, stopped) in zip(bodies, prompts, res):
+        for b, p, (toks, stopped) in zip(bodies, seqs, res):
             text = self.engine.tok.decode(toks, skip_special_tokens=True)
             msgs = b["messages"]
             if msgs[-1]["role"] == "assistant":  # a prefilled answer: the reply is the whole answer
                 text = msgs[-1]["content"] + text
             self.clock["decode"][0] += len(toks) + int(stopped)
-            replies.append(self._reply(model, text, "stop" if stopped else "length", self._n_tokens(p),
+            replies.append(self._reply(model, text, "stop" if stopped else "length", len(p),
                                        len(toks) + int(stopped), None))
         return replies
 

@@ -77,10 +77,14 @@ class Engine:
     adapters_dir : path
         Where adapters are stored, one folder per content hash.
     labels : the two choice labels (each must be one token).
+    share_prefix : bool
+        Run a prefix that prompts of a batch share once (its keys and values copied to each), and only the
+        rest of each prompt; False runs every prompt whole.  Both read the same logits (to float rounding).
     """
 
     def __init__(self, source: ModelSource, *, device: str = "auto", dtype: str = "auto", adapters_dir=None,
-                 labels=("A", "B"), where: str = "model", threads: int | None = None, tokenizer=None, model=None):
+                 labels=("A", "B"), where: str = "model", threads: int | None = None, tokenizer=None, model=None,
+                 share_prefix: bool = True):
         import torch
 
         if threads:
@@ -96,6 +100,8 @@ class Engine:
         self.adapters_dir = Path(adapters_dir) if adapters_dir else None
         self._peft = None  # a PeftModel around the base once an adapter is loaded
         self._loaded: set[str] = set()
+        self.share_prefix = share_prefix  # run a prefix shared by prompts of a batch once (see iter_logprobs)
+        self._cache_kw: str | None = None
 
     # ------------------------------------------------------------------ model and adapters
     @property
@@ -152,31 +158,118 @@ class Engine:
             return self.tok.apply_chat_template(messages, tokenize=False, continue_final_message=True)
         return self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
-    def _batch(self, prompts):
+    def encode(self, prompts: list[str]) -> list[list[int]]:
+        """The token ids of rendered prompts (no special tokens added: the chat template has them)."""
+        return self.tok(list(prompts), add_special_tokens=False)["input_ids"]
+
+    def _ids(self, prompts) -> list[list[int]]:
+        prompts = list(prompts)
+        return self.encode(prompts) if prompts and isinstance(prompts[0], str) else [list(p) for p in prompts]
+
+    def _left_padded(self, seqs: list[list[int]], offsets=None):
+        """(ids, mask, positions) of ``seqs`` left-padded; positions count real tokens from ``offsets`` (0)."""
         import torch
 
-        enc = self.tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-        ids, mask = enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
+        width = max(len(s) for s in seqs)
+        pad = self.tok.pad_token_id
+        ids = torch.tensor([[pad] * (width - len(s)) + list(s) for s in seqs], dtype=torch.long)
+        mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], dtype=torch.long)
         pos = (torch.cumsum(mask, dim=1) - 1).clamp(min=0)
-        return ids, mask, pos
+        if offsets is not None:
+            pos = pos + torch.tensor(offsets, dtype=torch.long)[:, None]
+        return ids.to(self.device), mask.to(self.device), pos.to(self.device)
+
+    def _batch(self, prompts):
+        return self._left_padded(self._ids(prompts))
 
     # ------------------------------------------------------------------ inference
-    def next_token_logprobs(self, name: str, prompts: list[str]):
-        """(n, vocab) float32 log-probabilities of the token after each prompt (one left-padded batch)."""
+    def next_token_logprobs(self, name: str, prompts):
+        """(n, vocab) float32 log-probabilities of the token after each prompt (text, or token ids)."""
         with self.using(name) as model:
             return self.logprobs_of(model, prompts)
 
-    def logprobs_of(self, model, prompts: list[str]):
+    def logprobs_of(self, model, prompts):
         """:meth:`next_token_logprobs` of a given model object (the base, or a PEFT model in memory)."""
         import torch
 
-        ids, mask, pos = self._batch(prompts)
-        with torch.inference_mode():
-            out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False, logits_to_keep=1)
-        return torch.log_softmax(out.logits[:, -1, :].float(), dim=-1).cpu()
+        seqs = self._ids(prompts)
+        out = torch.empty((len(seqs), 0))
+        for idx, lp in self.iter_logprobs(model, seqs, batch_size=max(1, len(seqs))):
+            if out.shape[1] == 0:
+                out = torch.empty((len(seqs), lp.shape[1]), dtype=lp.dtype)
+            out[idx] = lp
+        return out
 
-    def generate(self, name: str, prompts: list[str], max_new_tokens: int) -> list[tuple[list[int], bool]]:
-        """Greedy continuations: per prompt (new token ids, stopped at an end token)."""
+    def iter_logprobs(self, model, seqs: list[list[int]], batch_size: int):
+        """Yield (indices into ``seqs``, their (k, vocab) float32 next-token log-probabilities), batch by batch.
+
+        With ``share_prefix`` (the default), prompts are taken in token order and a
+        prefix shared by several of them (:func:`~selfinterp.llm.local.prefix.plan_prefixes`)
+        is run once per batch; its keys and values are copied to each of its prompts, and
+        only the rest of each prompt runs.  Every batch is left-padded; positions count
+        real tokens, so each prompt reads the logits it reads alone.
+        """
+        import torch
+
+        from .prefix import plan_prefixes
+
+        if self.share_prefix and self._cache_kwarg(model):
+            order, prefix = plan_prefixes(seqs)
+        else:
+            order, prefix = sorted(range(len(seqs)), key=lambda i: len(seqs[i])), [0] * len(seqs)
+        for s in range(0, len(order), batch_size):
+            idx = order[s:s + batch_size]
+            with torch.inference_mode():
+                logits = self._last_logits(model, [seqs[i] for i in idx], [prefix[i] for i in idx])
+            yield idx, torch.log_softmax(logits.float(), dim=-1).cpu()
+
+    def _cache_kwarg(self, model) -> str | None:
+        """The forward's name for a cache of keys and values, where prefixes can be shared (plain layers only)."""
+        if self._cache_kw is None:
+            import inspect
+
+            from transformers import DynamicCache
+            from transformers.cache_utils import DynamicLayer
+
+            params = inspect.signature(type(self.base).forward).parameters
+            kw = "cache" if "cache" in params else "past_key_values" if "past_key_values" in params else ""
+            layers = getattr(DynamicCache(config=self.base.config), "layers", None)
+            # sliding-window or recurrent layers keep other states than every key and value: no sharing
+            if kw and (layers is None or any(type(x) is not DynamicLayer for x in layers)):
+                kw = ""
+            self._cache_kw = kw
+        return self._cache_kw or None
+
+    def _last_logits(self, model, seqs: list[list[int]], prefix: list[int]):
+        """(n, vocab) last-position logits; prompt i's first ``prefix[i]`` tokens run once per distinct prefix."""
+        import torch
+
+        if not any(prefix):
+            ids, mask, pos = self._left_padded(seqs)
+            return model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False,
+                         logits_to_keep=1).logits[:, -1, :]
+        from transformers import DynamicCache
+
+        kw = self._cache_kwarg(model)
+        keys = {}  # distinct prefixes, in order of first use
+        for s, p in zip(seqs, prefix):
+            if p:
+                keys.setdefault(tuple(s[:p]), len(keys))
+        pids, pmask, ppos = self._left_padded([list(k) for k in keys])
+        cache = DynamicCache(config=model.config)
+        model(input_ids=pids, attention_mask=pmask, position_ids=ppos, use_cache=True, logits_to_keep=1,
+              **{kw: cache})
+        row = torch.tensor([keys[tuple(s[:p])] if p else 0 for s, p in zip(seqs, prefix)], device=pids.device)
+        has = torch.tensor([1 if p else 0 for p in prefix], device=pids.device)
+        sids, smask, spos = self._left_padded([s[p:] for s, p in zip(seqs, prefix)], offsets=prefix)
+        # each prompt's copy of its prefix's keys and values (a prompt without one masks them all)
+        mine = DynamicCache([(x.keys[row], x.values[row]) for x in cache.layers], config=model.config)
+        mask = torch.cat([pmask[row] * has[:, None], smask], dim=1)
+        return model(input_ids=sids, attention_mask=mask, position_ids=spos, use_cache=True, logits_to_keep=1,
+                     **{kw: mine}).logits[:, -1, :]
+
+    def generate(self, name: str, prompts, max_new_tokens: int) -> list[tuple[list[int], bool]]:
+        """Greedy continuations of prompts (text, or token ids): per prompt (new token ids, stopped at an end token)."""
         import torch
 
         ids, mask, _ = self._batch(prompts)
