@@ -132,3 +132,27 @@ def test_shared_prefix_logits_equal_whole_prompt_passes(tiny_pair, batch_size):
         for i, s in enumerate(seqs):
             one = torch.log_softmax(shared.base(input_ids=torch.tensor([s])).logits[0, -1].float(), -1)
             assert torch.allclose(got[i], one, atol=1e-5, rtol=0)
+
+
+def test_sliding_window_model_runs_whole_prompts(tiny_pair):
+    """A model whose cache keeps a window, not every key and value, shares no prefix and reads the logits of
+    one forward pass per prompt (its window, 4 tokens, is shorter than the prompts)."""
+    import torch
+    from transformers import MistralConfig, MistralForCausalLM
+
+    from selfinterp.llm.local.engine import Engine
+
+    tok = tiny_pair[0].tok
+    torch.manual_seed(0)
+    cfg = MistralConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                        num_attention_heads=4, num_key_value_heads=2, sliding_window=4,
+                        pad_token_id=tok.pad_token_id, tie_word_embeddings=True)
+    eng = Engine(tiny_pair[0].source, device="cpu", dtype="float32", tokenizer=tok,
+                 model=MistralForCausalLM(cfg).eval())
+    assert eng._cache_kwarg() is None
+    seqs = eng.encode(_decision_prompts(eng)[:4])
+    got = eng.logprobs_of(eng.base, seqs)
+    with torch.inference_mode():
+        for i, s in enumerate(seqs):
+            one = torch.log_softmax(eng.base(input_ids=torch.tensor([s])).logits[0, -1].float(), -1)
+            assert torch.allclose(got[i], one, atol=1e-5, rtol=0)

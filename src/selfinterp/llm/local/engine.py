@@ -213,7 +213,7 @@ class Engine:
 
         from .prefix import plan_prefixes
 
-        if self.share_prefix and self._cache_kwarg(model):
+        if self.share_prefix and self._cache_kwarg():
             order, prefix = plan_prefixes(seqs)
         else:
             order, prefix = sorted(range(len(seqs)), key=lambda i: len(seqs[i])), [0] * len(seqs)
@@ -223,19 +223,22 @@ class Engine:
                 logits = self._last_logits(model, [seqs[i] for i in idx], [prefix[i] for i in idx])
             yield idx, torch.log_softmax(logits.float(), dim=-1).cpu()
 
-    def _cache_kwarg(self, model) -> str | None:
+    def _cache_kwarg(self) -> str | None:
         """The forward's name for a cache of keys and values, where prefixes can be shared (plain layers only)."""
         if self._cache_kw is None:
             import inspect
 
-            from transformers import DynamicCache
-            from transformers.cache_utils import DynamicLayer
-
             params = inspect.signature(type(self.base).forward).parameters
             kw = "cache" if "cache" in params else "past_key_values" if "past_key_values" in params else ""
-            layers = getattr(DynamicCache(config=self.base.config), "layers", None)
+            try:
+                from transformers import DynamicCache
+                from transformers.cache_utils import DynamicLayer
+
+                layers = getattr(DynamicCache(config=self.base.config), "layers", None)
+            except (ImportError, TypeError):  # an older transformers' cache: whole prompts
+                layers = None
             # sliding-window or recurrent layers keep other states than every key and value: no sharing
-            if kw and (layers is None or any(type(x) is not DynamicLayer for x in layers)):
+            if layers is None or any(type(x) is not DynamicLayer for x in layers):
                 kw = ""
             self._cache_kw = kw
         return self._cache_kw or None
@@ -250,7 +253,7 @@ class Engine:
                          logits_to_keep=1).logits[:, -1, :]
         from transformers import DynamicCache
 
-        kw = self._cache_kwarg(model)
+        kw = self._cache_kwarg()
         keys = {}  # distinct prefixes, in order of first use
         for s, p in zip(seqs, prefix):
             if p:
