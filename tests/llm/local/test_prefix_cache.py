@@ -156,3 +156,30 @@ def test_sliding_window_model_runs_whole_prompts(tiny_pair):
         for i, s in enumerate(seqs):
             one = torch.log_softmax(eng.base(input_ids=torch.tensor([s])).logits[0, -1].float(), -1)
             assert torch.allclose(got[i], one, atol=1e-5, rtol=0)
+
+
+def test_shared_prefix_through_a_lora_adapter(tiny_dir, tiny_pair):
+    """Through a PEFT model (a LoRA adapter with nonzero weights, and with the adapter disabled) the shared
+    prefix reads what whole prompts read."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from selfinterp.llm.local.engine import Engine, quiet_peft
+
+    shared, _ = tiny_pair
+    torch.manual_seed(1)
+    base = AutoModelForCausalLM.from_pretrained(tiny_dir, dtype=torch.float32).eval()
+    with quiet_peft():
+        peft = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    peft.eval()
+    eng = Engine(shared.source, device="cpu", dtype="float32", tokenizer=shared.tok, model=base)
+    seqs = eng.encode(_decision_prompts(eng))
+    for ctx in (lambda: peft.disable_adapter(), None):
+        with ctx() if ctx else torch.inference_mode():
+            eng.share_prefix = True
+            got = eng.logprobs_of(peft, seqs)
+            eng.share_prefix = False
+            ref = eng.logprobs_of(peft, seqs)
+        assert torch.allclose(got, ref, atol=1e-5, rtol=0)
+    assert not torch.allclose(got, shared.logprobs_of(shared.base, seqs), atol=1e-3)  # the adapter counts
