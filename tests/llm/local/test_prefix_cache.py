@@ -114,19 +114,22 @@ def test_shared_prefix_logits_equal_whole_prompt_passes(tiny_pair, batch_size):
     import torch
 
     shared, whole = tiny_pair
-    prompts = _decision_prompts(shared)
-    seqs = shared.encode(prompts)
+    # and a short prompt alone, batched with prompts that share a prefix: padded rows that see no token at all
+    seqs = shared.encode(_decision_prompts(shared)) + [[0, 5, 6, 7]]  # first in token order
     order, prefix = plan_prefixes(seqs)
     assert sum(p > 0 for p in prefix) == 12 and plan_cost(seqs, order, prefix) < sum(map(len, seqs))
+    assert len(seqs[-1]) < min(len(s) - p for s, p in zip(seqs, prefix) if p)
     got = torch.empty((len(seqs), len(shared.tok)))
     seen = []
     for idx, lp in shared.iter_logprobs(shared.base, seqs, batch_size):
         assert len(idx) <= batch_size
         got[idx] = lp
         seen += idx
+        if len(seqs) - 1 in idx:
+            assert any(prefix[i] for i in idx)
     assert sorted(seen) == list(range(len(seqs)))
     assert torch.isfinite(got).all()
-    ref = whole.next_token_logprobs(whole.source.label, prompts)
+    ref = whole.next_token_logprobs(whole.source.label, seqs)
     assert torch.allclose(got, ref, atol=1e-5, rtol=0)
     with torch.inference_mode():
         for i, s in enumerate(seqs):
