@@ -153,9 +153,14 @@ def _file_block(code: str):
 
 
 def _doc_files() -> dict:
-    """name -> text of every file the docs show (blocks whose first line is "# NAME.ext")."""
-    return {name: code for p in _user_pages() for lang, code in _fences(p.read_text())
-            if lang in ("toml", "python", "json") and (name := _file_block(code))}
+    """name -> text of every file the docs show (blocks whose first line is "# NAME.ext"); two pages that
+    show the same file show the same text."""
+    out: dict = {}
+    for p in _user_pages():
+        for lang, code in _fences(p.read_text()):
+            if lang in ("toml", "python", "json") and (name := _file_block(code)):
+                assert out.setdefault(name, code) == code, f"{p.name}: {name} differs from another page's"
+    return out
 
 
 def _doc_pages():
@@ -275,6 +280,17 @@ def test_tutorial_runs_as_written(beside_shared, capsys, request):
               sections=lambda heading: heading == LOCAL_SERVER_SECTION)
     out = capsys.readouterr().out
     assert "8 choice requests" in out and "report calls: 2" in out
+
+
+def test_local_server_recipe_file_is_a_valid_experiment(beside_shared):
+    """docs/llm.md's native.toml, placed as the page says, is an experiment the runner accepts (checked
+    without the server, which the page's run above needs)."""
+    from selfinterp.llm.config import load_experiment
+
+    path = beside_shared / "native.toml"
+    path.write_text(_doc_files()["native.toml"])
+    exp = load_experiment(path, base_url="http://127.0.0.1:8080/v1", model="smollm2")
+    assert exp.catalog.is_file() and exp.n_instilled == 2 and not exp.finetune
 
 
 def test_every_added_option_and_unrun_line_is_still_in_the_docs():
