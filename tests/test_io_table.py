@@ -14,9 +14,11 @@ import re
 
 import numpy as np
 import pytest
+import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from selfinterp.cli import main as cli_main
 from selfinterp.errors import InputError
 from selfinterp.io import Columns, read_choices_table, read_released, read_reports_table, read_study_tables
 from selfinterp.replicate import compute
@@ -82,18 +84,25 @@ def _paper_as_tables(data, tmp_path):
     return cols, files, reports
 
 
-def test_paper_files_as_long_tables_replicate_identically(shared_data, tmp_path):
+def test_paper_files_as_long_tables_replicate_identically(shared_data, tmp_path, capsys):
     from selfinterp.io import read_scenarios
 
     data = read_released(shared_data, MODEL)
     cols, files, reports = _paper_as_tables(data, tmp_path)
     scen = read_scenarios(shared_data / "scenarios.csv")
     mine = read_study_tables(MODEL, columns=cols, choices=files, reports=reports, scenarios=scen)
-    got = compute(mine, n_boot=200, rng=0).result["metrics"]
-    want = compute(data, n_boot=200, rng=0).result["metrics"]
-    assert got == want
     for key in data.choices:
         assert np.array_equal(mine.choices[key]["X"].values, data.choices[key]["X"].values)
+    want = compute(data, n_boot=200, rng=0).result["metrics"]
+    # the tables scored through the command line (read_study_tables underneath): a study file naming them,
+    # its paths relative to itself
+    (tmp_path / "scenarios.csv").symlink_to(shared_data / "scenarios.csv")
+    study = tmp_path / "study.toml"
+    study.write_text(tomli_w.dumps({
+        **{key: p.name for key, p in files.items()}, "reports": reports.name, "scenarios": "scenarios.csv",
+        "columns": {k: v for k, v in vars(cols).items() if v is not None}}))
+    assert cli_main(["replicate", str(study), "--model", MODEL, "--json", "--n-boot", "200"]) == 0
+    assert json.loads(capsys.readouterr().out)["metrics"] == json.loads(json.dumps(want))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,3 +217,43 @@ def test_invalid_self_reports_are_counted(tmp_path):
         read_reports_table(path, COLS)
     with pytest.raises(InputError, match="more than calls_per_context = 1"):
         read_reports_table(tmp_path / "r.csv", COLS, calls_per_context=1)
+
+
+def test_replicate_reads_a_study_file_and_names_every_bad_input(tmp_path, capsys):
+    """``selfinterp replicate STUDY.toml``: a bad study file names the file and the key; a bad value in a
+    table, the table's file, line and column; both before any analysis, with no traceback."""
+    write(tmp_path / "c.csv", ["ctx", "ans", "d1", "d2"],
+          [["tea", "A", 0.5, -0.2], ["tea", "B", -0.5, 0.1], ["tea", "A", 0.3, 0.3], ["loan", "B", -0.1, -0.9],
+           ["loan", "A", 0.2, 0.4], ["loan", "B", -0.6, 0.2]])
+    write(tmp_path / "r.csv", ["ctx", "w1", "w2"], [["tea", 90, -10], ["tea", None, None], ["loan", 40, 80]])
+    spec = {"instilled": "c.csv", "reports": "r.csv", "calls_per_context": 2,
+            "columns": {"context": "ctx", "attributes": ["x", "y"], "diff": {"x": "d1", "y": "d2"},
+                        "choice": "ans", "report": {"x": "w1", "y": "w2"}}}
+    study = tmp_path / "study.json"
+
+    def run(**change):
+        study.write_text(json.dumps({**spec, **change}))
+        rc = cli_main(["replicate", str(study), "--model", "mine", "--json", "--n-boot", "50"])
+        return rc, capsys.readouterr()
+
+    rc, out = run()
+    assert rc == 0, out.err
+    got = json.loads(out.out)
+    assert got["metrics"]["reports_vs_learned"]["n"] == 4                  # 2 contexts x 2 attributes
+    assert got["metrics"]["invalid_report_rate"]["value"] == pytest.approx(0.5)  # 2 of 4 calls: the empty row, the missing call
+    for change, message in [
+        (dict(colour="red"), f"{study}: colour: unknown key"),
+        (dict(columns={**spec["columns"], "choise": "ans"}), f"{study}: columns.choise: unknown field"),
+        (dict(columns={**spec["columns"], "diff": "d1"}), f"{study}: columns.diff: expected attribute -> column"),
+        (dict(instilled="nowhere.csv"), f"{study}: instilled: {tmp_path / 'nowhere.csv'}: no such file"),
+        (dict(calls_per_context=0), f"{study}: calls_per_context: expected a positive whole number"),
+        (dict(columns={**spec["columns"], "choice": "d1"}),
+         f"{tmp_path / 'c.csv'}, line 2, column 'd1': choice '0.5' is neither A nor B"),
+        (dict(columns={**spec["columns"], "report": {"x": "w1", "y": "ctx"}}),
+         f"{tmp_path / 'r.csv'}, line 2, column 'ctx': 'tea' is not a number"),
+    ]:
+        rc, out = run(**change)
+        assert rc == 2 and out.out == "" and message in out.err and "Traceback" not in out.err, (change, out.err)
+    (tmp_path / "notes.txt").write_text("")
+    assert cli_main(["replicate", str(tmp_path / "notes.txt"), "--model", "mine"]) == 2
+    assert "expected a directory in the released layout or a study file" in capsys.readouterr().err

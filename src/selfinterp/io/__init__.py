@@ -22,12 +22,12 @@ from .released import (
     selections_dataset,
     write_released,
 )
-from .table import Columns, read_choices_table, read_reports_table, read_study_tables
+from .table import Columns, read_choices_table, read_reports_table, read_study_file, read_study_tables
 from .transcript import Transcript, read_records, read_transcript, to_records, write_transcript
 
 __all__ = [
     "ReleasedData", "read_released", "write_released", "read_scenarios", "read_target_weights",
     "read_selections", "read_reports", "read_regression", "align_reports", "scenarios_dataset",
     "reports_dataset", "selections_dataset", "scenarios_from_contexts", "Transcript", "read_transcript", "read_records", "write_transcript", "to_records",
-    "Columns", "read_choices_table", "read_reports_table", "read_study_tables",
+    "Columns", "read_choices_table", "read_reports_table", "read_study_tables", "read_study_file",
 ]

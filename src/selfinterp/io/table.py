@@ -44,7 +44,7 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["Columns", "read_choices_table", "read_reports_table", "read_study_tables"]
+__all__ = ["Columns", "read_choices_table", "read_reports_table", "read_study_tables", "read_study_file"]
 
 FORMATS = ("csv", "parquet", "jsonl")
 
@@ -462,3 +462,111 @@ def read_study_tables(model: str, *, columns: Columns, choices: dict, reports=No
         target = xr.concat(with_target, dim="context")
     return ReleasedData(model=model, scenarios=scenarios, target_weight=target, choices=ch, reports=reps,
                         calls_per_context=calls_per_context)
+
+
+# ---------------------------------------------------------------------------------------------
+# a study file: which tables, which columns (for `selfinterp replicate STUDY.toml`)
+
+_STUDY_KEYS = {"instilled", "latent", "reports", "scenarios", "format", "calls_per_context", "columns", "ranges"}
+_COLUMN_KEYS = {"context", "attributes", "a", "b", "diff", "choice", "p_a", "report", "condition", "target"}
+
+
+def read_study_file(path, model: str, *, calls_per_context: int | None = None):
+    """A whole study from a study file (TOML or JSON) naming its tables and their columns.
+
+    The file holds ``instilled`` (the choices table of the instilled
+    contexts), optionally ``latent`` (of the native contexts), ``reports``
+    (a table, a list of tables, or a table ``condition -> file``),
+    ``scenarios`` (a ``scenarios.csv`` in the released layout: the known
+    contexts and the attributes' ranges), ``format``, ``calls_per_context``,
+    a ``[columns]`` table (the fields of :class:`Columns`) and a ``[ranges]``
+    table (attribute -> [min, max]).  Paths are relative to the file's
+    folder.  ``calls_per_context`` given here overrides the file's.  Returns
+    :func:`read_study_tables`' :class:`~selfinterp.io.ReleasedData`; an
+    unknown key or a value of the wrong kind is an error naming the file and
+    the key.
+    """
+    path = Path(os.fspath(path))
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".json":
+        try:
+            spec = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path}, line {exc.lineno}: not JSON: {exc.msg}") from None
+    else:
+        import tomllib
+
+        try:
+            spec = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise InputError(f"{path}: not TOML: {exc}") from None
+    if not isinstance(spec, dict):
+        raise InputError(f"{path}: expected a table of keys ({', '.join(sorted(_STUDY_KEYS))})")
+
+    def bad(key, what):
+        return InputError(f"{path}: {key}: {what}")
+
+    unknown = sorted(set(spec) - _STUDY_KEYS)
+    if unknown:
+        raise bad(unknown[0], f"unknown key (expected one of {', '.join(sorted(_STUDY_KEYS))})")
+    for key in ("instilled", "columns"):
+        if key not in spec:
+            raise bad(key, "missing")
+
+    def file(key, v):
+        if not isinstance(v, str) or not v:
+            raise bad(key, f"expected a file name, got {v!r}")
+        p = path.parent / v
+        if not p.is_file():
+            raise bad(key, f"{p}: no such file")
+        return p
+
+    cols = spec["columns"]
+    if not isinstance(cols, dict):
+        raise bad("columns", "expected a table of the columns' names")
+    unknown = sorted(set(cols) - _COLUMN_KEYS)
+    if unknown:
+        raise bad(f"columns.{unknown[0]}", f"unknown field (expected one of {', '.join(sorted(_COLUMN_KEYS))})")
+    for k, v in cols.items():
+        ok = (isinstance(v, list) and all(isinstance(x, str) for x in v)) if k == "attributes" else \
+            (isinstance(v, dict) and all(isinstance(x, str) for x in v.values())) if k in ("a", "b", "diff", "report", "target") \
+            else isinstance(v, str)
+        if not ok:
+            raise bad(f"columns.{k}", f"expected {'a list of names' if k == 'attributes' else 'attribute -> column' if k in ('a', 'b', 'diff', 'report', 'target') else 'a column name'}, got {v!r}")
+    if "context" not in cols or "attributes" not in cols:
+        raise bad("columns", "needs context and attributes")
+    columns = Columns(**cols)
+
+    ranges = spec.get("ranges")
+    if ranges is not None:
+        if not isinstance(ranges, dict):
+            raise bad("ranges", "expected attribute -> [min, max]")
+        for k, v in ranges.items():
+            if not (isinstance(v, list) and len(v) == 2 and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                               for x in v)):
+                raise bad(f"ranges.{k}", f"expected [min, max], got {v!r}")
+        ranges = {k: tuple(v) for k, v in ranges.items()}
+    scenarios = None
+    if "scenarios" in spec:
+        from .released import read_scenarios
+
+        scenarios = read_scenarios(file("scenarios", spec["scenarios"]))
+    fmt = spec.get("format")
+    if fmt is not None and fmt not in FORMATS:
+        raise bad("format", f"expected one of {', '.join(FORMATS)}, got {fmt!r}")
+    if calls_per_context is None:
+        calls_per_context = spec.get("calls_per_context", 10)
+        if not isinstance(calls_per_context, int) or isinstance(calls_per_context, bool) or calls_per_context < 1:
+            raise bad("calls_per_context", f"expected a positive whole number, got {calls_per_context!r}")
+    choices = {key: file(key, spec[key]) for key in ("instilled", "latent") if key in spec}
+    reports = spec.get("reports")
+    if isinstance(reports, str):
+        reports = file("reports", reports)
+    elif isinstance(reports, list):
+        reports = [file(f"reports[{i}]", v) for i, v in enumerate(reports)]
+    elif isinstance(reports, dict):
+        reports = {c: file(f"reports.{c}", v) for c, v in reports.items()}
+    elif reports is not None:
+        raise bad("reports", f"expected a file, a list of files or condition -> file, got {reports!r}")
+    return read_study_tables(model, columns=columns, choices=choices, reports=reports, scenarios=scenarios,
+                             ranges=ranges, calls_per_context=calls_per_context, format=fmt)
