@@ -17,7 +17,7 @@ from typing import Sequence
 
 from .cache import RequestCache, request_key
 from .client import CHAT, LLMError, describe_error
-from .jobs import Backoff, create_once, expect, run_tag, upload_file
+from .jobs import _OPT_STR, _STR, Backoff, ask, create_once, listing, run_tag, upload_file
 from .manifest import Manifest
 
 __all__ = ["run_batch"]
@@ -76,7 +76,8 @@ def run_batch(client, cache: RequestCache, manifest: Manifest, stage: str, bodie
         nc = client.with_options(max_retries=0)
 
         def find():
-            for b in nc.batches.list(limit=100):
+            for b in listing(lambda: nc.batches.list(limit=100), f"stage {stage}: batch: GET /batches",
+                             {"id": _STR, "input_file_id": _OPT_STR}):
                 meta = getattr(b, "metadata", None) or {}
                 if b.input_file_id == file_id and (not meta or all(meta.get(k) == v for k, v in tag.items())):
                     return b
@@ -92,11 +93,9 @@ def run_batch(client, cache: RequestCache, manifest: Manifest, stage: str, bodie
     bodies_by_key = {request_key(CHAT, b): b for b in bodies}
     backoff = backoff or Backoff()
     while True:
-        try:
-            batch = client.batches.retrieve(rec["batch_id"])
-        except Exception as exc:
-            raise LLMError(f"stage {stage}: cannot read batch {rec['batch_id']}: {describe_error(exc)}") from None
-        expect(batch, ("status", "output_file_id"), f"stage {stage}: batch {rec['batch_id']}")
+        batch = ask(lambda: client.batches.retrieve(rec["batch_id"]),
+                    f"stage {stage}: poll of batch {rec['batch_id']} (GET /batches/{rec['batch_id']})",
+                    {"status": _STR, "output_file_id": _OPT_STR, "error_file_id": _OPT_STR})
         rec["status"] = batch.status
         manifest.save()
         if batch.status in _DONE:
