@@ -46,8 +46,12 @@ def _read_lines(client, file_id: str | None) -> list[dict]:
 
 
 def run_batch(client, cache: RequestCache, manifest: Manifest, stage: str, bodies: Sequence[dict], *,
-              workdir: Path, backoff: Backoff | None = None, echo=print, sleep=None, attempts: int = 4) -> dict:
+              workdir: Path, backoff: Backoff | None = None, echo=print, sleep=None, attempts: int = 4,
+              keys: Sequence[str] | None = None, cached: Sequence[bool] | None = None) -> dict:
     """Ask for every uncached body through one batch; store what comes back.
+
+    ``keys`` (the bodies' request keys) and ``cached`` (whether each is stored) where the caller
+    has them already: they are then neither computed nor looked up again.
 
     Returns counts ``{"asked", "stored", "errors"}``; the error lines are
     appended to ``workdir/<stage>.batch_errors.jsonl``.  Uncached bodies remain
@@ -57,9 +61,10 @@ def run_batch(client, cache: RequestCache, manifest: Manifest, stage: str, bodie
 
     sleep = sleep or time.sleep
     rec = manifest.stage(stage).setdefault("batch", {})
+    keys = list(keys) if keys is not None else [request_key(CHAT, b) for b in bodies]
     if "batch_id" not in rec:
-        keys = [request_key(CHAT, b) for b in bodies]
-        todo = {k: b for k, b in zip(keys, bodies) if not cache.has(k)}
+        cached = list(cached) if cached is not None else [cache.has(k) for k in keys]
+        todo = {k: b for k, b, c in zip(keys, bodies, cached) if not c}
         if not todo:
             return {"asked": 0, "stored": 0, "errors": 0}
         path = workdir / f"{stage}.batch_input.jsonl"
@@ -90,7 +95,7 @@ def run_batch(client, cache: RequestCache, manifest: Manifest, stage: str, bodie
         rec.update(batch_id=batch.id, input_file=file_id, n_requests=len(todo), status=batch.status)
         manifest.save()
         echo(f"[{stage}] batch {batch.id} created with {len(todo)} requests")
-    bodies_by_key = {request_key(CHAT, b): b for b in bodies}
+    bodies_by_key = dict(zip(keys, bodies))
     backoff = backoff or Backoff()
     while True:
         batch = ask(lambda: client.batches.retrieve(rec["batch_id"]),
