@@ -112,3 +112,4 @@ def check_memory(what: str, n_bytes: float) -> None:
     if n_bytes > have / 2:
         raise InputError(f"{what} needs about {n_bytes / 2**30:,.1f} GiB of memory, this machine has "
                          f"{have / 2**30:,.1f} GiB; choose smaller sizes")
+
