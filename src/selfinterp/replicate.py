@@ -425,15 +425,19 @@ def released_source(source, model, calls_per_context=10) -> tuple[ReleasedData, 
 
 
 def compute(source, model: str | None = None, *, n_boot: int = 2000, rng=0,
-            calls_per_context: int = 10) -> Replication:
+            calls_per_context: int = 10, check=None) -> Replication:
     """:func:`replicate` returning also the scored pairs of every condition (for plots).
 
     ``source`` is a directory in the released layout or data already in
     memory (a :class:`~selfinterp.io.ReleasedData`, e.g. from
     :func:`~selfinterp.io.read_table` or a simulated study);
     ``calls_per_context`` applies to a directory (data in memory carry it).
+    ``check(data)``, if given, is called once the data are read and before any
+    work (the command line refuses there a ``n_boot`` that would not fit in memory).
     """
     data, directory = released_source(source, model, calls_per_context)
+    if check is not None:
+        check(data)
     model = data.model
     b = _Builder(data, n_boot, rng)
     b.fit()

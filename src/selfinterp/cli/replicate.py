@@ -38,8 +38,12 @@ def main(args: argparse.Namespace) -> int:
     if args.plot:
         # fail before the work when the extra is missing
         require("matplotlib", "plot")
+    def check(data):
+        C = max([d.sizes["context"] for d in (*data.choices.values(), *data.reports.values())] or [0])
+        _args.check_memory(f"--n-boot {args.n_boot:,} over {C:,} contexts", _args.bootstrap_bytes(args.n_boot, C))
+
     rep = compute(args.directory, args.model, n_boot=args.n_boot, rng=args.seed,
-                  calls_per_context=args.calls_per_context)
+                  calls_per_context=args.calls_per_context, check=check)
     if args.plot:
         plot_replication(rep, args.plot)
     if args.json:
