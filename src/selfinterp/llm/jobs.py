@@ -209,7 +209,7 @@ def upload_file(client, manifest: Manifest, record: dict, key: str, path: Path, 
 def _stream_events(client, job_id: str, record: dict, log_path: Path, echo) -> None:
     try:
         events = listing(lambda: client.fine_tuning.jobs.list_events(job_id, limit=100), "events",
-                         {"id": _STR, "created_at": _INT, "message": _OPT_STR}, max_pages=1)
+                         {"id": _STR, "created_at": (int, float), "message": _OPT_STR}, max_pages=1)
     except LLMError:  # events are informative only; a failure to list them does not stop the job
         return
     seen = set(record.setdefault("events_seen", []))
