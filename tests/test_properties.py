@@ -28,7 +28,14 @@ def n_examples(n):
 # values put in place of a record's own: cheap to draw (sampled), covering every JSON type and the edge cases
 JSON = st.sampled_from([None, True, False, 0, -1, 1.5, 1e308, -1e308, float("nan"), float("inf"), "", "A", "B",
                         "x", "ctx", "report", "choice", [], [1], [1.0, 2.0], [1, "x"], [True, 1], [1e308, 0],
-                        [500, 0], [-100, 100], [100.5, 0], [1, 2, 3], {}, {"a": 1}, [[1, 2]], 0.5, 2])
+                        [500, 0], [-100, 100], [100.5, 0], [1, 2, 3], {}, {"a": 1}, [[1, 2]], 0.5, 2,
+                        [10.5, 2.1], [-0.5, 0], [10.6, 0], [0, 2.2], [-0.6, 1]])
+# the scenario "ctx": attribute 1 in [0, 10], attribute 2 in [0, 2]; options may stray 5% of the span
+RANGES = {"ctx": ([0.0, 0.0], [10.0, 2.0])}
+
+
+def _within_range(values):
+    return all(lo - 0.05 * (hi - lo) <= v <= hi + 0.05 * (hi - lo) for v, lo, hi in zip(values, *RANGES["ctx"]))
 GOOD = {"kind": "report", "model": "m", "request_id": "r", "context": "ctx", "A": [1.0, 2.0], "B": [0.0, 1.0],
         "reply": "{}", "report": [10.0, -20.0]}
 
@@ -52,7 +59,7 @@ def records(draw):
 @given(records())
 def test_a_transcript_record_is_read_as_it_is_or_refused(rec):
     try:
-        out = validate_record(rec, "line 1", {"ctx": 2})
+        out = validate_record(rec, "line 1", {"ctx": 2}, RANGES)
     except InputError as exc:
         assert str(exc).startswith("line 1: ")
         return
@@ -60,6 +67,7 @@ def test_a_transcript_record_is_read_as_it_is_or_refused(rec):
     assert set(out) == set(KEYS) and out["request_id"] and out["context"] == "ctx"
     for k in ("A", "B"):
         assert out[k] == [float(v) for v in rec[k]] and all(math.isfinite(v) for v in out[k])
+        assert _within_range(out[k])  # an option outside the scenario's range is refused
     if out["kind"] == "report":
         assert out["report"] is None or (out["report"] == [float(v) for v in rec["report"]]
                                          and all(abs(v) <= 100 for v in out["report"]))
@@ -89,6 +97,7 @@ def test_a_transcript_file_is_read_line_for_line_or_refused_naming_the_line(scra
         assert re.match(rf"{re.escape(str(path))}(, line [1-{len(lines)}])?: ", str(exc)), str(exc)
         return
     assert len(recs) == len(lines)  # every line is a record: none skipped
+    assert all(_within_range(r["A"]) and _within_range(r["B"]) for r in recs)
     assert len({r["request_id"] for r in recs}) == len(recs)
 
 

@@ -123,6 +123,10 @@ GOOD = {"kind": "report", "model": "m", "request_id": "r", "context": "ctx", "A"
     (json.dumps({**GOOD, "kind": "choice", "report": None, "choice": "A", "reply": " b."}),
      "choice 'A' contradicts the reply ' b.'"),
     (json.dumps({**GOOD, "request_id": "z", "report": [500, 0]}), r"'report' holds 500.0, outside the weight scale"),
+    # option values out of the scenario's range (u in [0, 10], v in [0, 2]; 5% of the span is tolerated)
+    (json.dumps({**GOOD, "request_id": "z", "A": [1000, 1]}), r"'A' attribute 1 is 1000.0, outside the scenario "
+                                                               r"'ctx''s range \[0, 10\]"),
+    (json.dumps({**GOOD, "request_id": "z", "B": [0, -0.2]}), r"'B' attribute 2 is -0.2, outside"),
     ('{"metadata": ' + "[" * 100000 + "]" * 100000 + "}", "JSON nested too deeply"),
 ])
 def test_bad_lines_name_file_and_line(tmp_path, line, match):
@@ -190,7 +194,7 @@ def test_write_read_round_trip(tmp_path_factory, data):
     K, ctx, recs = data
     path = write_transcript(tmp_path_factory.mktemp("t") / "t.jsonl", recs)
     back = read_records(path, scenarios_dataset(ctx, [[f"a{k}" for k in range(K)]] * len(ctx),
-                                                np.zeros((len(ctx), K)), np.ones((len(ctx), K))))
+                                                np.full((len(ctx), K), -1e9), np.full((len(ctx), K), 1e9)))
     norm = [{**r, "A": [float(v) for v in r["A"]], "B": [float(v) for v in r["B"]],
              "report": None if r["report"] is None else [float(v) for v in r["report"]]} for r in recs]
     assert back == norm

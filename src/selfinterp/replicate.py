@@ -28,7 +28,8 @@ attribute) pairs; effects ``{"diff", "ci", ...}``; rates ``{"value", "n"}``.
 whole contexts** (``n_boot`` resamples; Fisher's z of each resample divided
 by its cluster-robust standard error), the honest interval when the K
 weights of a context share one report and one fit; the training effects'
-"ci" is the paired percentile interval.  Each correlation also
+"ci" is the paired studentised interval (each resample's difference divided
+by its cluster-robust standard error).  Each correlation also
 carries ``ci_fisher`` (Fisher z) and ``ci_regression`` (the paper's own
 interval: the brms slope of standardised learned on standardised reported
 weights, about r +- 1.97 sqrt((1 - r^2)/(n - 2)), which gives the published
@@ -196,7 +197,7 @@ class _Builder:
         self.metrics: dict = {k: None for k in METRICS}
         self.details: dict = {"ci": "95% studentised bootstrap interval resampling contexts (Fisher z, "
                                     f"cluster-robust standard errors; {self.n_boot} resamples; effects: "
-                                    "paired percentile); ci_fisher: Fisher z; ci_regression: the paper's slope "
+                                    "paired, studentised the same way); ci_fisher: Fisher z; ci_regression: the paper's slope "
                                     "interval cut at [-1, 1] (both treat pairs as independent)",
                               "controls": {}, "invalid_reports": {}, "learned_vs_authors": {},
                               "fit": {}, "absent_files": list(data.absent)}
@@ -424,15 +425,19 @@ def released_source(source, model, calls_per_context=10) -> tuple[ReleasedData, 
 
 
 def compute(source, model: str | None = None, *, n_boot: int = 2000, rng=0,
-            calls_per_context: int = 10) -> Replication:
+            calls_per_context: int = 10, check=None) -> Replication:
     """:func:`replicate` returning also the scored pairs of every condition (for plots).
 
     ``source`` is a directory in the released layout or data already in
     memory (a :class:`~selfinterp.io.ReleasedData`, e.g. from
     :func:`~selfinterp.io.read_table` or a simulated study);
     ``calls_per_context`` applies to a directory (data in memory carry it).
+    ``check(data)``, if given, is called once the data are read and before any
+    work (the command line refuses there a ``n_boot`` that would not fit in memory).
     """
     data, directory = released_source(source, model, calls_per_context)
+    if check is not None:
+        check(data)
     model = data.model
     b = _Builder(data, n_boot, rng)
     b.fit()
@@ -519,7 +524,7 @@ def format_table(result: dict) -> str:
         lines += ["", "invalid report replies (calls made - valid rows):"]
         for g, v in d["invalid_reports"].items():
             lines.append(f"  {g:<40} {v['invalid']:>5} of {v['calls']}")
-    lines += ["", "95% CI: studentised bootstrap resampling whole contexts (effects: paired percentile); "
+    lines += ["", "95% CI: studentised bootstrap resampling whole contexts (effects: paired, studentised); "
                   "Fisher z and paper-style", "(brms slope) intervals treat the (context, attribute) pairs as "
                   "independent.  "
                   "n: (context, attribute) pairs; contexts for effects; calls or choices for rates."]

@@ -211,20 +211,49 @@ def _r_gradient(T: np.ndarray) -> np.ndarray:
                          -sx / D + N * sy * vx / D3, -N * n * vy / (2 * D3), -N * n * vx / (2 * D3), n / D], -1)
 
 
-def _z_se(S: np.ndarray, counts: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """Fisher z of the pooled r and its cluster-robust (delta-method) standard error, for the data
-    (``counts`` None) or for each resample (rows of ``counts`` (B, C))."""
+def _influence(S: np.ndarray, counts: np.ndarray | None):
+    """Pooled r, whether it is defined, and each context's linear (influence) term (C, B) of r, for the
+    data (``counts`` None) or for each resample (rows of ``counts`` (B, C))."""
     w = np.ones((1, S.shape[0])) if counts is None else counts
     T = w @ S                                    # (B, 6)
     r, ok = _r_from_totals(T)
     g = np.where(ok[:, None], _r_gradient(T), 0.0)  # (B, 6); undefined r: no gradient
-    infl = S @ g.T                               # (C, B): each context's linear term
+    return r, ok, S @ g.T
+
+
+def _robust_se(infl: np.ndarray, counts: np.ndarray | None) -> np.ndarray:
+    """Cluster-robust (delta-method) standard error (B,) from the contexts' influence terms (C, B)."""
+    w = np.ones((1, infl.shape[0])) if counts is None else counts
     mean = (w.T * infl).sum(0) / w.sum(1)        # (B,)
-    var = (w.T * (infl - mean) ** 2).sum(0)      # sum over the resample's contexts
+    return np.sqrt((w.T * (infl - mean) ** 2).sum(0))  # sum over the resample's contexts
+
+
+def _z_se(S: np.ndarray, counts: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Fisher z of the pooled r and its cluster-robust (delta-method) standard error, for the data
+    (``counts`` None) or for each resample (rows of ``counts`` (B, C))."""
+    r, ok, infl = _influence(S, counts)
     with np.errstate(invalid="ignore", divide="ignore"):
         z = np.arctanh(np.clip(r, -1 + 1e-15, 1 - 1e-15))
-        se = np.sqrt(var) / (1 - r * r)
+        se = _robust_se(infl, counts) / (1 - r * r)
     return np.where(ok, z, np.nan), np.where(ok, se, np.nan)
+
+
+def _studentized(est: float, se: float, draws: np.ndarray, draws_se: np.ndarray, level: float):
+    """Bootstrap-t interval ``(est - t_hi * se, est - t_lo * se)`` from the resamples' estimates and
+    standard errors; None where it is undefined (no spread, no usable resample)."""
+    keep = np.isfinite(draws) & np.isfinite(draws_se) & (draws_se > 0)
+    if not (np.isfinite(se) and se > 0 and keep.any()):
+        return None
+    t_lo, t_hi = _quantiles((draws[keep] - est) / draws_se[keep], level)
+    return est - t_hi * se, est - t_lo * se
+
+
+_METHODS = ("percentile", "bca", "studentized")
+
+
+def _check_method(method):
+    if method not in _METHODS:
+        raise InputError(f"method must be 'percentile', 'bca' or 'studentized', got {method!r}")
 
 
 def cluster_bootstrap(reported, learned, *, n_boot: int = 2000, rng=None, level: float = 0.95,
@@ -253,8 +282,7 @@ def cluster_bootstrap(reported, learned, *, n_boot: int = 2000, rng=None, level:
         The resampled correlations (a resample whose weights are all equal
         has no r and is dropped; their number is ``n_boot - len(draws)``).
     """
-    if method not in ("percentile", "bca", "studentized"):
-        raise InputError(f"method must be 'percentile', 'bca' or 'studentized', got {method!r}")
+    _check_method(method)
     a, b = _pair(reported, learned)
     S = _stats(a, b)
     counts = _counts(np.random.default_rng(rng), n_boot, a.shape[0])
@@ -267,21 +295,26 @@ def cluster_bootstrap(reported, learned, *, n_boot: int = 2000, rng=None, level:
         return _bca(r, float(est), _jackknife_r(S), level), r
     if method == "studentized" and defined:
         (z,), (se,) = _z_se(S, None)
-        zb, seb = _z_se(S, counts)
-        keep = np.isfinite(zb) & np.isfinite(seb) & (seb > 0)
-        t = (zb[keep] - z) / seb[keep]
-        if np.isfinite(se) and se > 0 and len(t):
-            t_lo, t_hi = _quantiles(t, level)
-            return (float(np.tanh(z - t_hi * se)), float(np.tanh(z - t_lo * se))), r
+        iv = _studentized(float(z), float(se), *_z_se(S, counts), level)
+        if iv is not None:  # on Fisher's z, mapped back: the ends lie within [-1, 1]
+            return (float(np.tanh(iv[0])), float(np.tanh(iv[1]))), r
     return _quantiles(r, level), r
 
 
 def paired_difference(reported_1, learned_1, reported_2, learned_2, *, n_boot: int = 2000,
-                      rng=None, level: float = 0.95):
+                      rng=None, level: float = 0.95, method: str = "studentized"):
     """r(condition 2) - r(condition 1) on the same C contexts, with a paired cluster bootstrap.
 
     Each resample draws contexts once and recomputes both correlations on
     them, so the interval accounts for the pairing of the two conditions.
+
+    ``method`` as for :func:`cluster_bootstrap`: ``"studentized"`` (the
+    default) divides each resample's difference by its cluster-robust
+    delta-method standard error (each context's influence on r2 minus its
+    influence on r1); ``"bca"`` takes the acceleration from the
+    leave-one-context-out differences; where either is undefined (no
+    spread: identical conditions) the percentile interval is returned.
+    The ends always lie within [-2, 2].
 
     Returns
     -------
@@ -289,18 +322,32 @@ def paired_difference(reported_1, learned_1, reported_2, learned_2, *, n_boot: i
     (lo, hi) : tuple of float
     draws : ndarray
     """
+    _check_method(method)
     a1, b1 = _pair(reported_1, learned_1, "reported_1", "learned_1")
     a2, b2 = _pair(reported_2, learned_2, "reported_2", "learned_2")
     if a1.shape[0] != a2.shape[0]:
         raise InputError(f"the two conditions must share their contexts: {a1.shape[0]} vs {a2.shape[0]}")
     diff = pooled_r(a2, b2) - pooled_r(a1, b1)
+    S1, S2 = _stats(a1, b1), _stats(a2, b2)
     counts = _counts(np.random.default_rng(rng), n_boot, a1.shape[0])
-    r1, ok1 = _r_from_totals(counts @ _stats(a1, b1))
-    r2, ok2 = _r_from_totals(counts @ _stats(a2, b2))
-    d = (r2 - r1)[ok1 & ok2]
+    r1, ok1 = _r_from_totals(counts @ S1)
+    r2, ok2 = _r_from_totals(counts @ S2)
+    ok = ok1 & ok2
+    d = (r2 - r1)[ok]
     if len(d) == 0:
         raise InputError("no bootstrap resample has both correlations defined")
-    return float(diff), _quantiles(d, level), d
+    iv = None
+    if method == "bca":
+        j1, jok1 = _r_from_totals(S1.sum(0)[None, :] - S1)
+        j2, jok2 = _r_from_totals(S2.sum(0)[None, :] - S2)
+        iv = _bca(d, diff, (j2 - j1)[jok1 & jok2], level)
+    elif method == "studentized":
+        se = _robust_se(_influence(S2, None)[2] - _influence(S1, None)[2], None)[0]
+        seb = _robust_se(_influence(S2, counts)[2] - _influence(S1, counts)[2], counts)
+        iv = _studentized(diff, float(se), d, seb[ok], level)
+    if iv is None:
+        iv = _quantiles(d, level)
+    return float(diff), (max(float(iv[0]), -2.0), min(float(iv[1]), 2.0)), d
 
 
 @dataclass(frozen=True)
@@ -424,7 +471,7 @@ class CorrelationScore:
         (context, attribute) pairs.
     n_contexts : int
     ci : (float, float)
-        Context-clustered bootstrap percentile interval.
+        Context-clustered bootstrap interval (studentised by default, see :func:`score`).
     ci_fisher, ci_regression : (float, float)
         Intervals that treat the pairs as independent (see module docstring).
     sign_agreement : float
@@ -449,7 +496,8 @@ class CorrelationScore:
 
 @dataclass(frozen=True)
 class DifferenceScore:
-    """r(after) - r(before) on shared contexts with a paired cluster-bootstrap interval."""
+    """r(after) - r(before) on shared contexts with a paired cluster-bootstrap interval
+    (studentised by default, see :func:`paired_difference`)."""
 
     diff: float
     ci: tuple

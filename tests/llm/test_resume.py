@@ -261,3 +261,47 @@ def test_restart_picks_up_the_running_job_and_batch(tmp_path, shared, api_key):
         fake.stop()
     assert sum(e["path"] == "/v1/batches" for e in fake.log) == 1
     assert counts == {"asked": 12, "stored": 12, "errors": 0}
+
+
+@pytest.mark.parametrize("batch", [False, True])
+def test_a_stage_computes_each_request_key_once_and_reads_the_cache_once(tmp_path, shared, api_key, monkeypatch,
+                                                                          batch):
+    """elicit -> (batch) -> Requester.chat_many: one request_key and one cache read per body (the batch
+    path reads back only what the batch stored); a second pass is served from the cache alone."""
+    from selfinterp.llm import batch as batch_mod
+    from selfinterp.llm import cache as cache_mod
+    from selfinterp.llm import client as client_mod
+    from selfinterp.llm import pipeline as pipeline_mod
+
+    exp = load_experiment(write_experiment(tmp_path, shared, batch=str(batch).lower()))
+    fake = fake_for(exp, batch_polls=1)
+    exp = load_experiment(exp.source, base_url=fake.start())
+    calls = {"key": 0, "read": 0}
+    real_key, real_many = cache_mod.request_key, RequestCache.get_many
+
+    def counting_key(*a):
+        calls["key"] += 1
+        return real_key(*a)
+
+    def counting_many(self, keys):
+        keys = list(keys)
+        calls["read"] += len(keys)
+        return real_many(self, keys)
+
+    for mod in (pipeline_mod, client_mod, batch_mod):
+        monkeypatch.setattr(mod, "request_key", counting_key)
+    monkeypatch.setattr(RequestCache, "get_many", counting_many)
+    monkeypatch.setattr(RequestCache, "get", lambda *a: pytest.fail("a cache read one key at a time"))
+    monkeypatch.setattr(RequestCache, "has", lambda *a: pytest.fail("a cache read one key at a time"))
+    bodies = _bodies(exp)
+    try:
+        run = ExperimentRun(exp, echo=lambda s: None, sleep=lambda s: None)
+        out = run.elicit("choices", bodies)
+        assert len(out) == 12 and calls["key"] == 12
+        assert calls["read"] == (24 if batch else 12)  # the batch's answers are read back once
+        calls.update(key=0, read=0)
+        n_asked = len(_chat_keys(fake))
+        assert run.elicit("choices", bodies) == out and calls == {"key": 12, "read": 12}
+        assert len(_chat_keys(fake)) == n_asked
+    finally:
+        fake.stop()

@@ -112,3 +112,9 @@ def check_memory(what: str, n_bytes: float) -> None:
     if n_bytes > have / 2:
         raise InputError(f"{what} needs about {n_bytes / 2**30:,.1f} GiB of memory, this machine has "
                          f"{have / 2**30:,.1f} GiB; choose smaller sizes")
+
+
+
+def bootstrap_bytes(n_boot: int, contexts: int) -> int:
+    """Peak memory of one context-resampling bootstrap: a few (resamples x contexts) float64 arrays."""
+    return 64 * int(n_boot) * int(contexts)

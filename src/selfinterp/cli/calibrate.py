@@ -46,11 +46,24 @@ def main(args: argparse.Namespace) -> int:
     command = "selfinterp " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
     model = calibrate(args.directory, args.model, tiles=args.tiles, seed=args.seed,
                       calls_per_context=args.calls_per_context, train_examples=args.train_examples,
-                      command=command)
+                      command=command, check=check_sizes)
     path = save_calibration(model, args.output)
     print(format_model(model))
     print(f"\ncalibration written to {path}")
     return 0
+
+
+def check_sizes(tiles: int, parts, K: int, R: int) -> None:
+    """Refuse a --tiles whose simulation would not fit in memory, saying the estimate (called by
+    :func:`selfinterp.study.calibrate` once the files are read, before the simulation).
+
+    The running time grows with the memory (at most 200 evaluations of the simulated moments per
+    fit); with --tiles at most 10,000 a simulation that fits runs for hours at worst, never days.
+    """
+    n = max(tiles * c for c, _ in parts)
+    T = max(t for _, t in parts)
+    _args.check_memory(f"--tiles {tiles:,} (a simulation of {n:,} contexts x {T:,} choices x {R:,} reports, "
+                       f"{K} attributes)", 8 * 4 * n * (T * (2 * K + 2) + R * K))
 
 
 def format_model(model) -> str:

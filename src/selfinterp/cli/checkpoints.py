@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import argparse
 
+from . import _args
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("experiment", help="the experiment file of a finished local run (backend = \"local\")")
     parser.add_argument("--stage", default="instill", choices=["instill", "itrain_first", "itrain_last", "itrain_all"],
                         help="whose checkpoints (default instill)")
     parser.add_argument("--out", help="output directory (default: the file's out)")
-    parser.add_argument("--n-boot", type=int, default=2000, metavar="N", help="bootstrap resamples (default 2000)")
+    parser.add_argument("--n-boot", type=_args.bounded_int(1, 1_000_000), default=2000, metavar="N",
+                        help="bootstrap resamples (default 2000)")
     parser.add_argument("--plot", metavar="FILE.png", help="plot against step (needs the 'plot' extra)")
 
 

@@ -51,8 +51,13 @@ def main(args: argparse.Namespace) -> int:
         source = read_study_file(source, args.model, calls_per_context=args.calls_per_context)
     elif source.is_file():
         raise InputError(f"{source}: expected a directory in the released layout or a study file (.toml or .json)")
+
+    def check(data):
+        C = max([d.sizes["context"] for d in (*data.choices.values(), *data.reports.values())] or [0])
+        _args.check_memory(f"--n-boot {args.n_boot:,} over {C:,} contexts", _args.bootstrap_bytes(args.n_boot, C))
+
     rep = compute(source, args.model, n_boot=args.n_boot, rng=args.seed,
-                  calls_per_context=args.calls_per_context or 10)
+                  calls_per_context=args.calls_per_context or 10, check=check)
     if args.plot:
         plot_replication(rep, args.plot)
     if args.json:

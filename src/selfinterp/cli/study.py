@@ -55,6 +55,7 @@ def main(args: argparse.Namespace) -> int:
     C, T, R, K = design.contexts, design.choices, design.reports, design.attributes
     _args.check_memory(f"a study of {C:,} contexts x {T:,} choices x {R:,} reports ({K} attributes)",
                        8 * 4 * (C * T * (2 * K + 2) + C * R * K))
+    _args.check_memory(f"--n-boot {args.n_boot:,} over {C:,} contexts", _args.bootstrap_bytes(args.n_boot, C))
     data, _ = simulate_study(model, design, rng=args.seed, name=args.model)
     if args.out:
         write_released(args.out, args.model, data)

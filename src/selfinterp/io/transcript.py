@@ -87,11 +87,27 @@ def _numbers(where, key, value, K):
     return [float(v) for v in value]
 
 
-def validate_record(rec, where: str, n_attributes: dict | None = None) -> dict:
+def _check_options(where, ctx, out, ranges):
+    """Option values within the scenario's [min, max], give or take the released reader's tolerance
+    (:data:`selfinterp.io.released.OPTION_TOLERANCE` of the span)."""
+    from .released import OPTION_TOLERANCE
+
+    lo, hi = ranges[ctx]
+    for key in ("A", "B"):
+        for k, (v, a, b) in enumerate(zip(out[key], lo, hi)):
+            tol = OPTION_TOLERANCE * (b - a)
+            if not a - tol <= v <= b + tol:
+                raise InputError(f"{where}: {key!r} attribute {k + 1} is {v!r}, outside the scenario "
+                                 f"{ctx!r}'s range [{a:g}, {b:g}]")
+
+
+def validate_record(rec, where: str, n_attributes: dict | None = None, ranges: dict | None = None) -> dict:
     """Check one transcript object; return it with numbers as floats and defaults filled.
 
     ``n_attributes`` maps known context names to K; an unknown context is an
-    error when it is given.
+    error when it is given.  ``ranges`` maps context names to their attributes'
+    ``(minima, maxima)``: an option value outside them (give or take 5% of the
+    span, as in the released layout) is an error.
     """
     if not isinstance(rec, dict):
         raise InputError(f"{where}: expected a JSON object, got {type(rec).__name__}")
@@ -116,6 +132,8 @@ def validate_record(rec, where: str, n_attributes: dict | None = None) -> dict:
     out = {k: rec[k] for k in REQUIRED}
     out["A"] = _numbers(where, "A", rec["A"], K)
     out["B"] = _numbers(where, "B", rec["B"], K)
+    if ranges is not None and ctx in ranges:
+        _check_options(where, ctx, out, ranges)
     choice, p_a, report = rec.get("choice"), rec.get("p_a"), rec.get("report")
     if kind == "choice":
         if report is not None:
@@ -152,8 +170,9 @@ def validate_record(rec, where: str, n_attributes: dict | None = None) -> dict:
 def read_records(path, scenarios: xr.Dataset | None = None) -> list[dict]:
     """Read and validate every line of a transcript file.
 
-    With ``scenarios``, contexts must be known and the option and report
-    lists must have that context's K entries.  Duplicated ``request_id`` and
+    With ``scenarios``, contexts must be known, the option and report
+    lists must have that context's K entries and the option values must lie
+    within the context's ranges (give or take 5% of the span).  Duplicated ``request_id`` and
     blank lines are errors.  Returns the records as dicts (all keys present).
     """
     path = Path(os.fspath(path))
@@ -165,9 +184,11 @@ def read_records(path, scenarios: xr.Dataset | None = None) -> list[dict]:
         raise InputError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not valid UTF-8 text (byte {exc.start})") from exc
-    K = None
+    K = ranges = None
     if scenarios is not None:
-        K = {str(c): int(scenarios.sizes["attribute"]) for c in scenarios["context"].values}
+        names = [str(c) for c in scenarios["context"].values]
+        K = {c: int(scenarios.sizes["attribute"]) for c in names}
+        ranges = dict(zip(names, zip(scenarios["attr_min"].values.tolist(), scenarios["attr_max"].values.tolist())))
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
@@ -184,7 +205,7 @@ def read_records(path, scenarios: xr.Dataset | None = None) -> list[dict]:
             raise InputError(f"{where}: key {exc.args[0]!r} appears twice in one object") from None
         except RecursionError:
             raise InputError(f"{where}: JSON nested too deeply") from None
-        rec = validate_record(rec, where, K)
+        rec = validate_record(rec, where, K, ranges)
         rid = rec["request_id"]
         if rid in seen:
             raise InputError(f"{where}: duplicated request_id {rid!r} (first on line {seen[rid]})")

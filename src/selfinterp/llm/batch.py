@@ -17,7 +17,7 @@ from typing import Sequence
 
 from .cache import RequestCache, request_key
 from .client import CHAT, LLMError, describe_error
-from .jobs import Backoff, create_once, expect, run_tag, upload_file
+from .jobs import _OPT_STR, _STR, Backoff, ask, create_once, listing, run_tag, upload_file
 from .manifest import Manifest
 
 __all__ = ["run_batch"]
@@ -46,8 +46,12 @@ def _read_lines(client, file_id: str | None) -> list[dict]:
 
 
 def run_batch(client, cache: RequestCache, manifest: Manifest, stage: str, bodies: Sequence[dict], *,
-              workdir: Path, backoff: Backoff | None = None, echo=print, sleep=None, attempts: int = 4) -> dict:
+              workdir: Path, backoff: Backoff | None = None, echo=print, sleep=None, attempts: int = 4,
+              keys: Sequence[str] | None = None, cached: Sequence[bool] | None = None) -> dict:
     """Ask for every uncached body through one batch; store what comes back.
+
+    ``keys`` (the bodies' request keys) and ``cached`` (whether each is stored) where the caller
+    has them already: they are then neither computed nor looked up again.
 
     Returns counts ``{"asked", "stored", "errors"}``; the error lines are
     appended to ``workdir/<stage>.batch_errors.jsonl``.  Uncached bodies remain
@@ -57,9 +61,10 @@ def run_batch(client, cache: RequestCache, manifest: Manifest, stage: str, bodie
 
     sleep = sleep or time.sleep
     rec = manifest.stage(stage).setdefault("batch", {})
+    keys = list(keys) if keys is not None else [request_key(CHAT, b) for b in bodies]
     if "batch_id" not in rec:
-        keys = [request_key(CHAT, b) for b in bodies]
-        todo = {k: b for k, b in zip(keys, bodies) if not cache.has(k)}
+        cached = list(cached) if cached is not None else [cache.has(k) for k in keys]
+        todo = {k: b for k, b, c in zip(keys, bodies, cached) if not c}
         if not todo:
             return {"asked": 0, "stored": 0, "errors": 0}
         path = workdir / f"{stage}.batch_input.jsonl"
@@ -76,7 +81,8 @@ def run_batch(client, cache: RequestCache, manifest: Manifest, stage: str, bodie
         nc = client.with_options(max_retries=0)
 
         def find():
-            for b in nc.batches.list(limit=100):
+            for b in listing(lambda: nc.batches.list(limit=100), f"stage {stage}: batch: GET /batches",
+                             {"id": _STR, "input_file_id": _OPT_STR}):
                 meta = getattr(b, "metadata", None) or {}
                 if b.input_file_id == file_id and (not meta or all(meta.get(k) == v for k, v in tag.items())):
                     return b
@@ -89,14 +95,12 @@ def run_batch(client, cache: RequestCache, manifest: Manifest, stage: str, bodie
         rec.update(batch_id=batch.id, input_file=file_id, n_requests=len(todo), status=batch.status)
         manifest.save()
         echo(f"[{stage}] batch {batch.id} created with {len(todo)} requests")
-    bodies_by_key = {request_key(CHAT, b): b for b in bodies}
+    bodies_by_key = dict(zip(keys, bodies))
     backoff = backoff or Backoff()
     while True:
-        try:
-            batch = client.batches.retrieve(rec["batch_id"])
-        except Exception as exc:
-            raise LLMError(f"stage {stage}: cannot read batch {rec['batch_id']}: {describe_error(exc)}") from None
-        expect(batch, ("status", "output_file_id"), f"stage {stage}: batch {rec['batch_id']}")
+        batch = ask(lambda: client.batches.retrieve(rec["batch_id"]),
+                    f"stage {stage}: poll of batch {rec['batch_id']} (GET /batches/{rec['batch_id']})",
+                    {"status": _STR, "output_file_id": _OPT_STR, "error_file_id": _OPT_STR})
         rec["status"] = batch.status
         manifest.save()
         if batch.status in _DONE:

@@ -69,6 +69,16 @@ class RequestCache:
         row = self._db.execute("SELECT response FROM responses WHERE key=?", (key,)).fetchone()
         return None if row is None else json.loads(row[0])
 
+    def get_many(self, keys) -> list[dict | None]:
+        """The stored response of each of ``keys`` (None where absent), in order, in few queries."""
+        keys = list(keys)
+        found: dict[str, str] = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i:i + 500]
+            q = f"SELECT key, response FROM responses WHERE key IN ({','.join('?' * len(chunk))})"
+            found.update(self._db.execute(q, chunk).fetchall())
+        return [None if k not in found else json.loads(found[k]) for k in keys]
+
     def has(self, key: str) -> bool:
         return self._db.execute("SELECT 1 FROM responses WHERE key=?", (key,)).fetchone() is not None
 

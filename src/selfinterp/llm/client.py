@@ -108,12 +108,19 @@ class Requester:
             self.n_sent += 1
             return data
 
-    async def chat_many(self, bodies: Sequence[dict], *, desc: str = "requests") -> list[dict]:
-        """Responses (as dicts) for ``bodies``, from the cache where present, else from the server."""
+    async def chat_many(self, bodies: Sequence[dict], *, desc: str = "requests", keys: Sequence[str] | None = None,
+                        known: Sequence[dict | None] | None = None) -> list[dict]:
+        """Responses (as dicts) for ``bodies``, from the cache where present, else from the server.
+
+        ``keys``: the bodies' :func:`request_key` where the caller has them already; ``known``: their
+        responses already looked up in the cache (None where absent), so the cache is not asked again.
+        """
         from tqdm.auto import tqdm
 
-        keys = [request_key(CHAT, b) for b in bodies]
-        out: list[dict | None] = [self.cache.get(k) for k in keys]
+        keys = list(keys) if keys is not None else [request_key(CHAT, b) for b in bodies]
+        out: list[dict | None] = list(known) if known is not None else self.cache.get_many(keys)
+        if len(keys) != len(bodies) or len(out) != len(bodies):
+            raise ValueError("keys and known must have one entry per body")
         todo = [i for i, r in enumerate(out) if r is None]
         if not todo:
             return out  # type: ignore[return-value]

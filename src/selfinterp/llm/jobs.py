@@ -20,7 +20,8 @@ from pathlib import Path
 from .client import LLMError, describe_error
 from .manifest import Manifest, sha256_file
 
-__all__ = ["upload_file", "start_finetune", "wait_finetune", "Backoff", "create_once", "run_tag"]
+__all__ = ["upload_file", "start_finetune", "wait_finetune", "Backoff", "create_once", "run_tag", "ask", "expect",
+           "listing"]
 
 _TERMINAL_BAD = {"failed", "cancelled"}
 
@@ -52,12 +53,71 @@ def _not_done(exc: BaseException) -> bool:
     return isinstance(exc, openai.APIStatusError) and exc.status_code == 429
 
 
-def expect(obj, attrs: tuple[str, ...], what: str):
-    """``obj`` if it is a parsed reply with ``attrs``; else :class:`LLMError` (a 200 whose body is not
-    the JSON asked for: an HTML page from a proxy, plain text)."""
-    if isinstance(obj, (str, bytes)) or any(not hasattr(obj, a) for a in attrs):
+_STR, _OPT_STR, _INT = (str,), (str, type(None)), (int,)
+
+
+def expect(obj, attrs, what: str):
+    """``obj`` if it is a parsed reply whose ``attrs`` are present; else :class:`LLMError` (a 200 whose body
+    is not the JSON asked for: an HTML page from a proxy, plain text, a list, an object without the fields).
+
+    ``attrs``: names (each must be a non-empty string) or a dict of name to the types it may have.
+    The client fills a missing field with None, so a field is checked by its type, not by its presence.
+    """
+    fields = attrs if isinstance(attrs, dict) else {a: _STR for a in attrs}
+    bad = isinstance(obj, (str, bytes, list, dict)) or obj is None
+    for name, types in fields.items():
+        if bad:
+            break
+        v = getattr(obj, name, None)
+        bad = not isinstance(v, types) or isinstance(v, bool) or (types == _STR and not v)
+        if bad:
+            raise LLMError(f"{what}: the server's reply is not the JSON expected: field {name!r} is {v!r} "
+                           f"({str(obj)[:120]!r})")
+    if bad:
         raise LLMError(f"{what}: the server's reply is not the JSON expected ({str(obj)[:120]!r})")
     return obj
+
+
+def ask(call, what: str, fields):
+    """``call()`` (one request to the server), its reply checked by :func:`expect`; any failure is an
+    :class:`LLMError` naming ``what`` (the stage and the request)."""
+    try:
+        obj = call()
+    except LLMError:
+        raise
+    except Exception as exc:
+        raise LLMError(f"{what}: {_failure(exc)}") from None
+    return expect(obj, fields, what)
+
+
+def _failure(exc: BaseException) -> str:
+    import openai
+
+    if isinstance(exc, (openai.APIError, LLMError)):
+        return describe_error(exc)
+    # the client could not parse the body: not JSON, or not the shape of a page
+    return f"the server's reply is not the JSON expected ({type(exc).__name__}: {str(exc)[:120]})"
+
+
+def listing(first, what: str, fields, *, max_pages: int = 50) -> list:
+    """Every item of a listing (``first()`` returns its first page), each checked by :func:`expect`.
+
+    Pages are followed while the server says ``has_more``; a page that repeats an item, or more than
+    ``max_pages`` pages, is an error rather than an endless loop.
+    """
+    items, seen = [], set()
+    page = ask(first, what, {"data": (list,)})
+    for _ in range(max_pages):
+        for item in page.data:
+            expect(item, fields, what)
+            if item.id in seen:
+                raise LLMError(f"{what}: the server's listing repeats {item.id!r}")
+            seen.add(item.id)
+            items.append(item)
+        if getattr(page, "has_more", None) is not True or not page.data:
+            return items
+        page = ask(page.get_next_page, what, {"data": (list,)})
+    raise LLMError(f"{what}: the server's listing goes on past {max_pages} pages")
 
 
 def create_once(create, find, *, what: str, attempts: int, pending: bool = False, backoff: Backoff | None = None,
@@ -133,7 +193,8 @@ def upload_file(client, manifest: Manifest, record: dict, key: str, path: Path, 
             return nc.files.create(file=(name, f), purpose=purpose)
 
     def find():
-        for obj in nc.files.list(purpose=purpose):
+        for obj in listing(lambda: nc.files.list(purpose=purpose), f"upload of {path.name}: GET /files",
+                           {"id": _STR, "filename": _OPT_STR, "bytes": _INT}):
             if obj.filename == name and obj.bytes == size and getattr(obj, "purpose", purpose) == purpose:
                 return obj
         return None
@@ -147,11 +208,12 @@ def upload_file(client, manifest: Manifest, record: dict, key: str, path: Path, 
 
 def _stream_events(client, job_id: str, record: dict, log_path: Path, echo) -> None:
     try:
-        page = client.fine_tuning.jobs.list_events(job_id, limit=100)
-    except Exception:  # events are informative only; a failure to list them does not stop the job
+        events = listing(lambda: client.fine_tuning.jobs.list_events(job_id, limit=100), "events",
+                         {"id": _STR, "created_at": (int, float), "message": _OPT_STR}, max_pages=1)
+    except LLMError:  # events are informative only; a failure to list them does not stop the job
         return
     seen = set(record.setdefault("events_seen", []))
-    new = [e for e in page.data if e.id not in seen]
+    new = [e for e in events if e.id not in seen]
     with open(log_path, "a", encoding="utf-8") as f:
         for e in sorted(new, key=lambda e: e.created_at):
             f.write(json.dumps({"job": job_id, "id": e.id, "created_at": e.created_at, "level": e.level,
@@ -213,7 +275,9 @@ def start_finetune(client, manifest: Manifest, stage: str, *, model: str, train:
         failed_ids = {j.get("job_id") for j in rec.get("failed_jobs", [])}
 
         def find():
-            for job in nc.fine_tuning.jobs.list(limit=100):
+            for job in listing(lambda: nc.fine_tuning.jobs.list(limit=100),
+                               f"stage {stage}: fine-tuning job: GET /fine_tuning/jobs",
+                               {"id": _STR, "training_file": _OPT_STR, "model": _OPT_STR}):
                 if job.id not in failed_ids and _matches_job(job, model=model, train_id=train_id, suffix=suffix,
                                                              tag=tag):
                     return job
@@ -241,15 +305,14 @@ def wait_finetune(client, manifest: Manifest, stage: str, *, events_log: Path, b
     job_id = rec["job_id"]
     backoff = backoff or Backoff()
     while True:
-        try:
-            job = client.fine_tuning.jobs.retrieve(job_id)
-        except Exception as exc:
-            raise LLMError(f"stage {stage}: cannot read job {job_id}: {describe_error(exc)}") from None
-        expect(job, ("status", "fine_tuned_model"), f"stage {stage}: job {job_id}")
+        job = ask(lambda: client.fine_tuning.jobs.retrieve(job_id),
+                  f"stage {stage}: poll of job {job_id} (GET /fine_tuning/jobs/{job_id})",
+                  {"status": _STR, "fine_tuned_model": _OPT_STR})
         _stream_events(client, job_id, rec, events_log, echo)
         rec["status"] = job.status
         manifest.save()
         if job.status == "succeeded":
+            expect(job, ("fine_tuned_model",), f"stage {stage}: job {job_id} succeeded, but its reply")
             break
         if job.status in _TERMINAL_BAD:
             err = getattr(job, "error", None)

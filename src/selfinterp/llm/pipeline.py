@@ -107,32 +107,41 @@ class ExperimentRun(Design):
         return Backoff(first=self.exp.poll_first, maximum=self.exp.poll_max)
 
     # ------------------------------------------------------------------ requests
-    def elicit(self, stage: str, bodies: list[dict], valid=None) -> list[dict]:
+    def elicit(self, stage: str, bodies: list[dict], valid=None, keys: list[str] | None = None) -> list[dict]:
         """Responses for ``bodies``: through one batch first if so configured, then directly.
 
-        With ``reask_invalid``, stored replies that ``valid(response)`` rejects are
-        forgotten first, so that only they are asked again.
+        ``keys``: the bodies' request keys, if the caller has them (each is computed once, and
+        the cache is looked up once per body).  With ``reask_invalid``, stored replies that
+        ``valid(body, response)`` rejects are forgotten first, so that only they are asked again.
         """
+        keys = keys if keys is not None else [request_key(CHAT, b) for b in bodies]
+        found = self.cache.get_many(keys)
         if self.reask_invalid and valid is not None:
-            keys = [request_key(CHAT, b) for b in bodies]
-            bad = [k for k, b in zip(keys, bodies) if (r := self.cache.get(k)) is not None and not valid(b, r)]
+            bad = [i for i, (b, r) in enumerate(zip(bodies, found)) if r is not None and not valid(b, r)]
             if bad:
-                self.cache.delete(bad)
+                self.cache.delete([keys[i] for i in bad])
+                for i in bad:
+                    found[i] = None
                 self.echo(f"[{stage}] {len(bad)} stored invalid replies are asked again (--reask-invalid)")
-        self._within_budget(stage, [b for b in bodies if not self.cache.has(request_key(CHAT, b))])
+        self._within_budget(stage, [b for b, r in zip(bodies, found) if r is None])
         if self.exp.batch:
             counts = run_batch(self.sync, self.cache, self.manifest, stage, bodies, workdir=self.out / "logs",
                                backoff=self._backoff(), echo=self.echo, sleep=self.sleep,
-                               attempts=self.exp.max_retries + 1)
+                               attempts=self.exp.max_retries + 1, keys=keys, cached=[r is not None for r in found])
+            if counts["stored"]:  # only what the batch answered is read from the cache again
+                miss = [i for i, r in enumerate(found) if r is None]
+                for i, r in zip(miss, self.cache.get_many([keys[i] for i in miss])):
+                    found[i] = r
             if counts["asked"]:
                 self.echo(f"[{stage}] batch answered {counts['stored']} of {counts['asked']}"
                           f" ({counts['errors']} in its error file); the rest are asked directly")
-        return asyncio.run(self._chat_many(bodies, stage))
+        return asyncio.run(self._chat_many(bodies, stage, keys, found))
 
-    async def _chat_many(self, bodies: list[dict], stage: str) -> list[dict]:
+    async def _chat_many(self, bodies: list[dict], stage: str, keys: list[str], found: list) -> list[dict]:
         exp = self.exp
         async with self._client(asynchronous=True) as client:
-            return await Requester(client, self.cache, concurrency=exp.concurrency).chat_many(bodies, desc=stage)
+            return await Requester(client, self.cache, concurrency=exp.concurrency).chat_many(
+                bodies, desc=stage, keys=keys, known=found)
 
     def _client(self, asynchronous: bool = False):
         """The OpenAI client of the server path, or the in-process local backend's (``backend = "local"``)."""
@@ -194,7 +203,8 @@ class ExperimentRun(Design):
         """
         exp, spec = self.exp, self.exp.choices
         bodies, spans, pairs = self.choice_requests(model, idx, n_pairs, stage, pairs_stream)
-        responses = self.elicit(stage, bodies, lambda b, r: _p_first(r, exp.template, spec)[0] is not None)
+        keys = [request_key(CHAT, b) for b in bodies]
+        responses = self.elicit(stage, bodies, lambda b, r: _p_first(r, exp.template, spec)[0] is not None, keys)
         n_orders = 2 if spec.both_orders else 1
         C, T = len(idx), n_orders * n_pairs
         X = np.zeros((C, n_pairs, self.K))
@@ -216,7 +226,7 @@ class ExperimentRun(Design):
                     text = first_text(responses[k])
                     label = parse_choice(text, exp.template.label_a, exp.template.label_b)
                     records.append({
-                        "kind": "choice", "model": model, "request_id": request_key(CHAT, bodies[k]),
+                        "kind": "choice", "model": model, "request_id": keys[k],
                         "context": ctx.name, "A": first.tolist(), "B": second.tolist(), "reply": text or "",
                         "choice": None if label is None else "AB"[1 - label],
                         "p_a": None if np.isnan(pf) or spec.method == "sample" else float(pf),
@@ -257,7 +267,8 @@ class ExperimentRun(Design):
         bodies, spans, pairs = self.report_requests(model, idx)
         names = {id(b): [a.name for a in self.contexts[i].attributes] for i, (s, e) in zip(idx, spans)
                  for b in bodies[s:e]}
-        responses = self.elicit(stage, bodies, lambda b, r: parse_report(first_text(r), names[id(b)]).valid)
+        keys = [request_key(CHAT, b) for b in bodies]
+        responses = self.elicit(stage, bodies, lambda b, r: parse_report(first_text(r), names[id(b)]).valid, keys)
         C, R = len(idx), exp.n_reports
         means = np.full((C, self.K), np.nan)
         out = {"idx": np.asarray(idx), "report": np.full((C, R, self.K), np.nan), "valid": np.zeros((C, R), bool),
@@ -273,7 +284,7 @@ class ExperimentRun(Design):
                 means[j] = rep[ok].mean(axis=0)
             for t in range(len(raw)):
                 records.append({
-                    "kind": "report", "model": model, "request_id": request_key(CHAT, bodies[s + t]),
+                    "kind": "report", "model": model, "request_id": keys[s + t],
                     "context": ctx.name, "A": a[t].tolist(), "B": b[t].tolist(), "reply": raw[t] or "",
                     "report": rep[t].tolist() if ok[t] else None,
                     "metadata": {"stage": stage, "context_index": int(i), "trial": t, "error": errors[t],

@@ -227,7 +227,7 @@ def _concat_reports(datasets, contexts):
 
 def calibrate(directory, model: str | None = None, *, tiles: int = 20, seed: int = 0,
               calls_per_context: int = 10, train_examples: int = 50,
-              command: str | None = None) -> StudyModel:
+              command: str | None = None, check=None) -> StudyModel:
     """Estimate the generative model's parameters from one model's released files.
 
     Parameters
@@ -248,6 +248,12 @@ def calibrate(directory, model: str | None = None, *, tiles: int = 20, seed: int
         Instillation examples per context (cost model only; not in the files).
     command : str, optional
         The command line, recorded in the provenance.
+    check : callable, optional
+        Called as ``check(tiles, parts, attributes, calls_per_context)`` once the
+        files are read and before the simulation starts, ``parts`` the
+        (contexts, choices) of each simulated set of choices (instilled, and
+        native where present): it may refuse sizes whose cost is absurd
+        (the command line does).
 
     Returns
     -------
@@ -275,6 +281,11 @@ def calibrate(directory, model: str | None = None, *, tiles: int = 20, seed: int
     X, y, mask = ch["X"].values, ch["y"].values, ch["mask"].values
     targets = ch["target_weight"].values
     C, T, K = X.shape
+    if check is not None:
+        parts = [(C, T)]
+        if "latent" in data.choices:
+            parts.append((data.choices["latent"].sizes["context"], data.choices["latent"].sizes["trial"]))
+        check(tiles, parts, K, int(calls_per_context))
     real, L_real = choice_moments(X, y, mask, targets)
     streams = dict(zip(("instilled", "native", "native_targets") + tuple(CONDITION_FILES),
                        np.random.SeedSequence(int(seed)).spawn(3 + len(CONDITION_FILES))))

@@ -2,8 +2,8 @@
 
 The check: simulate many studies from the generative model, compute for each
 the intervals that :func:`selfinterp.replicate.replicate` reports (the
-percentile bootstrap resampling whole contexts, :func:`selfinterp.score.cluster_bootstrap`,
-and for the training effect the paired bootstrap, :func:`selfinterp.score.paired_difference`),
+studentised bootstrap resampling whole contexts, :func:`selfinterp.score.cluster_bootstrap`,
+and for the training effect the paired one, :func:`selfinterp.score.paired_difference`),
 and count how often they contain the true value.
 
 The true value of a correlation metric is the population pooled correlation of
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InputError
 from ..score import cluster_bootstrap, paired_difference
 from .model import (context_bias, draw_targets, effective_weights, mean_reports,
                     simulate_learned_weights, simulate_reports)
@@ -73,11 +74,13 @@ def true_values(model: StudyModel, design: StudyDesign, *, truth_contexts: int =
 
 
 def coverage(model: StudyModel, design: StudyDesign, *, n_studies: int = 1000, n_boot: int = 2000,
-             seed: int = 0, truth: dict | None = None, method: str = "studentized") -> dict:
+             seed: int = 0, truth: dict | None = None, method: str = "studentized",
+             metrics=COVERAGE_METRICS) -> dict:
     """Share of ``n_studies`` simulated studies whose 95% interval contains the true value.
 
-    ``method``: the correlations' bootstrap interval (:func:`selfinterp.score.cluster_bootstrap`),
-    by default replicate's (studentised).
+    ``method``: the bootstrap interval of the correlations (:func:`selfinterp.score.cluster_bootstrap`)
+    and of the training effect (:func:`selfinterp.score.paired_difference`), by default replicate's
+    (studentised).
 
     Returns
     -------
@@ -86,26 +89,33 @@ def coverage(model: StudyModel, design: StudyDesign, *, n_studies: int = 1000, n
         where ``below``/``above`` count intervals entirely below/above the truth,
         plus ``"n_studies"`` and ``"n_boot"``.
     """
+    unknown = [k for k in metrics if k not in COVERAGE_METRICS]
+    if unknown or not metrics:
+        raise InputError(f"metrics must be some of {', '.join(COVERAGE_METRICS)}, got {list(metrics)!r}")
     truth = true_values(model, design) if truth is None else truth
     a = simulate_arrays(model, design, n_studies, np.random.SeedSequence(seed))
     boot = np.random.SeedSequence(seed).spawn(n_studies + 1)[1:]
     pairs = {"learned_vs_target": ("learned", "target"), "base_reports_vs_learned": ("base", "learned"),
              "reports_vs_learned": ("instilled", "learned"), "reports_vs_target": ("instilled", "target"),
              "itrained_reports_vs_learned": ("itrained", "learned")}
-    hits = {k: [] for k in COVERAGE_METRICS}
-    est = {k: [] for k in COVERAGE_METRICS}
+    hits = {k: [] for k in metrics}
+    est = {k: [] for k in metrics}
     for i in range(n_studies):
         gens = boot[i].spawn(len(COVERAGE_METRICS))
         for j, (k, (x, y)) in enumerate(pairs.items()):
+            if k not in metrics:
+                continue
             (lo, hi), _ = cluster_bootstrap(a[x][i], a[y][i], n_boot=n_boot, rng=gens[j], method=method)
             hits[k].append((lo, hi))
             est[k].append(float(pooled_r(a[x][i][None], a[y][i][None])[0]))
+        if "training_effect" not in metrics:
+            continue
         d, (lo, hi), _ = paired_difference(a["instilled"][i], a["learned"][i], a["itrained"][i],
-                                           a["learned"][i], n_boot=n_boot, rng=gens[-1])
+                                           a["learned"][i], n_boot=n_boot, rng=gens[-1], method=method)
         hits["training_effect"].append((lo, hi))
         est["training_effect"].append(d)
     out = {"n_studies": n_studies, "n_boot": n_boot}
-    for k in COVERAGE_METRICS:
+    for k in metrics:
         ci = np.array(hits[k])
         t = truth[k]
         inside = (ci[:, 0] <= t) & (t <= ci[:, 1])
