@@ -34,7 +34,7 @@ Speed (as in :mod:`selfinterp._core.logit_numba`): each context's design is
 copied into a transposed buffer ``Zt`` (P, T), trials padded to a multiple of
 8 with weight-0 trials (z = 0, f = 0, w = 0, which add nothing to any sum),
 so that every loop over trials is contiguous, vectorised and without a scalar
-remainder; the per-trial sweeps are unrolled per P <= 8 in the generated
+remainder; the per-trial sweeps are unrolled for P in P_UNROLLED (5, 6) in the generated
 :mod:`._firth_unrolled` (``tools/gen_firth.py``); exp and log1p are the
 vectorisable polynomials of :mod:`selfinterp._core.vecmath`.  numba's disk
 cache is keyed on each function's own file: a change to those modules must
@@ -49,14 +49,15 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
-from .._core.logit_numba import P_UNROLLED, _cholesky, _factor_solve_any, _ldl_solve, padded
+from .._core._gram import P_UNROLLED
+from .._core.logit_numba import _cholesky, _factor_solve_any, _ldl_solve, padded
 from .._core.vecmath import FASTMATH, log1p_unit, logistic_fast
 from . import _firth_unrolled as _fu
 
 
 def _unrolled_firth(name, pt):
     """The :mod:`._firth_unrolled` function ``name``_P for the tag type ``pt``, or None (the loops)."""
-    if isinstance(pt, types.UniTuple) and 1 <= pt.count <= P_UNROLLED:
+    if isinstance(pt, types.UniTuple) and pt.count in P_UNROLLED:
         return getattr(_fu, f"{name}_{pt.count}")
     if isinstance(pt, types.BaseTuple) and len(pt) == 0:
         return None
@@ -163,7 +164,7 @@ def _score_generic(Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U, s_buf):
 
 @njit(cache=True, error_model="numpy", inline="always", _nrt=False)
 def _info(pt, Zt, b, f, w, p_buf, v_buf, Inf, eta, row, unit):
-    """Log-likelihood, p, v and the Fisher information: straight-line sweeps for P <= 8.
+    """Log-likelihood, p, v and the Fisher information: straight-line sweeps for P in P_UNROLLED.
 
     ``eta``, ``row``: work space of the generic loops; ``unit``: every weight
     is 0 or 1 (:func:`_unit_weights`), where the unrolled sweeps take the
@@ -230,7 +231,7 @@ def _chol_inv_by_p(pt, Inf, L, Li):
 
 @njit(cache=True, error_model="numpy", inline="always", _nrt=False)
 def _score(pt, Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U, s_buf):
-    """Y = L^{-1} Z', m and the modified score U: straight-line sweeps for P <= 8."""
+    """Y = L^{-1} Z', m and the modified score U: straight-line sweeps for P in P_UNROLLED."""
     _score_p(pt, Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U, s_buf)
 
 
