@@ -34,6 +34,14 @@ settings.register_profile(
 settings.load_profile("ci")
 
 
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (``--dist loadgroup``, the default here) the local
+    backend's tests run in one worker, which loads SmolLM2 once."""
+    for item in items:
+        if Path(item.path).parent.name == "local" and Path(item.path).parent.parent.name == "llm":
+            item.add_marker(pytest.mark.xdist_group("local"))
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not (SHARED_DATA / "scenarios.csv").is_file():

@@ -17,7 +17,7 @@ from selfinterp._core.separation import separated_lp
 from strategies import arbitrary_designs
 
 
-@pytest.mark.parametrize("P", range(1, 10))  # 1..8 unrolled (_gram), 9 the generic passes
+@pytest.mark.parametrize("P", [1, 3, 5, 6, 9])  # 5 and 6 unrolled (_gram), the others the generic passes
 def test_unrolled_evaluation_equals_generic_passes(P):
     rng = np.random.default_rng(P)
     T = 37  # not a multiple of the vector width: the loop's remainder is exercised too
@@ -47,7 +47,7 @@ def test_generated_module_is_up_to_date():
     assert gen.OUT.read_text() == gen.render(), "run python tools/gen_gram.py"
 
 
-@pytest.mark.parametrize("P", range(1, 10))  # 1..8 straight-line (_gram), 9 the loops
+@pytest.mark.parametrize("P", [1, 3, 5, 6, 9])  # 5 and 6 straight-line (_gram), the others the loops
 def test_factor_solve_equals_the_loops(P):
     rng = np.random.default_rng(100 + P)
     M = rng.normal(size=(P, P))

@@ -17,7 +17,7 @@ module is about doing it fast.
   are register accumulators of one vectorised loop; the log-likelihood itself
   (log1p per trial) is only evaluated when the line search needs it (see
   :data:`.logit_numpy.SAFE_ETA_STEP`).
-* Solves: LDL^T, straight-line for P <= 8 (no square root on the serial
+* Solves: LDL^T, straight-line for P in P_UNROLLED (5, 6) (no square root on the serial
   path of the factorisation), and only the variances of the inverse.
 * No reference counting: numba increments and decrements the count of every
   array argument, atomically, at each call of a compiled function; the
@@ -53,6 +53,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 from . import _gram
+from ._gram import P_UNROLLED
 from .rng import context_seed
 from .simulate import simulate_context
 from .logit_numpy import (CERT_DAMPING, CERT_MARGIN, CERT_ROUNDS, ETA_MAX, MAX_HALVING, PIVOT_MIN,
@@ -62,25 +63,25 @@ from .vecmath import FASTMATH, bits_as_float, exp_nonpos_fast, float_bits, log1p
 BLOCK = 64  # contexts per work item: buffers are allocated once per block
 INVALID = 3  # status of a context with a non-finite X or an outcome outside [0, 1] (fit_numba)
 PAD = 8  # trials are padded to a multiple of this (8 float64 per AVX-512 vector)
-P_UNROLLED = 8  # the largest P with straight-line kernels in :mod:`._gram`
 
 
 def p_tag(P):
     """The argument ``pt`` that carries the number of parameters P in its type.
 
-    A tuple of P zeros for P <= :data:`P_UNROLLED`, the empty tuple beyond:
-    each kernel that takes ``pt`` is compiled once per tag type, with the
-    unrolled :mod:`._gram` functions of that P alone (or the generic loops),
-    chosen while typing (:func:`_unrolled`).  A branch on a runtime P would
-    compile all eight variants at every call site, most of a first run's
-    compilation time.
+    A tuple of P zeros for the P in :data:`._gram.P_UNROLLED` (the paper's 5
+    attributes, without and with the intercept), the empty tuple for every
+    other P: each kernel that takes ``pt`` is compiled once per tag type, with
+    the unrolled :mod:`._gram` functions of that P alone, or once for the
+    generic loops of all other P, chosen while typing (:func:`_unrolled`).  A
+    branch on a runtime P would compile every variant at every call site; a
+    variant per P would compile once per P a study uses (about 20 s each).
     """
-    return (0,) * P if P <= P_UNROLLED else ()
+    return (0,) * P if P in P_UNROLLED else ()
 
 
 def _unrolled(name, pt):
     """The :mod:`._gram` function ``name``_P for the tag type ``pt``, or None (generic loops)."""
-    if isinstance(pt, types.UniTuple) and 1 <= pt.count <= P_UNROLLED:
+    if isinstance(pt, types.UniTuple) and pt.count in P_UNROLLED:
         return getattr(_gram, f"{name}_{pt.count}")
     if isinstance(pt, types.BaseTuple) and len(pt) == 0:
         return None
@@ -110,7 +111,7 @@ def padded(T):
 
 @njit(cache=True, error_model="numpy", _nrt=False, inline="always")
 def _linear(pt, Zt, theta, eta):
-    """eta = Z @ theta: one sweep (:mod:`._gram`) for P <= 8, the loops beyond."""
+    """eta = Z @ theta: one sweep (:mod:`._gram`) for P in P_UNROLLED (5, 6), the loops beyond."""
     _linear_p(pt, Zt, theta, eta)
 
 
@@ -224,8 +225,8 @@ def _ray_scale(eta, f, w, theta, prec):
 def _evaluate(pt, Zt, eta, f, w, r, v, tmp, theta, prec, g, H):
     """Residuals, weights, gradient and Hessian at eta = Z theta.
 
-    For P <= 8 parameters, one sweep over the trials unrolled for that P
-    (:mod:`._gram`); beyond, the generic passes.
+    For P in P_UNROLLED, one sweep over the trials unrolled for that P
+    (:mod:`._gram`); otherwise the generic passes.
     """
     _evaluate_p(pt, Zt, eta, f, w, r, v, tmp, theta, prec, g, H)
 
@@ -272,7 +273,7 @@ def _gram_sums_by_p(pt, Zt, r, v, tmp, zero, g, H):
 
 @njit(cache=True, error_model="numpy", _nrt=False, inline="always")
 def _gram_sq(pt, Zt, r, D, tmp, zero, c, G):
-    """G = Z' diag(r^2) Z with D = r^2 (``c`` is left as is for P <= 8, else Z' r)."""
+    """G = Z' diag(r^2) Z with D = r^2 (``c`` is left as is for P in P_UNROLLED (5, 6), else Z' r)."""
     _gram_sq_p(pt, Zt, r, D, tmp, zero, c, G)
 
 
@@ -407,7 +408,7 @@ def _factor_solve(pt, H, g, L, d):
     """LDL^T factor L of H and d = H^-1 g; False if H is not positive definite
     (:data:`.logit_numpy.PIVOT_MIN`).
 
-    Straight-line code for P <= 8 (:mod:`._gram`), the loops beyond.
+    Straight-line code for P in P_UNROLLED (5, 6) (:mod:`._gram`), the loops beyond.
     """
     return _factor_solve_p(pt, H, g, L, d)
 
@@ -435,25 +436,13 @@ def _factor_solve_loops(H, g, L, d):
 
 @njit(cache=True, error_model="numpy", _nrt=False, inline="always")
 def _factor_solve_any(H, g, L, d):
-    """:func:`_factor_solve` for a P known only at run time (a branch per P: every
-    variant is compiled at each call site; the Firth kernel's submatrices)."""
+    """:func:`_factor_solve` for a P known only at run time (a branch per unrolled P,
+    each compiled at every call site; the Firth kernel's submatrices)."""
     P = H.shape[0]
     if P == 6:
         return _gram.solve_6(H, g, L, d)
     elif P == 5:
         return _gram.solve_5(H, g, L, d)
-    elif P == 7:
-        return _gram.solve_7(H, g, L, d)
-    elif P == 4:
-        return _gram.solve_4(H, g, L, d)
-    elif P == 3:
-        return _gram.solve_3(H, g, L, d)
-    elif P == 2:
-        return _gram.solve_2(H, g, L, d)
-    elif P == 1:
-        return _gram.solve_1(H, g, L, d)
-    elif P == 8:
-        return _gram.solve_8(H, g, L, d)
     return _factor_solve_loops(H, g, L, d)
 
 
@@ -1013,8 +1002,9 @@ def fit_numba(X, f, w, fit_intercept, prec, max_iter, tol, check_separation):
     """
     A, T, K = X.shape
     # w as a C-contiguous array, (1, T) where every context has the same weights (a broadcast
-    # view): one compiled signature for masked and unmasked calls (and simulate_fit_numba's)
-    w = np.ascontiguousarray(w[:1] if (A > 1 and w.strides[0] == 0) else w, dtype=np.float64)
+    # view): one compiled signature for masked and unmasked calls (and simulate_fit_numba's),
+    # writable (a read-only array is another type to numba: another compilation)
+    w = np.require(w[:1] if (A > 1 and w.strides[0] == 0) else w, np.float64, ["C", "W"])
     return _run(A, X, f, w, False, np.zeros((0, K)), np.zeros(0), np.zeros(0), 0, 0,
                 fit_intercept, prec, max_iter, tol, check_separation)
 

@@ -34,7 +34,7 @@ Speed (as in :mod:`selfinterp._core.logit_numba`): each context's design is
 copied into a transposed buffer ``Zt`` (P, T), trials padded to a multiple of
 8 with weight-0 trials (z = 0, f = 0, w = 0, which add nothing to any sum),
 so that every loop over trials is contiguous, vectorised and without a scalar
-remainder; the per-trial sweeps are unrolled per P <= 8 in the generated
+remainder; the per-trial sweeps are unrolled for P in P_UNROLLED (5, 6) in the generated
 :mod:`._firth_unrolled` (``tools/gen_firth.py``); exp and log1p are the
 vectorisable polynomials of :mod:`selfinterp._core.vecmath`.  numba's disk
 cache is keyed on each function's own file: a change to those modules must
@@ -44,19 +44,22 @@ come with a change here or a cleared ``__pycache__``.
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
-from numba import njit, prange, types
+import numba
+from numba import njit, types
 from numba.extending import overload
 
-from .._core.logit_numba import P_UNROLLED, _cholesky, _factor_solve_any, _ldl_solve, padded
+from .._core._gram import P_UNROLLED
+from .._core.logit_numba import _cholesky, _factor_solve_any, _ldl_solve, fetch_add, padded
 from .._core.vecmath import FASTMATH, log1p_unit, logistic_fast
 from . import _firth_unrolled as _fu
 
 
 def _unrolled_firth(name, pt):
     """The :mod:`._firth_unrolled` function ``name``_P for the tag type ``pt``, or None (the loops)."""
-    if isinstance(pt, types.UniTuple) and 1 <= pt.count <= P_UNROLLED:
+    if isinstance(pt, types.UniTuple) and pt.count in P_UNROLLED:
         return getattr(_fu, f"{name}_{pt.count}")
     if isinstance(pt, types.BaseTuple) and len(pt) == 0:
         return None
@@ -163,7 +166,7 @@ def _score_generic(Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U, s_buf):
 
 @njit(cache=True, error_model="numpy", inline="always", _nrt=False)
 def _info(pt, Zt, b, f, w, p_buf, v_buf, Inf, eta, row, unit):
-    """Log-likelihood, p, v and the Fisher information: straight-line sweeps for P <= 8.
+    """Log-likelihood, p, v and the Fisher information: straight-line sweeps for P in P_UNROLLED.
 
     ``eta``, ``row``: work space of the generic loops; ``unit``: every weight
     is 0 or 1 (:func:`_unit_weights`), where the unrolled sweeps take the
@@ -230,7 +233,7 @@ def _chol_inv_by_p(pt, Inf, L, Li):
 
 @njit(cache=True, error_model="numpy", inline="always", _nrt=False)
 def _score(pt, Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U, s_buf):
-    """Y = L^{-1} Z', m and the modified score U: straight-line sweeps for P <= 8."""
+    """Y = L^{-1} Z', m and the modified score U: straight-line sweeps for P in P_UNROLLED."""
     _score_p(pt, Zt, Li, f, w, p_buf, v_buf, Y, m_buf, U, s_buf)
 
 
@@ -1041,10 +1044,14 @@ def _context(X, f, w, a, fit_intercept, Tp):
     return Zt, fa, wa
 
 
-@njit(cache=True, parallel=True)
 def firth_numba(pt, X, f, w, fit_intercept, intervals, q, max_iter, tol, restart):
     """Fit every context of X (A, T, K) (``pt``: :func:`.logit_numba.p_tag` of P); ``restart`` (A,) bool: the contexts
     whose bounds are checked for a higher branch (:func:`_bound`).
+
+    The contexts are shared among numba's number of threads, one at a time
+    (:func:`_firth_worker`), as the logit fit shares its blocks
+    (:func:`.logit_numba._run`): Python threads rather than numba's ``prange``,
+    whose parallel-loop machinery doubled the kernel's own compilation.
 
     Returns
     -------
@@ -1058,18 +1065,44 @@ def firth_numba(pt, X, f, w, fit_intercept, intervals, q, max_iter, tol, restart
     """
     A, T, K = X.shape
     P = K + 1 if fit_intercept else K
-    beta = np.zeros((A, P))
-    cov = np.zeros((A, P, P))
-    lower = np.zeros((A, K))
-    upper = np.zeros((A, K))
-    conv = np.zeros(A, dtype=np.bool_)
-    ci_conv = np.zeros(A, dtype=np.bool_)
-    iters = np.zeros(A, dtype=np.int64)
+    out = (np.zeros((A, P)), np.zeros((A, P, P)), np.zeros((A, K)), np.zeros((A, K)),
+           np.zeros(A, dtype=np.bool_), np.zeros(A, dtype=np.bool_), np.zeros(A, dtype=np.int64))
+    next_context = np.zeros(1, dtype=np.int64)
+    args = (pt, next_context, X, f, w, bool(fit_intercept), bool(intervals), float(q), int(max_iter), float(tol),
+            np.ascontiguousarray(restart, dtype=np.bool_)) + out
+    n_threads = min(numba.get_num_threads(), A)
+    if n_threads > 1:
+        # a first call that fits nothing compiles (or loads) the kernel here, where an error
+        # is raised to the caller, before the threads start
+        next_context[0] = A
+        _firth_worker(*args)
+        next_context[0] = 0
+    threads = [threading.Thread(target=_firth_worker, args=args) for _ in range(n_threads - 1)]
+    for t in threads:
+        t.start()
+    try:
+        _firth_worker(*args)
+    finally:
+        for t in threads:
+            t.join()
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _firth_worker(pt, next_context, X, f, w, fit_intercept, intervals, q, max_iter, tol, restart,
+                  beta, cov, lower, upper, conv, ci_conv, iters):
+    """Fit the next context not yet taken (:func:`.logit_numba.fetch_add` on ``next_context[0]``) into the
+    outputs, until none is left; several threads run this at once, without the GIL (:func:`firth_numba`)."""
+    A, T, K = X.shape
+    P = K + 1 if fit_intercept else K
     # trials padded to a multiple of the vector width with weight-0 trials
     # (z = 0, f = 0, w = 0), which add nothing to any sum: the vectorised
     # loops then have no scalar remainder
     Tp = padded(T)
-    for a in prange(A):
+    while True:
+        a = fetch_add(next_context)
+        if a >= A:
+            break
         Zt, fa, wa = _context(X, f, w, a, fit_intercept, Tp)
         ws = _workspace(pt, P, Tp, wa)
         b = np.zeros(P)
@@ -1106,4 +1139,3 @@ def firth_numba(pt, X, f, w, fit_intercept, intervals, q, max_iter, tol, restart
                 upper[a, k] = hi
                 all_ok = all_ok and ok_lo and ok_hi
             ci_conv[a] = all_ok
-    return beta, cov, lower, upper, conv, ci_conv, iters

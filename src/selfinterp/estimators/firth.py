@@ -106,7 +106,9 @@ def fit_firth(X, y, *, mask=None, n=None, intercept: bool = True, intervals: boo
         raise InputError(f"level must lie in (0, 1), got {level!r}")
     if restarts not in ("separated", "all", "none"):
         raise InputError(f"restarts must be 'separated', 'all' or 'none', got {restarts!r}")
-    Xc, f, w = prepare_outcomes(X, y, mask, n)
+    # C-contiguous and writable, whatever came in (a broadcast weight, a read-only
+    # array): the kernel is then compiled for one array type alone
+    Xc, f, w = (np.require(a, np.float64, ["C", "W"]) for a in prepare_outcomes(X, y, mask, n))
     A, T, K = Xc.shape
     q = float(ndtri(0.5 + level / 2.0)) ** 2  # chi-square(1) quantile at level
     separated = None
