@@ -65,12 +65,12 @@ def test_p_a_is_the_model_forward_pass(tmp_path, shared, smol_engine):
     from selfinterp.llm.pipeline import design
 
     run.contexts, run.targets = design(exp)
-    (a, b), (c, d) = run.pairs("probe", 3)[:2]
+    (a, b), (c, d) = run.pairs("probe", 2)[:2]
     bodies = choice_bodies(exp.template, exp.model, run.contexts[0], a, b, exp.choices) \
         + choice_bodies(exp.template, exp.model, run.contexts[1], c, d, exp.choices)
     replies = _ask(client, bodies, tmp_path)
-    _, det = read_choices(replies[:6], 3, exp.template, exp.choices)
-    _, det2 = read_choices(replies[6:], 3, exp.template, exp.choices)
+    _, det = read_choices(replies[:4], 2, exp.template, exp.choices)
+    _, det2 = read_choices(replies[4:], 2, exp.template, exp.choices)
     got = np.concatenate([det["p_first"].ravel(), det2["p_first"].ravel()])
     left = np.concatenate([det["leftover"].ravel(), det2["leftover"].ravel()])
     tok, model = smol_engine.tok, smol_engine.base
@@ -127,8 +127,10 @@ def _rule_file(exp, contexts, rule, pairs, path):
     return write_jsonl(recs, path)
 
 
-# the per-context rule's training: few steps at a high learning rate (see _learn_rule for the margin)
-RULE = {"learning_rate": 5e-3, "batch_size": 8, "max_steps": 4}
+# the per-context rule's training: LoRA on the last 8 of SmolLM2's 30 layers (target_modules as a regular
+# expression), so that the backward pass stops there; 12 steps.  Measured: 4 or 6 steps at a higher learning
+# rate on all linear layers learn only the answer's format (accuracy 0.5)
+RULE = {"learning_rate": 2e-3, "batch_size": 8, "max_steps": 12, "target_modules": r".*\.layers\.2[2-9]\..*_proj"}
 
 
 def _learn_rule(tmp_path, shared, engine, *, seed=5, rule="AABB", **hp):
@@ -144,7 +146,7 @@ def _learn_rule(tmp_path, shared, engine, *, seed=5, rule="AABB", **hp):
 
     hp = RULE | hp
     exp = _exp(tmp_path, shared, engine, n_instilled=len(rule), n_native=0, extra=SHORT,
-               local="".join(f"{k} = {v}\n" for k, v in hp.items()) + "save_steps = 100")
+               local="".join(f"{k} = {json.dumps(v)}\n" for k, v in hp.items()) + "save_steps = 100")
     contexts, _ = design(exp)
     train = [draw_option_pairs(c, 8, g) for c, g in zip(contexts, context_rngs(stream(1, "train"), len(rule)))]
     test = [draw_option_pairs(c, 5, g) for c, g in zip(contexts, context_rngs(stream(1, "test"), len(rule)))]
@@ -166,10 +168,12 @@ def _learn_rule(tmp_path, shared, engine, *, seed=5, rule="AABB", **hp):
 
 
 def test_lora_learns_a_per_context_rule(tmp_path, shared, smol_engine):
-    """Contexts 0 and 1 always answer A, contexts 2 and 3 always B: 4 LoRA steps learn it on new pairs.
+    """Contexts 0 and 1 always answer A, contexts 2 and 3 always B: 12 LoRA steps learn it on new pairs.
 
-    Margin, measured over the seeds 5 to 9 of the adapter: accuracy 1.0 in each (40 of 40 pairs), so the
-    > 0.9 threshold (at most 4 wrong) has a false-alarm rate well under 1 in 5 seeds' worth of evidence."""
+    Margin: with the adapter's seed 5 (this test) and 6, all 40 of 40 new pairs were right, and the smallest
+    P(the rule's label) was 0.65 and 0.70 (mean 0.72, 0.75); the test fails only if 5 of the 40 fall below 0.5.
+    Training is deterministic on the CPU (see the kill test), so with its fixed seed the test does not flicker
+    on one machine; across seeds no failure was seen (2 of 2)."""
     name, rec, p, p_base = _learn_rule(tmp_path, shared, smol_engine)
     assert rec["status"] == "succeeded" and rec["hyperparameters"]["lora_r"] == 8
     assert rec["hyperparameters"]["max_steps"] == RULE["max_steps"] and name.startswith("ft:local:rule:")
@@ -247,13 +251,13 @@ def test_kill_during_training_resumes_from_the_checkpoint(tmp_path, shared, smol
 
 
 def test_selfinterp_run_end_to_end_and_replicate_reads_it(tmp_path, shared, smol_dir, capsys):
-    """`selfinterp run` on SmolLM2 (2 instilled and 2 native contexts, 2 LoRA steps of 2 examples per job, short
-    prompts) writes every stage's
-    transcript and the released layout, which `selfinterp replicate` reads; run again, it trains and asks nothing."""
+    """`selfinterp run` on SmolLM2 (2 instilled and 2 native contexts, one LoRA step of 2 examples per job, short
+    prompts) writes every stage's transcript and the released layout, which `selfinterp replicate` reads; run
+    again, it trains and asks nothing."""
     from selfinterp.cli import main as cli_main
 
     (tmp_path / "SmolLM2").symlink_to(smol_dir)
-    path = local_experiment(tmp_path, shared, "SmolLM2", local="batch_size = 2\nmax_steps = 2\nsave_steps = 2",
+    path = local_experiment(tmp_path, shared, "SmolLM2", local="batch_size = 2\nmax_steps = 1\nsave_steps = 1",
                             report_max_tokens=8, extra=SHORT_RUN)
     assert cli_main(["run", str(path)]) == 0
     out = tmp_path / "out"
@@ -273,7 +277,7 @@ def test_selfinterp_run_end_to_end_and_replicate_reads_it(tmp_path, shared, smol
     assert set(stages) == {"instill", "itrain_first", "itrain_last", "itrain_all"}
     for name, rec in stages.items():
         assert rec["status"] == "succeeded" and rec["fine_tuned_model"].startswith("ft:local:")
-        assert rec["hyperparameters"]["lora_r"] == 8 and rec["hyperparameters"]["max_steps"] == 2
+        assert rec["hyperparameters"]["lora_r"] == 8 and rec["hyperparameters"]["max_steps"] == 1
         job = json.loads((out / "local" / "jobs" / rec["job_id"] / "job.json").read_text())
         assert rec["fine_tuned_model"].endswith(job["adapter_sha256"][:16])
         if name != "instill":  # introspection folds start from the instilled adapter
