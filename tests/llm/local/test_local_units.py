@@ -264,6 +264,7 @@ def test_more_memory_than_the_device_has(tmp_path, shared, tiny_dir, monkeypatch
     ('dtype = "int4"', "", "dtype must be one of"),
     ("lora_r = 0", "", "lora_r must be positive"),
     ('device = "tpu"', "", "device must be"),
+    ('target_modules = "layers.(2"', "", "target_modules 'layers.\\(2' is not a regular expression"),
     ("", 'base_url = "http://127.0.0.1:1/v1"', "base_url is for the openai backend"),
 ])
 def test_bad_local_settings(tmp_path, shared, torch1, local, extra, match):
