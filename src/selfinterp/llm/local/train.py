@@ -115,7 +115,7 @@ def _collate(pad_id):
             labels[j, :k] = torch.tensor(b["labels"])
             mask[j, :k] = 1
         # logits only where a next token is trained (the answers): the vocabulary's projection and its loss
-        # over every prompt position would cost more than the rest of a small model's step.  Position t
+        # over every prompt position is wasted work, a large share of a step for a small model.  Position t
         # predicts token t + 1; the loss is the model's own, on these positions' shifted labels
         shift = torch.cat([labels[:, 1:], torch.full((len(batch), 1), IGNORE, dtype=torch.long)], dim=1)
         keep = (shift != IGNORE).any(dim=0).nonzero().squeeze(1)
