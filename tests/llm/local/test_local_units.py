@@ -96,6 +96,42 @@ def test_batched_left_padded_logits_equal_single_passes(tiny_engine):
         assert got == pytest.approx(pa, abs=1e-5)
 
 
+def test_training_loss_on_the_answer_logits_equals_the_full_loss(tiny_engine):
+    """The collated batch keeps the logits of the answer positions only; its loss and gradients are the
+    model's loss over every position with the prompt masked (right-padded rows of different lengths)."""
+    import torch
+
+    from selfinterp.llm.local.train import IGNORE, _collate, encode_example
+
+    tok, model = tiny_engine.tok, tiny_engine.base
+    rows = []
+    for k, answer in enumerate(["A", "B", '{"price": 3, "size": -40}']):
+        msgs = [{"role": "user", "content": "pick " * (3 + 7 * k)}, {"role": "assistant", "content": answer}]
+        ids, labels = encode_example(tok, msgs)
+        rows.append({"input_ids": ids, "labels": labels})
+    batch = _collate(tok.pad_token_id)(rows)
+    n = int((batch["labels"] != IGNORE).sum())
+    assert batch["logits_to_keep"].numel() < batch["input_ids"].shape[1] // 2  # the prompts' logits are skipped
+    assert int((batch["shift_labels"] != IGNORE).sum()) == n  # every answer token is still trained
+
+    def loss_and_grad(**kw):
+        model.zero_grad()
+        loss = model(**kw).loss
+        loss.backward()
+        return loss.detach(), model.model.layers[-1].mlp.down_proj.weight.grad.clone()
+
+    model.train()
+    try:
+        short, g_short = loss_and_grad(**batch)
+        full, g_full = loss_and_grad(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                     labels=batch["labels"])
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.eval()
+    assert torch.allclose(short, full, rtol=1e-6, atol=1e-6)
+    assert torch.allclose(g_short, g_full, rtol=1e-5, atol=1e-8) and g_full.abs().max() > 0
+
+
 def test_labels_always_returned_and_replies_parse(tiny_dir, tmp_path, shared):
     """A logprobs reply lists both labels even outside the top k; the pipeline's parser reads P(A) from it."""
     from selfinterp.llm.config import load_experiment
@@ -228,6 +264,7 @@ def test_more_memory_than_the_device_has(tmp_path, shared, tiny_dir, monkeypatch
     ('dtype = "int4"', "", "dtype must be one of"),
     ("lora_r = 0", "", "lora_r must be positive"),
     ('device = "tpu"', "", "device must be"),
+    ('target_modules = "layers.(2"', "", "target_modules 'layers.\\(2' is not a regular expression"),
     ("", 'base_url = "http://127.0.0.1:1/v1"', "base_url is for the openai backend"),
 ])
 def test_bad_local_settings(tmp_path, shared, torch1, local, extra, match):

@@ -10,6 +10,7 @@ naming the model and what to do.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -81,14 +82,27 @@ def resolve_model(model: str, root: Path | None, *, where: str) -> ModelSource:
     return ModelSource("gguf", str(p.resolve()), model)
 
 
-def _check_gguf_architecture(path: Path, *, where: str) -> None:
-    check_extra(("gguf",))
+@functools.lru_cache(maxsize=8)
+def _gguf_header(path: str, size: int, mtime_ns: int) -> tuple[str, int]:
+    """(architecture, number of parameters) of a GGUF file; parsed once per file version (reading every
+    field of a file with a large vocabulary takes seconds)."""
     from gguf import GGUFReader
 
+    reader = GGUFReader(path)
+    field = reader.fields["general.architecture"]
+    return (bytes(field.parts[field.data[0]]).decode("utf-8"),
+            int(sum(int(t.n_elements) for t in reader.tensors)))
+
+
+def _gguf_info(path) -> tuple[str, int]:
+    st = os.stat(path)
+    return _gguf_header(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+
+
+def _check_gguf_architecture(path: Path, *, where: str) -> None:
+    check_extra(("gguf",))
     try:
-        reader = GGUFReader(str(path))
-        field = reader.fields["general.architecture"]
-        arch = bytes(field.parts[field.data[0]]).decode("utf-8")
+        arch, _ = _gguf_info(path)
     except Exception as exc:  # a truncated or foreign file
         raise InputError(f"{where}: {path.name} is not a readable GGUF file ({type(exc).__name__}: {exc})") from None
     check_extra(("transformers",))
@@ -104,9 +118,7 @@ def _check_gguf_architecture(path: Path, *, where: str) -> None:
 def estimate_params(src: ModelSource) -> int | None:
     """The number of parameters, read from the file headers without loading (None if unknown: a hub id)."""
     if src.kind == "gguf":
-        from gguf import GGUFReader
-
-        return int(sum(int(t.n_elements) for t in GGUFReader(src.location).tensors))
+        return _gguf_info(src.location)[1]
     if src.kind == "dir":
         folder = Path(src.location)
         files = sorted(folder.glob("*.safetensors"))

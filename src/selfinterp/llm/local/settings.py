@@ -90,6 +90,14 @@ def parse_local(table: dict, *, where: str) -> LocalSettings:
     for k, v in table.items():
         if k == "target_modules":
             if isinstance(v, str) and v:
+                if v != "all-linear":  # a regular expression over module names, as PEFT reads it
+                    import re
+
+                    try:
+                        re.compile(v)
+                    except re.error as exc:
+                        raise InputError(f"{where}: [local] target_modules {v!r} is not a regular expression "
+                                         f"({exc})") from None
                 out[k] = v
             elif isinstance(v, list) and v and all(isinstance(x, str) and x for x in v):
                 out[k] = tuple(v)
