@@ -1023,6 +1023,30 @@ def simulate_fit_numba(weights, n_trials, scale, intercept, key, first_context, 
                 fit_intercept, prec, max_iter, tol, check_separation)
 
 
+def run_on_threads(worker, args, counter, n_items):
+    """Run ``worker(*args)`` on numba's number of threads (at most ``n_items``), this one among them.
+
+    ``worker`` is a ``nogil`` kernel that takes its next item with :func:`fetch_add` on
+    ``counter`` (an int64 array of one, at 0) until ``n_items`` are taken, so a thread
+    slowed down by other work on a shared machine does not hold up the others.  Before
+    the threads start, a first call with nothing left to take compiles (or loads) the
+    kernel in this thread, where an error is raised to the caller.
+    """
+    n_threads = min(numba.get_num_threads(), n_items)
+    if n_threads > 1:
+        counter[0] = n_items
+        worker(*args)
+        counter[0] = 0
+    threads = [threading.Thread(target=worker, args=args) for _ in range(n_threads - 1)]
+    for t in threads:
+        t.start()
+    try:
+        worker(*args)
+    finally:
+        for t in threads:
+            t.join()
+
+
 def _run(A, X, f, w, sim, sim_w, sim_scale, sim_b, key, first_context, fit_intercept, prec,
          max_iter, tol, check_separation):
     """Allocate the outputs and run :func:`_fit_worker` on numba's number of threads.
@@ -1045,20 +1069,5 @@ def _run(A, X, f, w, sim, sim_w, sim_scale, sim_b, key, first_context, fit_inter
             np.uint64(key), int(first_context), bool(fit_intercept), np.asarray(prec, dtype=np.float64),
             int(max_iter), float(tol), bool(check_separation), coef, icpt, se, ise, conv, n_iter, status,
             abort)
-    n_blocks = (A + BLOCK - 1) // BLOCK
-    n_threads = min(numba.get_num_threads(), n_blocks)
-    if n_threads > 1:
-        # a first call that fits nothing compiles (or loads) the kernel here, where an error
-        # is raised to the caller, before the threads start
-        next_block[0] = n_blocks
-        _fit_worker(*args)
-        next_block[0] = 0
-    threads = [threading.Thread(target=_fit_worker, args=args) for _ in range(n_threads - 1)]
-    for t in threads:
-        t.start()
-    try:
-        _fit_worker(*args)
-    finally:
-        for t in threads:
-            t.join()
+    run_on_threads(_fit_worker, args, next_block, (A + BLOCK - 1) // BLOCK)
     return coef, icpt, se, ise, conv, n_iter, status

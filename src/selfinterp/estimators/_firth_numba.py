@@ -44,15 +44,13 @@ come with a change here or a cleared ``__pycache__``.
 from __future__ import annotations
 
 import math
-import threading
 
 import numpy as np
-import numba
 from numba import njit, types
 from numba.extending import overload
 
 from .._core._gram import P_UNROLLED
-from .._core.logit_numba import _cholesky, _factor_solve_any, _ldl_solve, fetch_add, padded
+from .._core.logit_numba import _cholesky, _factor_solve_any, _ldl_solve, fetch_add, padded, run_on_threads
 from .._core.vecmath import FASTMATH, log1p_unit, logistic_fast
 from . import _firth_unrolled as _fu
 
@@ -1050,7 +1048,7 @@ def firth_numba(pt, X, f, w, fit_intercept, intervals, q, max_iter, tol, restart
 
     The contexts are shared among numba's number of threads, one at a time
     (:func:`_firth_worker`), as the logit fit shares its blocks
-    (:func:`.logit_numba._run`): Python threads rather than numba's ``prange``,
+    (:func:`.logit_numba.run_on_threads`): Python threads rather than numba's ``prange``,
     whose parallel-loop machinery doubled the kernel's own compilation.
 
     Returns
@@ -1070,21 +1068,7 @@ def firth_numba(pt, X, f, w, fit_intercept, intervals, q, max_iter, tol, restart
     next_context = np.zeros(1, dtype=np.int64)
     args = (pt, next_context, X, f, w, bool(fit_intercept), bool(intervals), float(q), int(max_iter), float(tol),
             np.ascontiguousarray(restart, dtype=np.bool_)) + out
-    n_threads = min(numba.get_num_threads(), A)
-    if n_threads > 1:
-        # a first call that fits nothing compiles (or loads) the kernel here, where an error
-        # is raised to the caller, before the threads start
-        next_context[0] = A
-        _firth_worker(*args)
-        next_context[0] = 0
-    threads = [threading.Thread(target=_firth_worker, args=args) for _ in range(n_threads - 1)]
-    for t in threads:
-        t.start()
-    try:
-        _firth_worker(*args)
-    finally:
-        for t in threads:
-            t.join()
+    run_on_threads(_firth_worker, args, next_context, A)
     return out
 
 
