@@ -337,7 +337,7 @@ def _residual_certificate(pt, Zt, f, w, r, lam, D, tmp, zero, c, G, L, u, zd):
     return _certificate_rounds(pt, Zt, f, w, r, lam, D, tmp, zero, c, G, L, u, zd, CERT_ROUNDS, False)
 
 
-@njit(cache=True, error_model="numpy", _nrt=False, inline="always")
+@njit(cache=True, error_model="numpy", _nrt=False)
 def _certificate_rounds(pt, Zt, f, w, lam0, lam, D, tmp, zero, c, G, L, u, zd, rounds, c_known):
     """Up to ``rounds`` rounds of :func:`_residual_certificate` from the multipliers
     ``lam0``; an undecided call leaves the updated multipliers in ``lam`` (which may
@@ -636,7 +636,7 @@ def _any_nonzero(theta):
     return False
 
 
-@njit(cache=True, error_model="numpy", _nrt=False, inline="always")
+@njit(cache=True, error_model="numpy", _nrt=False)
 def _newton(pt, Zt, zmax, f, w, prec, theta, max_iter, tol, stop_on_certificate, stop_on_dual, resume,
             eta, eta_c, r, v, r_c, v_c, tmp, g, H, L, d, cand, at):
     """Newton with step halving from ``theta`` (updated in place).
@@ -796,7 +796,7 @@ def _dual_and_direction(f, w, r, v, zd):
     return bad, nonzero, wrong
 
 
-@njit(cache=True, error_model="numpy", _nrt=False, inline="always")
+@njit(cache=True, error_model="numpy", _nrt=False)
 def _fit_one(pt, Zt, fa, wa, prec, zero_prec, max_iter, tol, check_separation, theta, var, cov,
              zmax, eta, eta_c, r, v, r_c, v_c, tmp, g, H, L, d, cand, at, H2, e, col, th2):
     """Fit one context: theta, the variances ``var`` (the diagonal of the inverse
