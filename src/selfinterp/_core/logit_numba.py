@@ -796,7 +796,7 @@ def _dual_and_direction(f, w, r, v, zd):
     return bad, nonzero, wrong
 
 
-@njit(cache=True, error_model="numpy", _nrt=False)
+@njit(cache=True, error_model="numpy", _nrt=False, inline="always")
 def _fit_one(pt, Zt, fa, wa, prec, zero_prec, max_iter, tol, check_separation, theta, var, cov,
              zmax, eta, eta_c, r, v, r_c, v_c, tmp, g, H, L, d, cand, at, H2, e, col, th2):
     """Fit one context: theta, the variances ``var`` (the diagonal of the inverse
