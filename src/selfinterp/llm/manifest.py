@@ -29,15 +29,21 @@ def sha256_file(path) -> str:
     return h.hexdigest()
 
 
-def _versions() -> dict:
+def package_versions(packages) -> dict:
+    """{package: installed version, or None where it is not installed}."""
     from importlib.metadata import PackageNotFoundError, version
 
-    out = {"python": platform.python_version()}
-    for pkg in ("selfinterp", "openai", "numpy", "quicktok-v1"):
+    out = {}
+    for pkg in packages:
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
             out[pkg] = None
+    return out
+
+
+def _versions() -> dict:
+    out = {"python": platform.python_version(), **package_versions(("selfinterp", "openai", "numpy", "quicktok-v1"))}
     from .._version import __version__
 
     out["selfinterp"] = __version__

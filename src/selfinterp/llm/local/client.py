@@ -24,7 +24,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from ...errors import InputError
-from ..manifest import sha256_file
+from ..manifest import package_versions, sha256_file
 from .engine import Engine
 from .train import log_event, read_job, train_job, write_job
 
@@ -32,15 +32,8 @@ __all__ = ["LocalClient", "local_versions"]
 
 
 def local_versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for pkg in ("torch", "transformers", "peft", "accelerate", "gguf", "safetensors"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = None
-    return out
+    """The versions of the local backend's libraries (the manifest records them)."""
+    return package_versions(("torch", "transformers", "peft", "accelerate", "gguf", "safetensors"))
 
 
 class _Obj(SimpleNamespace):
