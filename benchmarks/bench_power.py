@@ -112,10 +112,11 @@ def main():
           f"r(reports, learned) {res['reports_vs_learned']['mean']:.3f} (GPT-4o 0.543)")
     assert abs(res["learned_vs_target"]["mean"] - 0.844) < 0.02
     if a.workers:
-        from distributed import Client, LocalCluster
+        from distributed import Client
 
-        with LocalCluster(n_workers=a.workers, threads_per_worker=1, dashboard_address=None) as cl, \
-                Client(cl) as client:
+        from selfinterp.study import local_cluster
+
+        with local_cluster(a.workers) as cl, Client(cl) as client:
             sweep(distinct[:2], m, replicates=10, seed=0, client=client, progress=False)  # warm workers
             t0 = time.perf_counter()
             remote = sweep(distinct, m, replicates=a.replicates, seed=0, client=client, progress=False)

@@ -255,10 +255,9 @@ def test_page_runs_as_written(page, with_authors_files, monkeypatch, capsys, req
 @pytest.fixture
 def dask_scheduler():
     """A dask scheduler on loopback (TCP) with one worker thread, for the docs' --scheduler command."""
-    from distributed import LocalCluster
+    from selfinterp.study import local_cluster
 
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp://", host="127.0.0.1",
-                      dashboard_address=None) as cluster:
+    with local_cluster(1, processes=False) as cluster:
         yield cluster.scheduler_address
 
 

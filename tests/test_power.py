@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 
 import pytest
 
@@ -227,13 +229,26 @@ def test_power_figure_is_labelled_with_target_and_monte_carlo_intervals():
     plt.close(fig)
 
 
+@contextlib.contextmanager
+def _port_held(port):
+    """Hold ``port`` on every interface for the block (or leave it to whoever holds it already)."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("0.0.0.0", port))
+            sock.listen()
+        except OSError:
+            pass  # already taken, which is the situation to test
+        yield
+
+
 def test_dask_cluster_of_two_processes_gives_identical_results():
-    from distributed import Client, LocalCluster
+    from distributed import Client
+
+    from selfinterp.study import local_cluster
 
     designs = design_grid([8, 12], [5], [1, 2])
     local = sweep(designs, DEFAULT_MODEL, **SMALL, progress=False)
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+    with _port_held(8787), local_cluster(2) as cluster, Client(cluster) as client:  # dask's default port taken
         remote = sweep(designs, DEFAULT_MODEL, **SMALL, client=client, progress=False)
     assert remote == local
 

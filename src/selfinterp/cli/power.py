@@ -101,13 +101,14 @@ def _connect(args):
     if not args.scheduler and args.workers is None:
         return None, None
     require("distributed", "dask")
-    from distributed import Client, LocalCluster
+    from distributed import Client
+
+    from ..study import local_cluster
 
     if args.workers is not None:
         if args.workers < 1:
             raise InputError(f"--workers must be at least 1, got {args.workers}")
-        cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                               host="127.0.0.1", dashboard_address=None)
+        cluster = local_cluster(args.workers)
         return Client(cluster), cluster
     try:
         return Client(args.scheduler, timeout=f"{args.connect_timeout or 10.0}s"), None

@@ -15,11 +15,11 @@ from .calibration import calibrate
 from .defaults import DEFAULT_MODEL
 from .params import (CONDITIONS, ChoiceModel, ReportModel, StudyDesign, StudyModel, load_calibration,
                      save_calibration)
-from .power import Design, cheapest, design_grid, run_design, sweep
+from .power import Design, cheapest, design_grid, local_cluster, run_design, sweep
 from .simulate import simulate_study
 
 __all__ = [
     "ChoiceModel", "ReportModel", "StudyDesign", "StudyModel", "CONDITIONS", "DEFAULT_MODEL",
     "load_calibration", "save_calibration", "calibrate", "Design", "design_grid", "run_design",
-    "sweep", "cheapest", "PriceTable", "load_prices", "design_cost", "simulate_study",
+    "sweep", "local_cluster", "cheapest", "PriceTable", "load_prices", "design_cost", "simulate_study",
 ]

@@ -295,6 +295,20 @@ def _save(path: Path, config: dict, result: dict) -> None:
     tmp.replace(path)  # atomic: an interruption never leaves half a file under the final name
 
 
+def local_cluster(n_workers: int, *, processes: bool = True):
+    """A dask ``LocalCluster`` of ``n_workers`` single-thread workers on loopback TCP, for :func:`sweep`.
+
+    No dashboard, and the scheduler's HTTP endpoint on a free port: dask's
+    default (port 8787) warns, or fails under strict warnings, whenever
+    another cluster on the machine already holds that port.
+    """
+    from distributed import LocalCluster
+
+    return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=processes, protocol="tcp://",
+                        host="127.0.0.1", dashboard_address=None,
+                        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
+
+
 def _run_packed(args):
     designs, model, replicates, seed, backend = args
     return run_designs(designs, model, replicates, seed, backend)
