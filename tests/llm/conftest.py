@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import secrets
 import textwrap
+import tomllib
+from pathlib import Path
 
 import numpy as np
 import pytest
+import tomli_w
 
 from .fake_openai import FakeOpenAI
 
@@ -14,52 +17,43 @@ from .fake_openai import FakeOpenAI
 SECRET = "sk-" + "test-" + secrets.token_hex(12)
 
 
-def write_experiment(tmp_path, shared, **over) -> object:
-    """An experiment file on the paper's catalog and roles, small enough for a test."""
-    settings = dict(seed=7, n_instilled=10, n_native=4, n_train=30, n_validation=5, n_pairs=40, n_pairs_native=40,
-                    method="logprobs", n_reports=4, examples=3, concurrency=8, batch="false", name="fake-run",
-                    timeout=5, report_max_tokens=200)
-    settings.update(over)
-    text = textwrap.dedent(f"""\
-        name = "{settings['name']}"
-        seed = {settings['seed']}
-        model = "base-model-1"
-        out = "out"
+def experiment_file(tmp_path, shared, top: dict, tables: dict, toml: str = "") -> Path:
+    """``tmp_path/exp.toml``: the paper's catalog and roles, ``top``'s keys, then ``tables`` (name -> keys).
 
-        [contexts]
-        catalog = "{shared / 'candidate_scenarios.json'}"
-        roles = "{shared / 'roles.csv'}"
-        n_instilled = {settings['n_instilled']}
-        n_native = {settings['n_native']}
-
-        [instill]
-        n_train = {settings['n_train']}
-        n_validation = {settings['n_validation']}
-        hyperparameters = {{ n_epochs = 3 }}
-
-        [choices]
-        n_pairs = {settings['n_pairs']}
-        n_pairs_native = {settings['n_pairs_native']}
-        method = "{settings['method']}"
-
-        [reports]
-        n_reports = {settings['n_reports']}
-        max_tokens = {settings['report_max_tokens']}
-
-        [introspection]
-        examples_per_context = {settings['examples']}
-
-        [requests]
-        concurrency = {settings['concurrency']}
-        max_retries = 3
-        timeout = {settings["timeout"]}
-        batch = {settings['batch']}
-        poll_first = 0.01
-        poll_max = 0.05
-        """)
+    ``toml`` is TOML text read over the rest, a key at a time: top-level keys,
+    and tables whose keys are merged into those of ``tables``.
+    """
+    data = {**top, "contexts": {"catalog": str(shared / "candidate_scenarios.json"), "roles": str(shared / "roles.csv")}}
+    for name, keys in tables.items():
+        data[name] = {**data.get(name, {}), **keys}
+    for k, v in tomllib.loads(textwrap.dedent(toml)).items():
+        data[k] = {**data.get(k, {}), **v} if isinstance(v, dict) and isinstance(data.get(k), dict) else v
     path = tmp_path / "exp.toml"
-    path.write_text(text, encoding="utf-8")
+    path.write_text(tomli_w.dumps(data), encoding="utf-8")
     return path
+
+
+def sizes(s: dict) -> dict:
+    """The tables of a small experiment, from the settings every test helper shares."""
+    return {"contexts": {"n_instilled": s["n_instilled"], "n_native": s["n_native"]},
+            "instill": {"n_train": s["n_train"], "n_validation": s["n_validation"]},
+            "choices": {"n_pairs": s["n_pairs"], "n_pairs_native": s["n_pairs_native"]},
+            "reports": {"n_reports": s["n_reports"], "max_tokens": s["report_max_tokens"]},
+            "introspection": {"examples_per_context": s["examples"]}}
+
+
+def write_experiment(tmp_path, shared, **over) -> Path:
+    """An experiment file on the paper's catalog and roles, small enough for a test."""
+    s = dict(seed=7, n_instilled=10, n_native=4, n_train=30, n_validation=5, n_pairs=40, n_pairs_native=40,
+             method="logprobs", n_reports=4, examples=3, concurrency=8, batch="false", name="fake-run",
+             timeout=5, report_max_tokens=200)
+    s.update(over)
+    return experiment_file(tmp_path, shared, {"name": s["name"], "seed": s["seed"], "model": "base-model-1",
+                                              "out": "out"}, sizes(s), f"""
+        instill = {{ hyperparameters = {{ n_epochs = 3 }} }}
+        choices = {{ method = "{s['method']}" }}
+        requests = {{ concurrency = {s['concurrency']}, max_retries = 3, timeout = {s['timeout']}, batch = {s['batch']}, poll_first = 0.01, poll_max = 0.05 }}
+        """)
 
 
 def fake_for(exp, **kw) -> FakeOpenAI:

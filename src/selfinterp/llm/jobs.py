@@ -64,17 +64,13 @@ def expect(obj, attrs, what: str):
     The client fills a missing field with None, so a field is checked by its type, not by its presence.
     """
     fields = attrs if isinstance(attrs, dict) else {a: _STR for a in attrs}
-    bad = isinstance(obj, (str, bytes, list, dict)) or obj is None
+    if obj is None or isinstance(obj, (str, bytes, list, dict)):
+        raise LLMError(f"{what}: the server's reply is not the JSON expected ({str(obj)[:120]!r})")
     for name, types in fields.items():
-        if bad:
-            break
         v = getattr(obj, name, None)
-        bad = not isinstance(v, types) or isinstance(v, bool) or (types == _STR and not v)
-        if bad:
+        if not isinstance(v, types) or isinstance(v, bool) or (types == _STR and not v):
             raise LLMError(f"{what}: the server's reply is not the JSON expected: field {name!r} is {v!r} "
                            f"({str(obj)[:120]!r})")
-    if bad:
-        raise LLMError(f"{what}: the server's reply is not the JSON expected ({str(obj)[:120]!r})")
     return obj
 
 

@@ -10,9 +10,12 @@ from __future__ import annotations
 import importlib.util
 import os
 import textwrap
+import tomllib
 from pathlib import Path
 
 import pytest
+
+from ..conftest import experiment_file, sizes
 
 LOCAL = ("torch", "transformers", "peft", "accelerate", "gguf", "safetensors")
 
@@ -92,55 +95,39 @@ def tiny_dir(torch1, smol_tokenizer, tmp_path_factory) -> Path:
     return d
 
 
-def _local_table(lines: str) -> str:
-    """The [local] table: the CPU in float32 on one thread, unless ``lines`` ("key = value" each) says otherwise."""
-    table = {"device": '"cpu"', "dtype": '"float32"', "threads": "1"}
-    for line in textwrap.dedent(lines).splitlines():
-        if line.strip():
-            k, v = line.split("=", 1)
-            table[k.strip()] = v.strip()
-    return "".join(f"{k} = {v}\n" for k, v in table.items())
-
-
 def local_experiment(tmp_path, shared, model, *, local: str = "", **over) -> Path:
-    """An experiment file for the local backend on the paper's catalog (small sizes)."""
+    """An experiment file for the local backend on the paper's catalog (small sizes).
+
+    ``local``: TOML lines of the [local] table over the CPU in float32 on one
+    thread; ``extra``: TOML text read over the rest.
+    """
     s = dict(n_instilled=2, n_native=2, n_train=10, n_validation=0, n_pairs=4, n_pairs_native=4, n_reports=2,
              examples=10, report_max_tokens=40, name="local-run", extra="")
     s.update(over)
-    text = textwrap.dedent(f"""\
-        name = "{s['name']}"
-        seed = 11
-        model = "{model}"
-        backend = "local"
-        out = "out"
-        {s['extra']}
+    tables = sizes(s)
+    tables["requests"] = {"stop_if_all_invalid": False}  # SmolLM2-135M rarely writes its report as valid JSON
+    tables["local"] = {"device": "cpu", "dtype": "float32", "threads": 1, **tomllib.loads(textwrap.dedent(local))}
+    return experiment_file(tmp_path, shared, {"name": s["name"], "seed": 11, "model": model, "backend": "local",
+                                              "out": "out"}, tables, s["extra"])
 
-        [contexts]
-        catalog = "{shared / 'candidate_scenarios.json'}"
-        roles = "{shared / 'roles.csv'}"
-        n_instilled = {s['n_instilled']}
-        n_native = {s['n_native']}
 
-        [instill]
-        n_train = {s['n_train']}
-        n_validation = {s['n_validation']}
+def rule_file(exp, contexts, rule, pairs, path) -> Path:
+    """Chat examples of a per-context rule: context i's decision prompts on ``pairs[i]``, answered ``rule[i]``."""
+    from selfinterp.llm.finetune_data import write_jsonl
 
-        [choices]
-        n_pairs = {s['n_pairs']}
-        n_pairs_native = {s['n_pairs_native']}
+    recs = []
+    for i, ctx in enumerate(contexts):
+        for x, y in zip(*pairs[i]):
+            recs.append({"messages": exp.template.decision_messages(ctx, x, y) + [
+                {"role": "assistant", "content": rule[i]}]})
+    return write_jsonl(recs, path)
 
-        [reports]
-        n_reports = {s['n_reports']}
-        max_tokens = {s['report_max_tokens']}
 
-        [introspection]
-        examples_per_context = {s['examples']}
-
-        [requests]
-        stop_if_all_invalid = false  # SmolLM2-135M rarely writes its report as valid JSON
-
-        [local]
-        """) + _local_table(local)
-    path = tmp_path / "exp.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
+def new_job(backend, exp, path, *, suffix: str, seed: int):
+    """A fine-tuning job of ``exp``'s model on the examples in ``path``, created as the pipeline creates one;
+    (the job, its folder)."""
+    with open(path, "rb") as f:
+        fid = backend.create_file((path.name, f), "fine-tune").id
+    job = backend.create_job(model=exp.model, training_file=fid, method={"supervised": {"hyperparameters": {}}},
+                             suffix=suffix, seed=seed)
+    return job, backend.root / "jobs" / job.id

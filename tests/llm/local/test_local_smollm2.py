@@ -22,7 +22,7 @@ import pytest
 from selfinterp.llm.cache import RequestCache
 from selfinterp.llm.client import Requester
 
-from .conftest import local_experiment
+from .conftest import local_experiment, new_job, rule_file
 
 pytestmark = pytest.mark.slow
 
@@ -89,7 +89,7 @@ def test_p_a_is_the_model_forward_pass(tmp_path, shared, smol_engine):
 def test_adapter_saved_and_reloaded_gives_identical_p_a(tmp_path, smol_engine, torch1):
     from peft import LoraConfig, get_peft_model
 
-    from selfinterp.llm.local.engine import adapter_name, quiet_peft, save_adapter
+    from selfinterp.llm.local.engine import adapter_name, quiet_peft, save_adapter, unload
 
     eng = smol_engine
     eng.adapters_dir = tmp_path
@@ -103,7 +103,7 @@ def test_adapter_saved_and_reloaded_gives_identical_p_a(tmp_path, smol_engine, t
     before = eng.logprobs_of(peft, prompts)
     digest = save_adapter(peft, tmp_path / "tmp", base_label=eng.source.label)
     (tmp_path / "tmp").rename(tmp_path / digest[:16])
-    eng._base = peft.unload()
+    eng._base = unload(peft)
     cfg = json.loads((tmp_path / digest[:16] / "adapter_config.json").read_text())
     assert cfg["base_model_name_or_path"] == eng.source.label  # as the experiment names it
     base = eng.next_token_logprobs(eng.source.label, prompts)
@@ -113,18 +113,6 @@ def test_adapter_saved_and_reloaded_gives_identical_p_a(tmp_path, smol_engine, t
     # the base model's control is the same weights with the adapter disabled
     assert torch1.equal(eng.next_token_logprobs(eng.source.label, prompts), base)
     eng.release_adapters()
-
-
-def _rule_file(exp, contexts, rule, pairs, path):
-    from selfinterp.llm.finetune_data import write_jsonl
-
-    recs = []
-    for i, ctx in enumerate(contexts):
-        a, b = pairs[i]
-        for x, y in zip(a, b):
-            recs.append({"messages": exp.template.decision_messages(ctx, x, y) + [
-                {"role": "assistant", "content": rule[i]}]})
-    return write_jsonl(recs, path)
 
 
 # the per-context rule's training: LoRA on the last 8 of SmolLM2's 30 layers (target_modules as a regular
@@ -150,7 +138,7 @@ def _learn_rule(tmp_path, shared, engine, *, seed=5, rule="AABB", **hp):
     contexts, _ = design(exp)
     train = [draw_option_pairs(c, 8, g) for c, g in zip(contexts, context_rngs(stream(1, "train"), len(rule)))]
     test = [draw_option_pairs(c, 5, g) for c, g in zip(contexts, context_rngs(stream(1, "test"), len(rule)))]
-    path = _rule_file(exp, contexts, rule, train, tmp_path / "rule.jsonl")
+    path = rule_file(exp, contexts, rule, train, tmp_path / "rule.jsonl")
     client = make_local_client(exp, echo=lambda *_: None, engine=engine)
     manifest = Manifest(tmp_path / "manifest.json", "f", name="t")
     start_finetune(client, manifest, "rule", model=exp.model, train=path, validation=None, suffix="rule", seed=seed,
@@ -205,14 +193,10 @@ def test_kill_during_training_resumes_from_the_checkpoint(tmp_path, shared, smol
                                            local="batch_size = 2\nmax_steps = 3\nsave_steps = 1"))
     contexts, _ = design(exp)
     pairs = [draw_option_pairs(c, 4, g) for c, g in zip(contexts, context_rngs(stream(2, "train"), 2))]
-    path = _rule_file(exp, contexts, "AB", pairs, tmp_path / "rule.jsonl")
+    path = rule_file(exp, contexts, "AB", pairs, tmp_path / "rule.jsonl")
     client = make_local_client(exp, echo=lambda *_: None)  # the tokenizer only: the model is never loaded here
     b = client._b
-    with open(path, "rb") as f:
-        fid = b.create_file((path.name, f), "fine-tune").id
-    job = b.create_job(model=exp.model, training_file=fid, method={"supervised": {"hyperparameters": {}}},
-                       suffix="k", seed=3)
-    folder = b.root / "jobs" / job.id
+    job, folder = new_job(b, exp, path, suffix="k", seed=3)
     reference = folder.with_name("uninterrupted")  # the same job, trained in this process without a kill
     reference.mkdir()
     shutil.copyfile(folder / "job.json", reference / "job.json")

@@ -17,6 +17,7 @@ backends unchanged.
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import json
 import time
@@ -40,7 +41,7 @@ class _Obj(SimpleNamespace):
     """A reply object: attributes plus ``model_dump`` as the openai client's models have."""
 
     def model_dump(self, mode: str = "json", **kw) -> dict:
-        return json.loads(json.dumps(self._data))
+        return copy.deepcopy(self._data)  # the caller owns its dict, as with the openai client
 
 
 def _obj(data: dict) -> _Obj:

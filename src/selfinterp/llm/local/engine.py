@@ -19,18 +19,21 @@ from ...errors import InputError
 from .model import (ModelSource, check_chat_template, choose_device, choose_dtype, label_token_ids, load_model,
                     load_tokenizer)
 
-__all__ = ["Engine", "adapter_name", "adapter_hash", "save_adapter", "quiet_peft"]
+__all__ = ["Engine", "adapter_name", "adapter_hash", "save_adapter", "quiet_peft", "unload"]
 
 ADAPTER_PREFIX = "ft:local:"
 
 
 @contextmanager
 def quiet_peft():
-    """PEFT reads transformers' deprecated ``is_gradient_checkpointing``; that FutureWarning is theirs, not the user's."""
+    """PEFT's warnings that are not the user's: it reads transformers' deprecated ``is_gradient_checkpointing``,
+    and older releases, saving a checkpoint, warn that its config names no base model (selfinterp names none
+    there on purpose: the stored adapters name the base model as the experiment does)."""
     import warnings
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        warnings.filterwarnings("ignore", message="Could not find a config file in", category=UserWarning)
         yield
 
 
@@ -64,6 +67,15 @@ def save_adapter(peft_model, folder, *, base_label: str, adapter: str = "default
     cfg = json.loads(json.dumps(cfg, default=sorted))  # sets (target_modules) as sorted lists
     (folder / "adapter_config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True), encoding="utf-8")
     return adapter_hash(folder)
+
+
+def unload(peft_model):
+    """The base model of ``peft_model`` with every adapter removed, and no trace of them (older PEFT leaves
+    ``peft_config`` on it, and a later ``get_peft_model`` would then stack a second set of adapters)."""
+    base = peft_model.unload()
+    if "peft_config" in vars(base):
+        del base.peft_config
+    return base
 
 
 class Engine:
@@ -114,7 +126,7 @@ class Engine:
     def release_adapters(self):
         """The bare base model, every loaded adapter removed (they are reloaded from disk when asked for)."""
         if self._peft is not None:
-            self._base = self._peft.unload()
+            self._base = unload(self._peft)
             self._peft = None
             self._loaded.clear()
         return self.base

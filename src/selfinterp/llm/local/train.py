@@ -143,7 +143,7 @@ def train_job(folder, engine) -> dict:
     from peft import LoraConfig, PeftModel, get_peft_model
     from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
-    from .engine import adapter_name, quiet_peft, save_adapter
+    from .engine import adapter_name, quiet_peft, save_adapter, unload
 
     folder = Path(folder)
     job = read_job(folder)
@@ -154,11 +154,14 @@ def train_job(folder, engine) -> dict:
     train_rows = _encode_file(engine.tok, root / job["training_file"])
     val_rows = _encode_file(engine.tok, root / job["validation_file"]) if job.get("validation_file") else None
     last = checkpoint_steps(folder)
-    job["status"] = "running"
-    job.setdefault("started_at", int(time.time()))
-    write_job(folder, job)
-    log_event(folder, f"training resumes from the checkpoint of step {last[-1][0]}" if last
-              else f"training starts: {len(train_rows)} examples, LoRA rank {hp['lora_r']}")
+    main = os.environ.get("RANK", "0") == "0"  # the one process of several (accelerate launch) that writes
+    if main:
+        job["status"] = "running"
+        job.setdefault("started_at", int(time.time()))
+        write_job(folder, job)
+        log_event(folder, f"training resumes from the checkpoint of step {last[-1][0]}" if last
+                  else f"training starts: {len(train_rows)} examples, LoRA rank {hp['lora_r']}"
+                  + (f", {os.environ['WORLD_SIZE']} processes" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""))
 
     base = engine.release_adapters()
     set_seed(job["seed"])  # LoRA's initial weights
@@ -176,11 +179,12 @@ def train_job(folder, engine) -> dict:
 
     class Events(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kw):
-            if logs and "loss" in logs:
+            if logs and "loss" in logs and state.is_world_process_zero:
                 log_event(folder, f"step {state.global_step}/{state.max_steps}: training loss {logs['loss']:.4f}")
 
         def on_save(self, args, state, control, **kw):
-            log_event(folder, f"checkpoint saved at step {state.global_step}")
+            if state.is_world_process_zero:
+                log_event(folder, f"checkpoint saved at step {state.global_step}")
 
     on_cpu = engine.device == "cpu"
     args = TrainingArguments(
@@ -193,7 +197,8 @@ def train_job(folder, engine) -> dict:
     trainer = Trainer(model=model, args=args, train_dataset=_Examples(train_rows),
                       data_collator=_collate(engine.tok.pad_token_id), callbacks=[Events()])
     try:
-        result = trainer.train(resume_from_checkpoint=str(last[-1][1]) if last else None)
+        with quiet_peft():
+            result = trainer.train(resume_from_checkpoint=str(last[-1][1]) if last else None)
         metrics = {"train_loss": float(result.training_loss), "steps": int(result.global_step),
                    "train_runtime": float(result.metrics.get("train_runtime", 0.0))}
         if val_rows:
@@ -214,12 +219,13 @@ def train_job(folder, engine) -> dict:
             n_tokens = sum(len(r["input_ids"]) for r in train_rows)
             job.update(status="succeeded", fine_tuned_model=name, adapter_sha256=digest,
                        adapter=f"adapters/{digest[:16]}", metrics=metrics,
-                       trained_tokens=int(n_tokens * metrics["steps"] * hp["batch_size"] / max(len(train_rows), 1)),
+                       trained_tokens=int(n_tokens * metrics["steps"] * hp["batch_size"] * args.world_size
+                                          / max(len(train_rows), 1)),
                        finished_at=int(time.time()))
             write_job(folder, job)
             log_event(folder, f"adapter {name} saved after {metrics['steps']} steps")
     finally:
-        engine._base = model.unload() if hasattr(model, "unload") else base
+        engine._base = unload(model) if hasattr(model, "unload") else base
         del trainer
         if not on_cpu:
             torch.cuda.empty_cache()
@@ -241,7 +247,10 @@ def main(argv=None) -> int:  # pragma: no cover - exercised through a subprocess
         job = read_job(folder)
         src = job["source"]
         location = src["location"] if src["kind"] == "hub" else str((folder / src["location"]).resolve())
-        engine = Engine(ModelSource(src["kind"], location, src["label"]), device=job["device"],
+        device = job["device"]
+        if device == "cuda" and os.environ.get("LOCAL_RANK"):  # one process per GPU (accelerate launch, torchrun)
+            device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
+        engine = Engine(ModelSource(src["kind"], location, src["label"]), device=device,
                         dtype=job["dtype"], adapters_dir=folder.parent.parent / "adapters",
                         labels=tuple(job["labels"]), threads=job.get("threads"))
         job = train_job(folder, engine)
