@@ -101,7 +101,13 @@ def test_run_recovers_hidden_weights_and_reports(tmp_path, shared, api_key, caps
     finally:
         fake.stop()
     assert len(fake.log) == n_log
-    assert json.loads((out / "summary.json").read_text())["scores"] == scores
+    again = json.loads((out / "summary.json").read_text())
+    assert again["scores"] == scores
+    assert set(again["seconds"]) == set(summary["seconds"]) == {
+        "instill", "itrain_first", "itrain_last", "itrain_all", "choices", "choices_native", "reports_base",
+        "reports_instilled", "reports_instilled_native", "reports_itrained_first", "reports_itrained_last",
+        "reports_itrained_all_native"}
+    assert all(v >= 0 for v in summary["seconds"].values())
 
 
 PAPER_FILES = {  # our file -> the paper's file of the same kind (headers must agree)

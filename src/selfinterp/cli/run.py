@@ -55,6 +55,6 @@ def main(args) -> int:
         return 1
     finally:
         run.close()
-    print(json.dumps({"out": str(exp.out), "scores": summary["scores"],
-                      "total_usd": summary["cost"]["total_usd"]}, indent=2, allow_nan=False))
+    print(json.dumps({"out": str(exp.out), "scores": summary["scores"], "total_usd": summary["cost"]["total_usd"],
+                      "seconds": summary.get("seconds", {})}, indent=2, allow_nan=False))
     return 0

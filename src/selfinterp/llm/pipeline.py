@@ -23,6 +23,7 @@ import asyncio
 import json
 import time
 import zlib
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -114,6 +115,20 @@ class ExperimentRun(Design):
         the cache is looked up once per body).  With ``reask_invalid``, stored replies that
         ``valid(body, response)`` rejects are forgotten first, so that only they are asked again.
         """
+        with self._timed(stage):
+            return self._elicit(stage, bodies, valid, keys)
+
+    @contextmanager
+    def _timed(self, stage: str):
+        """Wall seconds of ``stage`` in this run (answers from the cache take none), into the summary."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            seconds = self.summary.setdefault("seconds", {})
+            seconds[stage] = round(seconds.get(stage, 0.0) + time.perf_counter() - t0, 3)
+
+    def _elicit(self, stage: str, bodies: list[dict], valid, keys) -> list[dict]:
         keys = keys if keys is not None else [request_key(CHAT, b) for b in bodies]
         found = self.cache.get_many(keys)
         if self.reask_invalid and valid is not None:
@@ -186,8 +201,10 @@ class ExperimentRun(Design):
 
     def wait(self, stage: str) -> str:
         kw = {} if self.sleep is None else {"sleep": self.sleep}
-        return wait_finetune(self.sync, self.manifest, stage, events_log=self.out / "logs" / "finetune_events.jsonl",
-                             backoff=self._backoff(), echo=self.echo, **kw)
+        with self._timed(stage):  # the local backend trains here; a server's job is waited for
+            return wait_finetune(self.sync, self.manifest, stage,
+                                 events_log=self.out / "logs" / "finetune_events.jsonl", backoff=self._backoff(),
+                                 echo=self.echo, **kw)
 
     # ------------------------------------------------------------------ elicitation stages
     def choices(self, model: str, idx: np.ndarray, n_pairs: int, stage: str, pairs_stream: str | None = None):

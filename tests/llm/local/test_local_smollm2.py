@@ -247,6 +247,7 @@ def test_selfinterp_run_end_to_end_and_replicate_reads_it(tmp_path, shared, smol
     out = tmp_path / "out"
     printed = _last_json(capsys.readouterr().out)
     assert set(printed["scores"]) >= {"learned_vs_target", "itrained_heldout_reports_vs_learned"}
+    assert printed["seconds"]["instill"] > 0 and printed["seconds"]["choices"] > 0  # trained, asked here
     for stage in ("choices", "choices_native", "reports_base", "reports_instilled", "reports_instilled_native",
                   "reports_itrained_first", "reports_itrained_last", "reports_itrained_all_native"):
         recs = [json.loads(x) for x in (out / "transcripts" / f"{stage}.jsonl").read_text().splitlines()]
