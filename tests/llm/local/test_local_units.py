@@ -306,3 +306,63 @@ def test_openai_fingerprint_unchanged_by_the_backend_fields(tmp_path, shared):
     d["catalog_sha256"] = sha256_file(exp.catalog)
     d["roles_sha256"] = sha256_file(exp.roles)
     assert exp.fingerprint() == hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def test_gradient_checkpointing_learns_the_same_adapter(tiny_dir, tmp_path, shared, torch1, monkeypatch):
+    """`gradient_checkpointing = true` recomputes activations in the backward pass: the same job learns the
+    same adapter (to float rounding), it is not part of the job's identity (the same job id, so a job killed
+    for lack of memory resumes with it), and the base model is left without it."""
+    from safetensors.torch import load_file
+
+    from selfinterp.design import context_rngs, draw_option_pairs
+    from selfinterp.llm.config import load_experiment
+    from selfinterp.llm.local import make_local_client
+    from selfinterp.llm.local.train import read_job
+    from selfinterp.llm.pipeline import design, stream
+
+    from .conftest import new_job, rule_file
+
+    from transformers import Trainer
+
+    steps = []  # per training step: whether the model recomputes activations
+    step = Trainer.training_step
+
+    def training_step(self, model, *a, **kw):
+        steps.append(any(getattr(m, "gradient_checkpointing", False) for m in model.modules()))
+        return step(self, model, *a, **kw)
+
+    monkeypatch.setattr(Trainer, "training_step", training_step)
+    adapters, ids = [], []
+    for on in (False, True):
+        steps.clear()
+        d = tmp_path / str(on)
+        d.mkdir()
+        exp = load_experiment(local_experiment(d, shared, str(tiny_dir), n_native=0, local=(
+            f"batch_size = 2\nmax_steps = 3\nlearning_rate = 1e-2\ngradient_checkpointing = {str(on).lower()}")))
+        contexts, _ = design(exp)
+        pairs = [draw_option_pairs(c, 3, g) for c, g in zip(contexts, context_rngs(stream(2, "t"), len(contexts)))]
+        path = rule_file(exp, contexts, "AB", pairs, d / "train.jsonl")
+        client = make_local_client(exp, echo=lambda *_: None)
+        job, folder = new_job(client._b, exp, path, suffix="gc", seed=1)
+        done = client._b.retrieve_job(job.id)
+        assert done.status == "succeeded" and steps == [on] * 3
+        rec = read_job(folder)
+        assert rec["gradient_checkpointing"] is on
+        events = (folder / "events.jsonl").read_text()
+        assert ("gradient checkpointing" in events) is on
+        assert not any(getattr(m, "gradient_checkpointing", False) for m in client.engine.release_adapters().modules())
+        adapters.append(load_file(str(client._b.root / rec["adapter"] / "adapter_model.safetensors")))
+        ids.append(job.id)
+    assert ids[0] == ids[1]
+    assert adapters[0].keys() == adapters[1].keys()
+    for k in adapters[0]:
+        torch1.testing.assert_close(adapters[0][k], adapters[1][k], rtol=1e-4, atol=1e-6)
+    assert any(adapters[0][k].abs().max() > 0 for k in adapters[0] if "lora_B" in k)  # it trained
+
+
+@pytest.mark.parametrize("value", ["1", '"yes"'])
+def test_gradient_checkpointing_must_be_a_boolean(tmp_path, shared, torch1, value):
+    from selfinterp.llm.config import load_experiment
+
+    with pytest.raises(InputError, match=r"\[local\] gradient_checkpointing must be true or false"):
+        load_experiment(local_experiment(tmp_path, shared, "any/model", local=f"gradient_checkpointing = {value}"))

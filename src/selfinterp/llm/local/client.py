@@ -116,17 +116,21 @@ class _Backend:
             folder.mkdir(parents=True, exist_ok=True)
             src = self.s.source
             location = src.location if src.kind == "hub" else _relpath(src.location, folder)
-            write_job(folder, what | {
+            write_job(folder, what | self._where_to_train() | {
                 "id": job_id, "status": "queued", "parent_adapter": parent, "created_at": int(time.time()),
-                "source": {"kind": src.kind, "location": location, "label": src.label},
-                "device": self.engine.device, "dtype": self.engine.dtype, "threads": self.s.threads,
+                "source": {"kind": src.kind, "location": location, "label": src.label}, "dtype": self.engine.dtype,
                 "labels": [self.exp.template.label_a, self.exp.template.label_b], "versions": local_versions()})
             log_event(folder, f"job created from {model}")
         elif (job := read_job(folder))["status"] == "failed":  # created again: --retry-failed
-            job.update(status="queued", error=None)
+            # from its last checkpoint, where and how this run says (none of which changes what it learns)
+            job.update(self._where_to_train(), status="queued", error=None)
             write_job(folder, job)
             log_event(folder, "job queued again after its failure (from its last checkpoint)")
         return self._job_obj(read_job(folder))
+
+    def _where_to_train(self) -> dict:
+        return {"device": self.engine.device, "threads": self.s.threads,
+                "gradient_checkpointing": self.s.gradient_checkpointing}
 
     def _job_obj(self, job: dict):
         hp = dict(job["hyperparameters"], seed=job["seed"])
@@ -149,6 +153,8 @@ class _Backend:
                           f"selfinterp.llm.local.train {folder}")
         elif job["status"] != "succeeded" and job_id not in self._failed_here:
             self.echo(f"[{job_id}] training on {self.engine.device} ({self.engine.dtype})")
+            job.update(self._where_to_train())  # as this run says (a resumed job too): results do not change
+            write_job(folder, job)
             try:
                 job = train_job(folder, self.engine)
                 self.trained.append(job)

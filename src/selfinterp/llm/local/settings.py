@@ -35,10 +35,12 @@ class LocalSettings:
     eval_batch_size: int = 16
     threads: int | None = None
     training: str = "in-process"  # or "external": jobs are trained by `python -m selfinterp.llm.local.train`
+    gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, slower
     source: ModelSource | None = None
 
     # what changes results (the experiment's fingerprint); where and how fast it runs does not
-    _NOT_IDENTITY = ("device", "eval_batch_size", "threads", "source", "save_steps", "training")
+    _NOT_IDENTITY = ("device", "eval_batch_size", "threads", "source", "save_steps", "training",
+                     "gradient_checkpointing")
 
     def identity(self) -> dict:
         d = asdict(self)
@@ -85,9 +87,14 @@ def parse_local(table: dict, *, where: str) -> LocalSettings:
     d = LocalSettings()
     kinds = {"device": str, "dtype": str, "training": str, "lora_r": int, "lora_alpha": int, "lora_dropout": float,
              "learning_rate": float, "n_epochs": int, "max_steps": int, "batch_size": int, "seed": int,
-             "save_steps": int, "eval_batch_size": int, "threads": int}
+             "save_steps": int, "eval_batch_size": int, "threads": int, "gradient_checkpointing": bool}
     out = {}
     for k, v in table.items():
+        if kinds.get(k) is bool:
+            if not isinstance(v, bool):
+                raise InputError(f"{where}: [local] {k} must be true or false, got {v!r}")
+            out[k] = v
+            continue
         if k == "target_modules":
             if isinstance(v, str) and v:
                 if v != "all-linear":  # a regular expression over module names, as PEFT reads it

@@ -133,6 +133,16 @@ def _encode_file(tok, path) -> list[dict]:
     return rows
 
 
+def _checkpointing_arguments(training_arguments) -> dict:
+    """TrainingArguments' switch for recomputing activations in the backward pass (transformers 5 renamed it
+    from gradient_checkpointing to activation_checkpointing)."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(training_arguments)}
+    name = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+    return {name: True, f"{name}_kwargs": {"use_reentrant": False}}
+
+
 def train_job(folder, engine) -> dict:
     """Train the job in ``folder`` on ``engine``'s base model (resuming from its last checkpoint); its job.json.
 
@@ -154,6 +164,7 @@ def train_job(folder, engine) -> dict:
     train_rows = _encode_file(engine.tok, root / job["training_file"])
     val_rows = _encode_file(engine.tok, root / job["validation_file"]) if job.get("validation_file") else None
     last = checkpoint_steps(folder)
+    checkpointing = bool(job.get("gradient_checkpointing"))
     main = os.environ.get("RANK", "0") == "0"  # the one process of several (accelerate launch) that writes
     if main:
         job["status"] = "running"
@@ -161,7 +172,8 @@ def train_job(folder, engine) -> dict:
         write_job(folder, job)
         log_event(folder, f"training resumes from the checkpoint of step {last[-1][0]}" if last
                   else f"training starts: {len(train_rows)} examples, LoRA rank {hp['lora_r']}"
-                  + (f", {os.environ['WORLD_SIZE']} processes" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""))
+                  + (f", {os.environ['WORLD_SIZE']} processes" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else "")
+                  + (", gradient checkpointing" if checkpointing else ""))
 
     base = engine.release_adapters()
     set_seed(job["seed"])  # LoRA's initial weights
@@ -193,7 +205,8 @@ def train_job(folder, engine) -> dict:
         lr_scheduler_type="linear", warmup_steps=0, weight_decay=0.0, logging_steps=1, save_strategy="steps",
         save_steps=hp["save_steps"], save_total_limit=None, seed=job["seed"], data_seed=job["seed"],
         report_to="none", use_cpu=on_cpu, dataloader_num_workers=0, disable_tqdm=True,
-        remove_unused_columns=False, per_device_eval_batch_size=hp["batch_size"], prediction_loss_only=True)
+        remove_unused_columns=False, per_device_eval_batch_size=hp["batch_size"], prediction_loss_only=True,
+        **(_checkpointing_arguments(TrainingArguments) if checkpointing else {}))
     trainer = Trainer(model=model, args=args, train_dataset=_Examples(train_rows),
                       data_collator=_collate(engine.tok.pad_token_id), callbacks=[Events()])
     try:
@@ -226,6 +239,9 @@ def train_job(folder, engine) -> dict:
             log_event(folder, f"adapter {name} saved after {metrics['steps']} steps")
     finally:
         engine._base = unload(model) if hasattr(model, "unload") else base
+        if checkpointing:  # the bare model as it was: later jobs choose for themselves
+            base = engine._base
+            (getattr(base, "activation_checkpointing_disable", None) or base.gradient_checkpointing_disable)()
         del trainer
         if not on_cpu:
             torch.cuda.empty_cache()
