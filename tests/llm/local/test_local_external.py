@@ -44,7 +44,8 @@ def test_external_job_trained_on_two_processes(tmp_path, shared, tiny_dir, torch
     assert [s for s in said if "accelerate launch -m selfinterp.llm.local.train" in s and str(folder) in s] \
         == [said[-1]]
 
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), OMP_NUM_THREADS="1")
+    # gloo on loopback: it never looks the host's name up (a container's may not resolve)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
            "--master_port", str(_free_port()), "-m", "selfinterp.llm.local.train", str(folder)]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
