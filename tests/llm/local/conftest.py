@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import experiment_file, sizes
+from selfinterp.llm.local.model import LOCAL_MODULES as LOCAL
 
-LOCAL = ("torch", "transformers", "peft", "accelerate", "gguf", "safetensors")
+from ..conftest import experiment_file, sizes
 
 
 def _need(modules):

@@ -27,6 +27,7 @@ from types import SimpleNamespace
 from ...errors import InputError
 from ..manifest import package_versions, sha256_file
 from .engine import Engine
+from .model import LOCAL_MODULES
 from .train import log_event, read_job, train_job, write_job
 
 __all__ = ["LocalClient", "local_versions"]
@@ -34,7 +35,7 @@ __all__ = ["LocalClient", "local_versions"]
 
 def local_versions() -> dict:
     """The versions of the local backend's libraries (the manifest records them)."""
-    return package_versions(("torch", "transformers", "peft", "accelerate", "gguf", "safetensors"))
+    return package_versions(LOCAL_MODULES + ("sentencepiece",))
 
 
 class _Obj(SimpleNamespace):

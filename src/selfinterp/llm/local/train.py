@@ -165,7 +165,7 @@ def train_job(folder, engine) -> dict:
     val_rows = _encode_file(engine.tok, root / job["validation_file"]) if job.get("validation_file") else None
     last = checkpoint_steps(folder)
     checkpointing = bool(job.get("gradient_checkpointing"))
-    main = os.environ.get("RANK", "0") == "0"  # the one process of several (accelerate launch) that writes
+    main = os.environ.get("RANK", "0") == "0"  # of several processes (accelerate launch), the one that writes
     if main:
         job["status"] = "running"
         job.setdefault("started_at", int(time.time()))
@@ -191,11 +191,11 @@ def train_job(folder, engine) -> dict:
 
     class Events(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kw):
-            if logs and "loss" in logs and state.is_world_process_zero:
+            if logs and "loss" in logs and main:
                 log_event(folder, f"step {state.global_step}/{state.max_steps}: training loss {logs['loss']:.4f}")
 
         def on_save(self, args, state, control, **kw):
-            if state.is_world_process_zero:
+            if main:
                 log_event(folder, f"checkpoint saved at step {state.global_step}")
 
     on_cpu = engine.device == "cpu"
@@ -218,7 +218,7 @@ def train_job(folder, engine) -> dict:
             ev = trainer.evaluate(eval_dataset=_Examples(val_rows))
             metrics["validation_loss"] = float(ev["eval_loss"])
             log_event(folder, f"validation loss {ev['eval_loss']:.4f}")
-        if trainer.is_world_process_zero():
+        if main:
             tmp = root / "adapters" / f".{folder.name}.part"
             digest = save_adapter(model, tmp, base_label=engine.source.label)
             dest = root / "adapters" / digest[:16]
@@ -240,8 +240,8 @@ def train_job(folder, engine) -> dict:
     finally:
         engine._base = unload(model) if hasattr(model, "unload") else base
         if checkpointing:  # the bare model as it was: later jobs choose for themselves
-            base = engine._base
-            (getattr(base, "activation_checkpointing_disable", None) or base.gradient_checkpointing_disable)()
+            bare = engine._base
+            (getattr(bare, "activation_checkpointing_disable", None) or bare.gradient_checkpointing_disable)()
         del trainer
         if not on_cpu:
             torch.cuda.empty_cache()
