@@ -366,3 +366,39 @@ def test_gradient_checkpointing_must_be_a_boolean(tmp_path, shared, torch1, valu
 
     with pytest.raises(InputError, match=r"\[local\] gradient_checkpointing must be true or false"):
         load_experiment(local_experiment(tmp_path, shared, "any/model", local=f"gradient_checkpointing = {value}"))
+
+
+def test_a_failed_job_is_trained_again_only_when_created_again(tiny_dir, tmp_path, shared, torch1, monkeypatch):
+    """A job whose training failed stays failed when polled, in this run or the next (nothing trains behind
+    the user's back); created again (what --retry-failed does), it is queued and trains."""
+    from selfinterp.design import context_rngs, draw_option_pairs
+    from selfinterp.llm.config import load_experiment
+    from selfinterp.llm.local import client as local_client
+    from selfinterp.llm.local import make_local_client
+    from selfinterp.llm.pipeline import design, stream
+
+    from .conftest import new_job, rule_file
+
+    exp = load_experiment(local_experiment(tmp_path, shared, str(tiny_dir), n_native=0,
+                                           local="batch_size = 2\nmax_steps = 2"))
+    contexts, _ = design(exp)
+    pairs = [draw_option_pairs(c, 2, g) for c, g in zip(contexts, context_rngs(stream(2, "t"), len(contexts)))]
+    path = rule_file(exp, contexts, "AB", pairs, tmp_path / "train.jsonl")
+    calls = []
+    real = local_client.train_job
+
+    def failing(folder, engine):
+        calls.append(folder)
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(local_client, "train_job", failing)
+    b = make_local_client(exp, echo=lambda *_: None)._b
+    job, folder = new_job(b, exp, path, suffix="f", seed=1)
+    got = b.retrieve_job(job.id)
+    assert got.status == "failed" and "RuntimeError: out of memory" in got.error["message"]
+    assert b.retrieve_job(job.id).status == "failed"
+    again = make_local_client(exp, echo=lambda *_: None)._b  # the next run
+    assert again.retrieve_job(job.id).status == "failed" and len(calls) == 1
+    monkeypatch.setattr(local_client, "train_job", real)
+    assert new_job(again, exp, path, suffix="f", seed=1)[0].status == "queued"
+    assert again.retrieve_job(job.id).status == "succeeded" and len(calls) == 1

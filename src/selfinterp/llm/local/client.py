@@ -73,7 +73,6 @@ class _Backend:
 
         _model.check_memory(_model.estimate_params(self.s.source), self.engine.dtype, self.engine.device,
                             where=f"{exp.source}: model {self.s.source.label!r}")
-        self._failed_here: set[str] = set()
         # measured throughput of this process: [tokens, seconds] of one-token reads and of generation
         self.clock = {"prefill": [0, 0.0], "decode": [0, 0.0]}
         self.trained: list[dict] = []
@@ -152,7 +151,7 @@ class _Backend:
                 self._announced.add(job_id)
                 self.echo(f"[{job_id}] waiting for the job to be trained: accelerate launch -m "
                           f"selfinterp.llm.local.train {folder}")
-        elif job["status"] != "succeeded" and job_id not in self._failed_here:
+        elif job["status"] in ("queued", "running"):  # a failed job waits for --retry-failed (create_job)
             self.echo(f"[{job_id}] training on {self.engine.device} ({self.engine.dtype})")
             job.update(self._where_to_train())  # as this run says (a resumed job too): results do not change
             write_job(folder, job)
@@ -162,7 +161,6 @@ class _Backend:
             except InputError:
                 raise
             except Exception as exc:  # reported as the job's failure; a later run resumes from the checkpoint
-                self._failed_here.add(job_id)
                 job = read_job(folder)
                 job.update(status="failed", error=f"{type(exc).__name__}: {exc}")
                 write_job(folder, job)
