@@ -111,6 +111,7 @@ NOT_HERE = {
     "vllm serve": "needs a GPU and vLLM",
     "accelerate config": "needs several GPUs",
     "accelerate launch": "needs several GPUs",
+    "python benchmarks/bench_local_instill.py": "needs a GPU; tests/llm/local runs the same experiment, small",
 }
 
 # Commands for a 7B model on a GPU: tests/llm/local runs the same commands (run, checkpoints, replicate) on

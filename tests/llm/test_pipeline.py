@@ -108,6 +108,10 @@ def test_run_recovers_hidden_weights_and_reports(tmp_path, shared, api_key, caps
         "reports_instilled", "reports_instilled_native", "reports_itrained_first", "reports_itrained_last",
         "reports_itrained_all_native"}
     assert all(v >= 0 for v in summary["seconds"].values())
+    # seconds are summed over the runs of this output directory: a resumed run keeps the first run's
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert all(again["seconds"][k] >= v for k, v in summary["seconds"].items())
+    assert manifest["seconds"] == again["seconds"]
 
 
 PAPER_FILES = {  # our file -> the paper's file of the same kind (headers must agree)

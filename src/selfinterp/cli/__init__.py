@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "power": ("selfinterp.cli.power", "power analysis and API budget of study designs"),
     "calibrate": ("selfinterp.cli.calibrate", "fit the study simulator to transcripts in the released layout"),
     "replicate": ("selfinterp.cli.replicate", "reproduce the paper's results table from released transcripts"),
-    "run": ("selfinterp.cli.run", "run an experiment against OpenAI or an OpenAI-compatible server"),
+    "run": ("selfinterp.cli.run", "run an experiment against OpenAI, an OpenAI-compatible server or a local open-weight model"),
     "checkpoints": ("selfinterp.cli.checkpoints", "evaluate every saved checkpoint of a local run's fine-tuning"),
     "bench-estimators": ("selfinterp.cli.bench_estimators", "benchmark weight-recovery estimators"),
 }

@@ -1,4 +1,4 @@
-"""Run a whole self-interpretability experiment against OpenAI or any OpenAI-compatible server.
+"""Run a whole self-interpretability experiment against OpenAI, any OpenAI-compatible server, or an open-weight model.
 
 Instils random preferences by fine-tuning, measures the learned weights from
 the model's choices, collects self-reports, trains introspection on half of
@@ -6,6 +6,8 @@ the contexts and evaluates it on the other half and on native preferences.
 Every stage resumes where it stopped: run the same command again (a failed
 fine-tuning job: with --retry-failed).  --dry-run prints what each stage would
 ask and cost, and asks nothing.  The API key is read from OPENAI_API_KEY only.
+With backend = "local" in the file, the model is fine-tuned with LoRA and asked
+in this process (see docs/local.md).
 """
 
 from __future__ import annotations

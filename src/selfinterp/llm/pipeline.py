@@ -120,13 +120,17 @@ class ExperimentRun(Design):
 
     @contextmanager
     def _timed(self, stage: str):
-        """Wall seconds of ``stage`` in this run (answers from the cache take none), into the summary."""
+        """Wall seconds of ``stage``, summed over every run into this output directory (the manifest's
+        ``seconds``: a stage resumed after an error adds its new seconds; answers from the cache take none),
+        into the summary."""
         t0 = time.perf_counter()
         try:
             yield
         finally:
-            seconds = self.summary.setdefault("seconds", {})
+            seconds = self.manifest.data.setdefault("seconds", {})
             seconds[stage] = round(seconds.get(stage, 0.0) + time.perf_counter() - t0, 3)
+            self.summary.setdefault("seconds", {})[stage] = seconds[stage]
+            self.manifest.save()
 
     def _elicit(self, stage: str, bodies: list[dict], valid, keys) -> list[dict]:
         keys = keys if keys is not None else [request_key(CHAT, b) for b in bodies]

@@ -59,6 +59,73 @@ def test_template_injects_its_own_system_prompt(smol_tokenizer):
     assert "SmolLM" not in text
 
 
+# Gemma 2's chat template (google/gemma-2-2b-it's tokenizer_config.json): it raises on a system message
+GEMMA2 = ("{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
+          "{% endif %}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+          "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
+          "{% if (message['role'] == 'assistant') %}{% set role = 'model' %}{% else %}{% set role = message['role'] %}"
+          "{% endif %}{{ '<start_of_turn>' + role + '\\n' + message['content'] | trim + '<end_of_turn>\\n' }}"
+          "{% endfor %}{% if add_generation_prompt %}{{'<start_of_turn>model\\n'}}{% endif %}")
+
+
+def test_template_that_refuses_a_system_message(smol_tokenizer):
+    """Gemma 2's template raises on a system message: it opens the first user turn instead, and the loss mask
+    still covers the answer only."""
+    import copy
+
+    from selfinterp.llm.local.model import check_chat_template, refuses_system, render_chat
+    from selfinterp.llm.local.train import IGNORE, encode_example
+
+    tok = copy.deepcopy(smol_tokenizer)
+    tok.chat_template = GEMMA2
+    with pytest.raises(Exception, match="System role not supported"):
+        tok.apply_chat_template(MSGS[:2], tokenize=False)
+    assert refuses_system(tok) and not refuses_system(smol_tokenizer)
+    check_chat_template(tok, where="test")
+    prompt = render_chat(tok, MSGS[:2], add_generation_prompt=True)
+    assert prompt == (f"{tok.bos_token}<start_of_turn>user\nDecide for others.\n\nOption A or option B?<end_of_turn>\n"
+                      "<start_of_turn>model\n")
+    ids, labels = encode_example(tok, MSGS)
+    kept = [i for i, lab in enumerate(labels) if lab != IGNORE]
+    assert kept == list(range(kept[0], len(ids)))
+    assert tok.decode([ids[i] for i in kept]) == "A<end_of_turn>\n"
+    assert tok.decode(ids[:kept[0]]) == prompt
+    # a template that takes a system message renders it as given
+    assert render_chat(smol_tokenizer, MSGS[:2], add_generation_prompt=True) == smol_tokenizer.apply_chat_template(
+        MSGS[:2], tokenize=False, add_generation_prompt=True)
+
+
+def test_model_whose_template_refuses_a_system_message_runs(tmp_path, shared, tiny_dir):
+    """The backend answers the paper's prompts (system message first) on such a model, says so once, and
+    records it in the manifest's description."""
+    import shutil
+
+    from selfinterp.design import draw_option_pairs
+    from selfinterp.llm.config import load_experiment
+    from selfinterp.llm.contexts import draw_contexts, load_catalog
+    from selfinterp.llm.local import make_local_client
+    from selfinterp.llm.prompts import PAPER
+
+    d = tmp_path / "m"
+    shutil.copytree(tiny_dir, d)
+    (d / "chat_template.jinja").unlink(missing_ok=True)
+    cfg = json.loads((d / "tokenizer_config.json").read_text())
+    (d / "tokenizer_config.json").write_text(json.dumps(cfg | {"chat_template": GEMMA2}))
+    exp = load_experiment(local_experiment(tmp_path, shared, str(d)))
+    said = []
+    client = make_local_client(exp, echo=said.append)
+    assert len(said) == 1 and "refuses a system message" in said[0]
+    assert client.describe()["system_message"] == "first user turn"
+    rng = np.random.default_rng(0)
+    (ctx,) = draw_contexts(load_catalog(shared / "candidate_scenarios.json"), None, 1, rng)
+    (a,), (b,) = draw_option_pairs(ctx, 1, rng)
+    msgs = PAPER.decision_messages(ctx, a, b)
+    assert msgs[0]["role"] == "system"
+    r = client.chat.completions.create(model=exp.model, messages=msgs, temperature=0, max_tokens=1, logprobs=True,
+                                       top_logprobs=2).model_dump()
+    assert {"A", "B"} <= {t["token"] for t in r["choices"][0]["logprobs"]["content"][0]["top_logprobs"]}
+
+
 @pytest.fixture(scope="module")
 def tiny_engine(tiny_dir):
     from selfinterp.llm.local.engine import Engine

@@ -73,6 +73,10 @@ class _Backend:
 
         _model.check_memory(_model.estimate_params(self.s.source), self.engine.dtype, self.engine.device,
                             where=f"{exp.source}: model {self.s.source.label!r}")
+        self.system_turn = "first user turn" if _model.refuses_system(self.engine.tok) else "system"
+        if self.system_turn != "system":
+            self.echo(f"model {self.s.source.label!r}: its chat template refuses a system message, so the system "
+                      "message opens the first user turn (followed by a blank line)")
         # measured throughput of this process: [tokens, seconds] of one-token reads and of generation
         self.clock = {"prefill": [0, 0.0], "decode": [0, 0.0]}
         self.trained: list[dict] = []
@@ -330,7 +334,7 @@ class LocalClient:
         return {"model": s.source.label, "source_kind": s.source.kind, "model_sha256": self.model_sha256(),
                 "device": b.engine.device, "dtype": b.engine.dtype, "settings": s.identity(),
                 "save_steps": s.save_steps, "eval_batch_size": s.eval_batch_size,
-                "label_token_ids": b.engine.label_ids, "versions": local_versions()}
+                "label_token_ids": b.engine.label_ids, "system_message": b.system_turn, "versions": local_versions()}
 
     def throughput(self) -> dict:
         """Tokens per second measured in this process (for ``selfinterp power --gpu-throughput``): ``prefill``

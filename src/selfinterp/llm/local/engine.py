@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ...errors import InputError
 from .model import (ModelSource, check_chat_template, choose_device, choose_dtype, label_token_ids, load_model,
-                    load_tokenizer)
+                    load_tokenizer, render_chat)
 
 __all__ = ["Engine", "adapter_name", "adapter_hash", "save_adapter", "quiet_peft", "unload"]
 
@@ -167,8 +167,8 @@ class Engine:
     def render(self, messages) -> str:
         """The prompt text for ``messages``; a final assistant message is continued, not closed."""
         if messages and messages[-1].get("role") == "assistant":
-            return self.tok.apply_chat_template(messages, tokenize=False, continue_final_message=True)
-        return self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            return render_chat(self.tok, messages, continue_final_message=True)
+        return render_chat(self.tok, messages, add_generation_prompt=True)
 
     def encode(self, prompts: list[str]) -> list[list[int]]:
         """The token ids of rendered prompts (no special tokens added: the chat template has them)."""

@@ -21,7 +21,7 @@ from ...errors import InputError, MissingExtraError
 
 __all__ = ["ModelSource", "resolve_model", "check_extra", "LOCAL_MODULES", "INSTALL_LINE", "estimate_params",
            "check_memory", "available_memory", "choose_device", "choose_dtype", "load_tokenizer", "load_model",
-           "check_chat_template", "label_token_ids"]
+           "check_chat_template", "label_token_ids", "refuses_system", "render_chat"]
 
 # the extra's modules (import name -> what to install)
 LOCAL_MODULES = ("torch", "transformers", "peft", "accelerate", "gguf", "safetensors")
@@ -242,15 +242,45 @@ def load_model(src: ModelSource, *, device: str, dtype: str, where: str):
     return model.to(device).eval()
 
 
+_REFUSES_SYSTEM: dict[str, bool] = {}  # chat template -> whether it refuses a system message
+
+
+def refuses_system(tok) -> bool:
+    """Whether the tokenizer's chat template refuses a system message (Gemma 2's raises an error on one)."""
+    template = str(getattr(tok, "chat_template", None) or "")
+    if template not in _REFUSES_SYSTEM:
+        try:
+            tok.apply_chat_template([{"role": "system", "content": "S"}, {"role": "user", "content": "U"}],
+                                    tokenize=False, add_generation_prompt=True)
+            _REFUSES_SYSTEM[template] = False
+        except Exception:  # jinja's TemplateError, raised by the template itself
+            _REFUSES_SYSTEM[template] = True
+    return _REFUSES_SYSTEM[template]
+
+
+def render_chat(tok, messages, **kwargs) -> str:
+    """The chat template's text for ``messages`` (``kwargs``: ``apply_chat_template``'s).
+
+    Where the template refuses a system message (Gemma 2), the system message
+    opens the first user turn instead, followed by a blank line: what Gemma 3's
+    own template does with one.
+    """
+    msgs = list(messages)
+    if len(msgs) > 1 and msgs[0].get("role") == "system" and msgs[1].get("role") == "user" and refuses_system(tok):
+        msgs = [{"role": "user", "content": f"{msgs[0]['content']}\n\n{msgs[1]['content']}"}, *msgs[2:]]
+    return tok.apply_chat_template(msgs, tokenize=False, **kwargs)
+
+
 def check_chat_template(tok, *, where: str) -> None:
-    """The template must render a user turn, a generation prompt, and an assistant turn that extends it."""
+    """The template must render a user turn, a generation prompt, and an assistant turn that extends it,
+    with a system message first (opening the user turn where the template refuses one: ``render_chat``)."""
     if not getattr(tok, "chat_template", None):
         raise InputError(f"{where}: the tokenizer has no chat template")
-    probe = [{"role": "user", "content": "Which is better?"}]
+    probe = [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "Which is better?"}]
     answer = "ZQX-answer"
     try:
-        prompt = tok.apply_chat_template(probe, tokenize=False, add_generation_prompt=True)
-        full = tok.apply_chat_template(probe + [{"role": "assistant", "content": answer}], tokenize=False)
+        prompt = render_chat(tok, probe, add_generation_prompt=True)
+        full = render_chat(tok, probe + [{"role": "assistant", "content": answer}])
     except Exception as exc:
         raise InputError(f"{where}: the chat template fails to render ({type(exc).__name__}: {exc})") from None
     if answer not in full or not full.startswith(prompt) or answer not in full[len(prompt):]:

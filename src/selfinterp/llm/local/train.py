@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from ...errors import InputError
+from .model import render_chat
 
 __all__ = ["encode_example", "read_examples", "train_job", "read_job", "write_job", "log_event",
            "checkpoint_steps"]
@@ -34,8 +35,8 @@ def encode_example(tok, messages: list[dict], *, where: str = "example") -> tupl
     """
     if not messages or messages[-1].get("role") != "assistant":
         raise InputError(f"{where}: the last message must be the assistant's answer")
-    prompt = tok.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
-    full = tok.apply_chat_template(messages, tokenize=False)
+    prompt = render_chat(tok, messages[:-1], add_generation_prompt=True)
+    full = render_chat(tok, messages)
     if not full.startswith(prompt):
         raise InputError(f"{where}: the chat template renders the answer's turn differently from its "
                          "generation prompt, so the answer tokens cannot be told apart")
