@@ -98,19 +98,13 @@ def test_template_that_refuses_a_system_message(smol_tokenizer):
 def test_model_whose_template_refuses_a_system_message_runs(tmp_path, shared, tiny_dir):
     """The backend answers the paper's prompts (system message first) on such a model, says so once, and
     records it in the manifest's description."""
-    import shutil
-
     from selfinterp.design import draw_option_pairs
     from selfinterp.llm.config import load_experiment
     from selfinterp.llm.contexts import draw_contexts, load_catalog
     from selfinterp.llm.local import make_local_client
     from selfinterp.llm.prompts import PAPER
 
-    d = tmp_path / "m"
-    shutil.copytree(tiny_dir, d)
-    (d / "chat_template.jinja").unlink(missing_ok=True)
-    cfg = json.loads((d / "tokenizer_config.json").read_text())
-    (d / "tokenizer_config.json").write_text(json.dumps(cfg | {"chat_template": GEMMA2}))
+    d = _with_template(tiny_dir, tmp_path / "m", GEMMA2)
     exp = load_experiment(local_experiment(tmp_path, shared, str(d)))
     said = []
     client = make_local_client(exp, echo=said.append)
@@ -124,6 +118,82 @@ def test_model_whose_template_refuses_a_system_message_runs(tmp_path, shared, ti
     r = client.chat.completions.create(model=exp.model, messages=msgs, temperature=0, max_tokens=1, logprobs=True,
                                        top_logprobs=2).model_dump()
     assert {"A", "B"} <= {t["token"] for t in r["choices"][0]["logprobs"]["content"][0]["top_logprobs"]}
+
+
+# the part of Qwen3's chat template that matters here: an answer after the last user turn is rendered after a
+# thinking block (closed empty when it has no reasoning), and enable_thinking=false closes an empty one in the
+# generation prompt, where the model would otherwise open its own
+QWEN3 = ("{%- for m in messages %}{%- if m.role == 'assistant' %}"
+         "{{ '<|im_start|>assistant\\n<think>\\n\\n</think>\\n\\n' + m.content + '<|im_end|>\\n' }}"
+         "{%- else %}{{ '<|im_start|>' + m.role + '\\n' + m.content + '<|im_end|>\\n' }}{%- endif %}{%- endfor %}"
+         "{%- if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}"
+         "{%- if enable_thinking is defined and enable_thinking is false %}{{ '<think>\\n\\n</think>\\n\\n' }}"
+         "{%- endif %}{%- endif %}")
+
+
+def test_template_variables_of_a_thinking_model(smol_tokenizer):
+    """Qwen3's template puts an empty thinking block between the generation prompt and the answer unless
+    enable_thinking is false: an error naming the fix without it; with it, the answer follows the prompt at
+    once and the loss mask covers the answer only."""
+    import copy
+
+    from selfinterp.llm.local.model import check_chat_template, render_chat
+    from selfinterp.llm.local.train import IGNORE, encode_example
+
+    tok = copy.deepcopy(smol_tokenizer)
+    tok.chat_template = QWEN3
+    with pytest.raises(InputError, match=r"between the generation prompt and the assistant's answer.*"
+                                         r"chat_template_kwargs = \{ enable_thinking = false \}"):
+        check_chat_template(tok, where="test")
+    off = {"enable_thinking": False}
+    check_chat_template(tok, off, where="test")
+    prompt = render_chat(tok, MSGS[:2], off, add_generation_prompt=True)
+    assert prompt.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
+    ids, labels = encode_example(tok, MSGS, template_kwargs=off)
+    kept = [i for i, lab in enumerate(labels) if lab != IGNORE]
+    assert tok.decode([ids[i] for i in kept]) == "A<|im_end|>\n" and tok.decode(ids[:kept[0]]) == prompt
+    # a prefilled answer continues after the same closed block
+    pre = render_chat(tok, MSGS[:2] + [{"role": "assistant", "content": '{"'}], off, continue_final_message=True)
+    assert pre == prompt + '{"'
+
+
+def _with_template(tiny_dir, d, template):
+    import shutil
+
+    shutil.copytree(tiny_dir, d)
+    (d / "chat_template.jinja").unlink(missing_ok=True)
+    cfg = json.loads((d / "tokenizer_config.json").read_text())
+    (d / "tokenizer_config.json").write_text(json.dumps(cfg | {"chat_template": template}))
+    return d
+
+
+def test_run_with_template_variables(tmp_path, shared, tiny_dir, torch1, capsys, monkeypatch):
+    """A whole run on a model with Qwen3's template: stopped before any training without enable_thinking =
+    false; with it, every stage runs, its jobs train on prompts that close the thinking block, and the setting
+    is part of the experiment's identity (absent, the identity is as before the setting existed)."""
+    from selfinterp.cli import main as cli_main
+    from selfinterp.llm.local import train
+    from selfinterp.llm.local.settings import parse_local
+
+    seen, encode = [], train._encode_file  # the template variables each training file is rendered with
+    monkeypatch.setattr(train, "_encode_file", lambda tok, path, kw: seen.append(kw) or encode(tok, path, kw))
+    d = _with_template(tiny_dir, tmp_path / "m", QWEN3)
+    _bad(tmp_path, shared, str(d), "enable_thinking = false")
+    (good := tmp_path / "good").mkdir()
+    path = local_experiment(good, shared, str(d), n_native=0, local="""
+        max_steps = 1
+        chat_template_kwargs = { enable_thinking = false }
+        """)
+    assert cli_main(["run", str(path)]) == 0
+    out = good / "out"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["settings"]["local"]["settings"]["chat_template_kwargs"] == {"enable_thinking": False}
+    job = json.loads((out / "local" / "jobs" / manifest["stages"]["instill"]["job_id"] / "job.json").read_text())
+    assert job["status"] == "succeeded" and job["identity"]["chat_template_kwargs"] == {"enable_thinking": False}
+    assert len(seen) == 3 and all(kw == {"enable_thinking": False} for kw in seen)  # instill and two folds
+    assert "chat_template_kwargs" not in parse_local({}, where="t").identity()
+    assert parse_local({"chat_template_kwargs": {"enable_thinking": False}}, where="t").identity() != \
+        parse_local({}, where="t").identity()
 
 
 @pytest.fixture(scope="module")
@@ -332,6 +402,8 @@ def test_more_memory_than_the_device_has(tmp_path, shared, tiny_dir, monkeypatch
     ("lora_r = 0", "", "lora_r must be positive"),
     ('device = "tpu"', "", "device must be"),
     ('target_modules = "layers.(2"', "", "target_modules 'layers.\\(2' is not a regular expression"),
+    ('chat_template_kwargs = "enable_thinking"', "", "chat_template_kwargs must be a table"),
+    ("chat_template_kwargs = { tools = [1] }", "", "chat_template_kwargs must be a table"),
     ("", 'base_url = "http://127.0.0.1:1/v1"', "base_url is for the openai backend"),
 ])
 def test_bad_local_settings(tmp_path, shared, torch1, local, extra, match):

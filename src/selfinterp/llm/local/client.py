@@ -68,12 +68,14 @@ class _Backend:
         else:
                 self.engine = Engine(self.s.source, device=self.s.device, dtype=self.s.dtype,
                                  adapters_dir=self.root / "adapters", threads=self.s.threads,
-                                 labels=(exp.template.label_a, exp.template.label_b), where=str(exp.source))
+                                 labels=(exp.template.label_a, exp.template.label_b), where=str(exp.source),
+                                 chat_template_kwargs=self.s.chat_template_kwargs)
         from . import model as _model  # the estimate up front: a model too large stops here, before any training
 
         _model.check_memory(_model.estimate_params(self.s.source), self.engine.dtype, self.engine.device,
                             where=f"{exp.source}: model {self.s.source.label!r}")
-        self.system_turn = "first user turn" if _model.refuses_system(self.engine.tok) else "system"
+        self.system_turn = ("first user turn" if _model.refuses_system(self.engine.tok, self.engine.chat_kwargs)
+                            else "system")
         if self.system_turn != "system":
             self.echo(f"model {self.s.source.label!r}: its chat template refuses a system message, so the system "
                       "message opens the first user turn (followed by a blank line)")

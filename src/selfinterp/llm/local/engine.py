@@ -92,11 +92,13 @@ class Engine:
     share_prefix : bool
         Run a prefix that prompts of a batch share once (its keys and values copied to each), and only the
         rest of each prompt; False runs every prompt whole.  Both read the same logits (to float rounding).
+    chat_template_kwargs : dict
+        The chat template's own variables (e.g. ``{"enable_thinking": False}`` for Qwen3).
     """
 
     def __init__(self, source: ModelSource, *, device: str = "auto", dtype: str = "auto", adapters_dir=None,
                  labels=("A", "B"), where: str = "model", threads: int | None = None, tokenizer=None, model=None,
-                 share_prefix: bool = True):
+                 share_prefix: bool = True, chat_template_kwargs: dict | None = None):
         import torch
 
         if threads:
@@ -106,7 +108,8 @@ class Engine:
         self.dtype = choose_dtype(dtype, self.device)
         self.where = where
         self.tok = tokenizer if tokenizer is not None else load_tokenizer(source, where=where)
-        check_chat_template(self.tok, where=f"{where}: model {source.label!r}")
+        self.chat_kwargs = dict(chat_template_kwargs or {})  # the chat template's own variables
+        check_chat_template(self.tok, self.chat_kwargs, where=f"{where}: model {source.label!r}")
         self.label_ids = label_token_ids(self.tok, labels, where=f"{where}: model {source.label!r}")
         self._base = model
         self.adapters_dir = Path(adapters_dir) if adapters_dir else None
@@ -167,8 +170,8 @@ class Engine:
     def render(self, messages) -> str:
         """The prompt text for ``messages``; a final assistant message is continued, not closed."""
         if messages and messages[-1].get("role") == "assistant":
-            return render_chat(self.tok, messages, continue_final_message=True)
-        return render_chat(self.tok, messages, add_generation_prompt=True)
+            return render_chat(self.tok, messages, self.chat_kwargs, continue_final_message=True)
+        return render_chat(self.tok, messages, self.chat_kwargs, add_generation_prompt=True)
 
     def encode(self, prompts: list[str]) -> list[list[int]]:
         """The token ids of rendered prompts (no special tokens added: the chat template has them)."""

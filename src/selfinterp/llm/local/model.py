@@ -242,50 +242,60 @@ def load_model(src: ModelSource, *, device: str, dtype: str, where: str):
     return model.to(device).eval()
 
 
-_REFUSES_SYSTEM: dict[str, bool] = {}  # chat template -> whether it refuses a system message
+_REFUSES_SYSTEM: dict[tuple, bool] = {}  # (chat template, its variables) -> whether it refuses a system message
 
 
-def refuses_system(tok) -> bool:
+def refuses_system(tok, template_kwargs: dict | None = None) -> bool:
     """Whether the tokenizer's chat template refuses a system message (Gemma 2's raises an error on one)."""
-    template = str(getattr(tok, "chat_template", None) or "")
-    if template not in _REFUSES_SYSTEM:
+    key = (str(getattr(tok, "chat_template", None) or ""), json.dumps(template_kwargs or {}, sort_keys=True))
+    if key not in _REFUSES_SYSTEM:
         try:
             tok.apply_chat_template([{"role": "system", "content": "S"}, {"role": "user", "content": "U"}],
-                                    tokenize=False, add_generation_prompt=True)
-            _REFUSES_SYSTEM[template] = False
+                                    tokenize=False, add_generation_prompt=True, **(template_kwargs or {}))
+            _REFUSES_SYSTEM[key] = False
         except Exception:  # jinja's TemplateError, raised by the template itself
-            _REFUSES_SYSTEM[template] = True
-    return _REFUSES_SYSTEM[template]
+            _REFUSES_SYSTEM[key] = True
+    return _REFUSES_SYSTEM[key]
 
 
-def render_chat(tok, messages, **kwargs) -> str:
-    """The chat template's text for ``messages`` (``kwargs``: ``apply_chat_template``'s).
+def render_chat(tok, messages, template_kwargs: dict | None = None, **kwargs) -> str:
+    """The chat template's text for ``messages``: ``template_kwargs`` are the template's own variables
+    (``[local] chat_template_kwargs``, e.g. Qwen3's ``enable_thinking``), ``kwargs`` ``apply_chat_template``'s.
 
     Where the template refuses a system message (Gemma 2), the system message
     opens the first user turn instead, followed by a blank line: what Gemma 3's
     own template does with one.
     """
     msgs = list(messages)
-    if len(msgs) > 1 and msgs[0].get("role") == "system" and msgs[1].get("role") == "user" and refuses_system(tok):
+    if (len(msgs) > 1 and msgs[0].get("role") == "system" and msgs[1].get("role") == "user"
+            and refuses_system(tok, template_kwargs)):
         msgs = [{"role": "user", "content": f"{msgs[0]['content']}\n\n{msgs[1]['content']}"}, *msgs[2:]]
-    return tok.apply_chat_template(msgs, tokenize=False, **kwargs)
+    return tok.apply_chat_template(msgs, tokenize=False, **(template_kwargs or {}), **kwargs)
 
 
-def check_chat_template(tok, *, where: str) -> None:
-    """The template must render a user turn, a generation prompt, and an assistant turn that extends it,
-    with a system message first (opening the user turn where the template refuses one: ``render_chat``)."""
+def check_chat_template(tok, template_kwargs: dict | None = None, *, where: str) -> None:
+    """The template must render a user turn and a generation prompt, with a system message first (opening the
+    user turn where the template refuses one: ``render_chat``), and an assistant turn whose answer follows the
+    generation prompt at once: the answer's first token is read from the prompt's next-token logits."""
     if not getattr(tok, "chat_template", None):
         raise InputError(f"{where}: the tokenizer has no chat template")
     probe = [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "Which is better?"}]
     answer = "ZQX-answer"
     try:
-        prompt = render_chat(tok, probe, add_generation_prompt=True)
-        full = render_chat(tok, probe + [{"role": "assistant", "content": answer}])
+        prompt = render_chat(tok, probe, template_kwargs, add_generation_prompt=True)
+        full = render_chat(tok, probe + [{"role": "assistant", "content": answer}], template_kwargs)
     except Exception as exc:
         raise InputError(f"{where}: the chat template fails to render ({type(exc).__name__}: {exc})") from None
     if answer not in full or not full.startswith(prompt) or answer not in full[len(prompt):]:
         raise InputError(f"{where}: the chat template has no assistant turn that follows its generation prompt "
                          "(an answer cannot be trained or read after the prompt)")
+    between = full[len(prompt):full.index(answer, len(prompt))]
+    if between.strip():
+        hint = (" (a reasoning model's empty thinking block: set [local] chat_template_kwargs = "
+                "{ enable_thinking = false }, as for Qwen3)" if "think" in between else
+                " (set the template's variables with [local] chat_template_kwargs)")
+        raise InputError(f"{where}: the chat template puts {between!r} between the generation prompt and the "
+                         f"assistant's answer, so a choice cannot be read from the prompt's next token{hint}")
 
 
 def label_token_ids(tok, labels, *, where: str) -> list[int]:

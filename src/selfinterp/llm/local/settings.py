@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
 from ...errors import InputError
 from .model import ModelSource
@@ -36,6 +36,7 @@ class LocalSettings:
     threads: int | None = None
     training: str = "in-process"  # or "external": jobs are trained by `python -m selfinterp.llm.local.train`
     gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, slower
+    chat_template_kwargs: dict = field(default_factory=dict)  # the chat template's variables (Qwen3: enable_thinking)
     source: ModelSource | None = None
 
     # what changes results (the experiment's fingerprint); where and how fast it runs does not
@@ -46,6 +47,8 @@ class LocalSettings:
         d = asdict(self)
         for k in self._NOT_IDENTITY:
             d.pop(k, None)
+        if not d["chat_template_kwargs"]:  # none: the identity (and job ids) of runs from before the setting
+            del d["chat_template_kwargs"]
         return d
 
     def job_hyperparameters(self, overrides: dict, *, where: str) -> dict:
@@ -94,6 +97,13 @@ def parse_local(table: dict, *, where: str) -> LocalSettings:
             if not isinstance(v, bool):
                 raise InputError(f"{where}: [local] {k} must be true or false, got {v!r}")
             out[k] = v
+            continue
+        if k == "chat_template_kwargs":
+            if not isinstance(v, dict) or not all(isinstance(x, (str, int, float, bool)) for x in v.values()):
+                raise InputError(f"{where}: [local] chat_template_kwargs must be a table of the chat template's "
+                                 f"variables (strings, numbers, true or false), e.g. {{ enable_thinking = false }}; "
+                                 f"got {v!r}")
+            out[k] = dict(v)
             continue
         if k == "target_modules":
             if isinstance(v, str) and v:

@@ -27,7 +27,8 @@ __all__ = ["encode_example", "read_examples", "train_job", "read_job", "write_jo
 IGNORE = -100
 
 
-def encode_example(tok, messages: list[dict], *, where: str = "example") -> tuple[list[int], list[int]]:
+def encode_example(tok, messages: list[dict], *, where: str = "example",
+                   template_kwargs: dict | None = None) -> tuple[list[int], list[int]]:
     """(input ids, labels) of one chat example: labels are -100 on every token but the final answer's.
 
     The answer's tokens are those the chat template adds after the generation
@@ -35,8 +36,8 @@ def encode_example(tok, messages: list[dict], *, where: str = "example") -> tupl
     """
     if not messages or messages[-1].get("role") != "assistant":
         raise InputError(f"{where}: the last message must be the assistant's answer")
-    prompt = render_chat(tok, messages[:-1], add_generation_prompt=True)
-    full = render_chat(tok, messages)
+    prompt = render_chat(tok, messages[:-1], template_kwargs, add_generation_prompt=True)
+    full = render_chat(tok, messages, template_kwargs)
     if not full.startswith(prompt):
         raise InputError(f"{where}: the chat template renders the answer's turn differently from its "
                          "generation prompt, so the answer tokens cannot be told apart")
@@ -126,10 +127,10 @@ def _collate(pad_id):
     return collate
 
 
-def _encode_file(tok, path) -> list[dict]:
+def _encode_file(tok, path, template_kwargs: dict) -> list[dict]:
     rows = []
     for i, msgs in enumerate(read_examples(path), start=1):
-        ids, labels = encode_example(tok, msgs, where=f"{Path(path).name}, line {i}")
+        ids, labels = encode_example(tok, msgs, where=f"{Path(path).name}, line {i}", template_kwargs=template_kwargs)
         rows.append({"input_ids": ids, "labels": labels})
     return rows
 
@@ -162,8 +163,9 @@ def train_job(folder, engine) -> dict:
         return job
     hp = job["hyperparameters"]
     root = folder.parent.parent  # OUT/local
-    train_rows = _encode_file(engine.tok, root / job["training_file"])
-    val_rows = _encode_file(engine.tok, root / job["validation_file"]) if job.get("validation_file") else None
+    chat = job["identity"].get("chat_template_kwargs") or {}  # the template's variables the job was created with
+    train_rows = _encode_file(engine.tok, root / job["training_file"], chat)
+    val_rows = _encode_file(engine.tok, root / job["validation_file"], chat) if job.get("validation_file") else None
     last = checkpoint_steps(folder)
     checkpointing = bool(job.get("gradient_checkpointing"))
     main = os.environ.get("RANK", "0") == "0"  # of several processes (accelerate launch), the one that writes
@@ -269,7 +271,8 @@ def main(argv=None) -> int:  # pragma: no cover - exercised through a subprocess
             device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
         engine = Engine(ModelSource(src["kind"], location, src["label"]), device=device,
                         dtype=job["dtype"], adapters_dir=folder.parent.parent / "adapters",
-                        labels=tuple(job["labels"]), threads=job.get("threads"))
+                        labels=tuple(job["labels"]), threads=job.get("threads"),
+                        chat_template_kwargs=job["identity"].get("chat_template_kwargs"))
         job = train_job(folder, engine)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
