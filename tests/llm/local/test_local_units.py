@@ -157,6 +157,21 @@ def test_template_variables_of_a_thinking_model(smol_tokenizer):
     assert pre == prompt + '{"'
 
 
+def test_generation_stops_at_the_templates_end_of_turn(smol_tokenizer):
+    """The special token that closes an assistant's turn, as the template renders it: SmolLM2's <|im_end|>,
+    Gemma's <end_of_turn> where the tokenizer has it as a special token; none where the marker is plain text."""
+    import copy
+
+    from selfinterp.llm.local.model import end_of_turn_id
+
+    assert end_of_turn_id(smol_tokenizer) == smol_tokenizer.convert_tokens_to_ids("<|im_end|>")
+    tok = copy.deepcopy(smol_tokenizer)
+    tok.chat_template = GEMMA2
+    assert end_of_turn_id(tok) is None  # "<end_of_turn>" is several plain tokens of SmolLM2's vocabulary
+    tok.add_special_tokens({"additional_special_tokens": ["<end_of_turn>"]})
+    assert end_of_turn_id(tok) == tok.convert_tokens_to_ids("<end_of_turn>") >= len(smol_tokenizer)
+
+
 def _with_template(tiny_dir, d, template):
     import shutil
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ...errors import InputError
 from .model import (ModelSource, check_chat_template, choose_device, choose_dtype, label_token_ids, load_model,
-                    load_tokenizer, render_chat)
+                    end_of_turn_id, load_tokenizer, render_chat)
 
 __all__ = ["Engine", "adapter_name", "adapter_hash", "save_adapter", "quiet_peft", "unload"]
 
@@ -111,6 +111,9 @@ class Engine:
         self.chat_kwargs = dict(chat_template_kwargs or {})  # the chat template's own variables
         check_chat_template(self.tok, self.chat_kwargs, where=f"{where}: model {source.label!r}")
         self.label_ids = label_token_ids(self.tok, labels, where=f"{where}: model {source.label!r}")
+        # generation stops at the end of the assistant's turn, or at the end of the text
+        self.stop_ids = {t for t in (self.tok.eos_token_id, end_of_turn_id(self.tok, self.chat_kwargs))
+                         if t is not None and t != self.tok.unk_token_id}
         self._base = model
         self.adapters_dir = Path(adapters_dir) if adapters_dir else None
         self._peft = None  # a PeftModel around the base once an adapter is loaded
@@ -291,8 +294,7 @@ class Engine:
         import torch
 
         ids, mask, _ = self._batch(prompts)
-        stop = {t for t in (self.tok.eos_token_id, self.tok.convert_tokens_to_ids("<|im_end|>")) if t is not None
-                and t != self.tok.unk_token_id}
+        stop = self.stop_ids
         with torch.inference_mode(), self.using(name) as model:
             out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
                                  temperature=None, top_p=None, top_k=None, pad_token_id=self.tok.pad_token_id,

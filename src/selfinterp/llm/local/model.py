@@ -21,7 +21,7 @@ from ...errors import InputError, MissingExtraError
 
 __all__ = ["ModelSource", "resolve_model", "check_extra", "LOCAL_MODULES", "INSTALL_LINE", "estimate_params",
            "check_memory", "available_memory", "choose_device", "choose_dtype", "load_tokenizer", "load_model",
-           "check_chat_template", "label_token_ids", "refuses_system", "render_chat"]
+           "check_chat_template", "label_token_ids", "refuses_system", "render_chat", "end_of_turn_id"]
 
 # the extra's modules (import name -> what to install)
 LOCAL_MODULES = ("torch", "transformers", "peft", "accelerate", "gguf", "safetensors")
@@ -296,6 +296,20 @@ def check_chat_template(tok, template_kwargs: dict | None = None, *, where: str)
                 " (set the template's variables with [local] chat_template_kwargs)")
         raise InputError(f"{where}: the chat template puts {between!r} between the generation prompt and the "
                          f"assistant's answer, so a choice cannot be read from the prompt's next token{hint}")
+
+
+def end_of_turn_id(tok, template_kwargs: dict | None = None) -> int | None:
+    """The special token the chat template closes an assistant's turn with (``<|im_end|>``, ``<end_of_turn>``,
+    ``<|eot_id|>``), where it has one: generation stops there."""
+    probe = [{"role": "user", "content": "Which is better?"}, {"role": "assistant", "content": "ZQX-answer"}]
+    full = render_chat(tok, probe, template_kwargs)
+    after = full[full.rindex("ZQX-answer") + len("ZQX-answer"):]
+    ids = tok(after, add_special_tokens=False)["input_ids"] if after else []
+    return ids[0] if ids and ids[0] in set(tok.all_special_ids) | _added_special(tok) else None
+
+
+def _added_special(tok) -> set[int]:
+    return {i for i, t in getattr(tok, "added_tokens_decoder", {}).items() if getattr(t, "special", False)}
 
 
 def label_token_ids(tok, labels, *, where: str) -> list[int]:
