@@ -95,6 +95,30 @@ def tiny_dir(torch1, smol_tokenizer, tmp_path_factory) -> Path:
     return d
 
 
+# the families of tiny_model beside Llama (the tiny_dir model's)
+ARCHITECTURES = ("qwen2", "qwen3", "gemma2", "gemma3", "phi3")
+
+
+def tiny_model(arch: str, tok):
+    """A 2-layer model of ``arch`` with random weights (seed 0) and SmolLM2's tokenizer: the families of the
+    open-weight ports of the paper (Llama, Qwen2.5, Qwen3, Gemma 2 and 3, Phi-3)."""
+    import torch
+    import transformers
+
+    config, model = {"llama": ("LlamaConfig", "LlamaForCausalLM"), "qwen2": ("Qwen2Config", "Qwen2ForCausalLM"), "qwen3": ("Qwen3Config", "Qwen3ForCausalLM"),
+                     "gemma2": ("Gemma2Config", "Gemma2ForCausalLM"), "gemma3": ("Gemma3TextConfig", "Gemma3ForCausalLM"),
+                     "phi3": ("Phi3Config", "Phi3ForCausalLM")}[arch]
+    kw = dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+              num_key_value_heads=2, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+              eos_token_id=tok.eos_token_id, tie_word_embeddings=True)
+    if arch.startswith("gemma"):  # one sliding-window layer and one global, as in the real models
+        kw |= dict(head_dim=8, sliding_window=16, layer_types=["sliding_attention", "full_attention"])
+    if arch == "qwen3":
+        kw |= dict(head_dim=8)
+    torch.manual_seed(0)
+    return getattr(transformers, model)(getattr(transformers, config)(**kw)).eval()
+
+
 def local_experiment(tmp_path, shared, model, *, local: str = "", **over) -> Path:
     """An experiment file for the local backend on the paper's catalog (small sizes).
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from selfinterp.errors import InputError, MissingExtraError
 
-from .conftest import local_experiment
+from .conftest import ARCHITECTURES, local_experiment, tiny_model
 
 MSGS = [{"role": "system", "content": "Decide for others."},
         {"role": "user", "content": "Option A or option B?"},
@@ -248,14 +248,17 @@ def test_batched_left_padded_logits_equal_single_passes(tiny_engine):
         assert got == pytest.approx(pa, abs=1e-5)
 
 
-def test_training_loss_on_the_answer_logits_equals_the_full_loss(tiny_engine):
+@pytest.mark.parametrize("arch", ("llama",) + ARCHITECTURES)
+def test_training_loss_on_the_answer_logits_equals_the_full_loss(tiny_engine, arch):
     """The collated batch keeps the logits of the answer positions only; its loss and gradients are the
-    model's loss over every position with the prompt masked (right-padded rows of different lengths)."""
+    model's loss over every position with the prompt masked (right-padded rows of different lengths), in
+    each family (Gemma's soft-capped logits too)."""
     import torch
 
     from selfinterp.llm.local.train import IGNORE, _collate, encode_example
 
-    tok, model = tiny_engine.tok, tiny_engine.base
+    tok = tiny_engine.tok
+    model = tiny_engine.base if arch == "llama" else tiny_model(arch, tok)
     rows = []
     for k, answer in enumerate(["A", "B", '{"price": 3, "size": -40}']):
         msgs = [{"role": "user", "content": "pick " * (3 + 7 * k)}, {"role": "assistant", "content": answer}]

@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 
 from selfinterp.llm.local.prefix import common_prefix, plan_cost, plan_prefixes
 
+from .conftest import ARCHITECTURES, tiny_model
+
 # token sequences over a 3-letter alphabet, so that long shared prefixes are common
 seqs_st = st.lists(st.lists(st.integers(0, 2), min_size=1, max_size=7), min_size=0, max_size=7)
 
@@ -188,27 +190,8 @@ def test_shared_prefix_through_a_lora_adapter(tiny_dir, tiny_pair):
     assert not torch.allclose(got, shared.logprobs_of(shared.base, seqs), atol=1e-3)  # the adapter counts
 
 
-def _tiny(arch: str, tok):
-    """A 2-layer model of ``arch`` with random weights (seed 0) and SmolLM2's tokenizer: the families of the
-    open-weight ports of the paper (Qwen2.5, Qwen3, Gemma 2 and 3, Phi-3)."""
-    import torch
-    import transformers
 
-    config, model = {"qwen2": ("Qwen2Config", "Qwen2ForCausalLM"), "qwen3": ("Qwen3Config", "Qwen3ForCausalLM"),
-                     "gemma2": ("Gemma2Config", "Gemma2ForCausalLM"), "gemma3": ("Gemma3TextConfig", "Gemma3ForCausalLM"),
-                     "phi3": ("Phi3Config", "Phi3ForCausalLM")}[arch]
-    kw = dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-              num_key_value_heads=2, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
-              eos_token_id=tok.eos_token_id, tie_word_embeddings=True)
-    if arch.startswith("gemma"):  # one sliding-window layer and one global, as in the real models
-        kw |= dict(head_dim=8, sliding_window=16, layer_types=["sliding_attention", "full_attention"])
-    if arch == "qwen3":
-        kw |= dict(head_dim=8)
-    torch.manual_seed(0)
-    return getattr(transformers, model)(getattr(transformers, config)(**kw)).eval()
-
-
-@pytest.mark.parametrize("arch", ["qwen2", "qwen3", "gemma2", "gemma3", "phi3"])
+@pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_other_architectures_read_the_logits_of_single_passes(tiny_pair, arch):
     """Left-padded batches (through shared prefixes where the model's cache keeps every key and value) read
     the log-probabilities of one unpadded forward pass per prompt, in each family."""
@@ -217,7 +200,7 @@ def test_other_architectures_read_the_logits_of_single_passes(tiny_pair, arch):
     from selfinterp.llm.local.engine import Engine
 
     tok = tiny_pair[0].tok
-    eng = Engine(tiny_pair[0].source, device="cpu", dtype="float32", tokenizer=tok, model=_tiny(arch, tok))
+    eng = Engine(tiny_pair[0].source, device="cpu", dtype="float32", tokenizer=tok, model=tiny_model(arch, tok))
     seqs = eng.encode(_decision_prompts(eng))
     got = eng.logprobs_of(eng.base, seqs)
     # the Gemma models keep a window in some layers: whole prompts; the others share their prefixes
