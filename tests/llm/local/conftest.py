@@ -96,18 +96,20 @@ def tiny_dir(torch1, smol_tokenizer, tmp_path_factory) -> Path:
 
 
 # the families of tiny_model beside Llama (the tiny_dir model's)
-ARCHITECTURES = ("qwen2", "qwen3", "gemma2", "gemma3", "phi3")
+ARCHITECTURES = ("qwen2", "qwen3", "gemma2", "gemma3", "gemma3-vision", "phi3")
+
+_FAMILIES = {"llama": ("LlamaConfig", "LlamaForCausalLM"), "qwen2": ("Qwen2Config", "Qwen2ForCausalLM"),
+             "qwen3": ("Qwen3Config", "Qwen3ForCausalLM"), "gemma2": ("Gemma2Config", "Gemma2ForCausalLM"),
+             "gemma3": ("Gemma3TextConfig", "Gemma3ForCausalLM"), "phi3": ("Phi3Config", "Phi3ForCausalLM")}
 
 
 def tiny_model(arch: str, tok):
     """A 2-layer model of ``arch`` with random weights (seed 0) and SmolLM2's tokenizer: the families of the
-    open-weight ports of the paper (Llama, Qwen2.5, Qwen3, Gemma 2 and 3, Phi-3)."""
+    open-weight ports of the paper (Llama, Qwen2.5, Qwen3, Gemma 2 and 3, Phi-3).  "gemma3-vision" is what
+    AutoModelForCausalLM makes of Gemma 3 from 4B up: the text model inside an image-and-text model."""
     import torch
     import transformers
 
-    config, model = {"llama": ("LlamaConfig", "LlamaForCausalLM"), "qwen2": ("Qwen2Config", "Qwen2ForCausalLM"), "qwen3": ("Qwen3Config", "Qwen3ForCausalLM"),
-                     "gemma2": ("Gemma2Config", "Gemma2ForCausalLM"), "gemma3": ("Gemma3TextConfig", "Gemma3ForCausalLM"),
-                     "phi3": ("Phi3Config", "Phi3ForCausalLM")}[arch]
     kw = dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
               num_key_value_heads=2, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
               eos_token_id=tok.eos_token_id, tie_word_embeddings=True)
@@ -116,6 +118,15 @@ def tiny_model(arch: str, tok):
     if arch == "qwen3":
         kw |= dict(head_dim=8)
     torch.manual_seed(0)
+    if arch == "gemma3-vision":
+        n = len(tok)  # the image tokens after the text vocabulary
+        vision = transformers.SiglipVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                                 num_attention_heads=2, image_size=28, patch_size=14)
+        cfg = transformers.Gemma3Config(text_config=(kw | {"vocab_size": n + 4}), vision_config=vision.to_dict(),
+                                        mm_tokens_per_image=4, image_token_index=n + 1, boi_token_index=n + 2,
+                                        eoi_token_index=n + 3)
+        return transformers.Gemma3ForConditionalGeneration(cfg).eval()
+    config, model = _FAMILIES[arch]
     return getattr(transformers, model)(getattr(transformers, config)(**kw)).eval()
 
 

@@ -255,7 +255,7 @@ def test_training_loss_on_the_answer_logits_equals_the_full_loss(tiny_engine, ar
     each family (Gemma's soft-capped logits too)."""
     import torch
 
-    from selfinterp.llm.local.train import IGNORE, _collate, encode_example
+    from selfinterp.llm.local.train import IGNORE, _collate, answer_logits_only, encode_example
 
     tok = tiny_engine.tok
     model = tiny_engine.base if arch == "llama" else tiny_model(arch, tok)
@@ -264,16 +264,25 @@ def test_training_loss_on_the_answer_logits_equals_the_full_loss(tiny_engine, ar
         msgs = [{"role": "user", "content": "pick " * (3 + 7 * k)}, {"role": "assistant", "content": answer}]
         ids, labels = encode_example(tok, msgs)
         rows.append({"input_ids": ids, "labels": labels})
-    batch = _collate(tok.pad_token_id)(rows)
-    n = int((batch["labels"] != IGNORE).sum())
-    assert batch["logits_to_keep"].numel() < batch["input_ids"].shape[1] // 2  # the prompts' logits are skipped
-    assert int((batch["shift_labels"] != IGNORE).sum()) == n  # every answer token is still trained
+    only = answer_logits_only(model)
+    # the text models' loss is transformers' shared one; Gemma 3's image-and-text model has one of its own
+    # before transformers 5 (which ignores shift_labels): every position's logits there
+    assert only or arch == "gemma3-vision"
+    batch = _collate(tok.pad_token_id, only)(rows)
+    if only:
+        n = int((batch["labels"] != IGNORE).sum())
+        assert batch["logits_to_keep"].numel() < batch["input_ids"].shape[1] // 2  # the prompts' logits skipped
+        assert int((batch["shift_labels"] != IGNORE).sum()) == n  # every answer token is still trained
+    else:
+        assert set(batch) == {"input_ids", "labels", "attention_mask"}
+
+    last_down = [w for name, w in model.named_parameters() if name.endswith("mlp.down_proj.weight")][-1]
 
     def loss_and_grad(**kw):
         model.zero_grad()
         loss = model(**kw).loss
         loss.backward()
-        return loss.detach(), model.model.layers[-1].mlp.down_proj.weight.grad.clone()
+        return loss.detach(), last_down.grad.clone()
 
     model.train()
     try:

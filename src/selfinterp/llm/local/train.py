@@ -103,7 +103,19 @@ class _Examples:
         return self.rows[i]
 
 
-def _collate(pad_id):
+def answer_logits_only(model) -> bool:
+    """Whether the model's loss is transformers' shared one, which takes ``shift_labels``: then only the answers'
+    logits are computed.  A model with a loss of its own (Gemma 3's image-and-text model before transformers 5,
+    custom code) gets every position's."""
+    import inspect
+
+    try:
+        return "self.loss_function(" in inspect.getsource(type(model).forward)
+    except (OSError, TypeError):
+        return False
+
+
+def _collate(pad_id, answers_only: bool = True):
     def collate(batch):
         import torch
 
@@ -116,6 +128,8 @@ def _collate(pad_id):
             ids[j, :k] = torch.tensor(b["input_ids"])
             labels[j, :k] = torch.tensor(b["labels"])
             mask[j, :k] = 1
+        if not answers_only:
+            return {"input_ids": ids, "labels": labels, "attention_mask": mask}
         # logits only where a next token is trained (the answers): the vocabulary's projection and its loss
         # over every prompt position is wasted work, a large share of a step for a small model.  Position t
         # predicts token t + 1; the loss is the model's own, on these positions' shifted labels
@@ -211,7 +225,8 @@ def train_job(folder, engine) -> dict:
         remove_unused_columns=False, per_device_eval_batch_size=hp["batch_size"], prediction_loss_only=True,
         **(_checkpointing_arguments(TrainingArguments) if checkpointing else {}))
     trainer = Trainer(model=model, args=args, train_dataset=_Examples(train_rows),
-                      data_collator=_collate(engine.tok.pad_token_id), callbacks=[Events()])
+                      data_collator=_collate(engine.tok.pad_token_id, answer_logits_only(engine.base)),
+                      callbacks=[Events()])
     try:
         with quiet_peft():
             result = trainer.train(resume_from_checkpoint=str(last[-1][1]) if last else None)
