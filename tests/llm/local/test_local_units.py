@@ -157,6 +157,32 @@ def test_template_variables_of_a_thinking_model(smol_tokenizer):
     assert pre == prompt + '{"'
 
 
+# the date logic of Llama 3.1 to 3.3's chat template, around plain turns
+LLAMA3_DATE = ("{%- if not date_string is defined %}{%- if strftime_now is defined %}"
+               "{%- set date_string = strftime_now('%d %b %Y') %}{%- else %}{%- set date_string = '26 Jul 2024' %}"
+               "{%- endif %}{%- endif %}{{ bos_token }}<|start_header_id|>system<|end_header_id|>\\n\\n"
+               "Today Date: {{ date_string }}\\n\\n{{ messages[0]['content'] }}<|eot_id|>"
+               "{%- for m in messages[1:] %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\\n\\n"
+               "{{ m['content'] }}<|eot_id|>{%- endfor %}"
+               "{%- if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\\n\\n{%- endif %}")
+
+
+def test_template_that_writes_todays_date(smol_tokenizer):
+    """Llama 3's template writes today's date into every prompt unless date_string is given: an error naming
+    the fix, and with it the prompts are the same on any day."""
+    import copy
+
+    from selfinterp.llm.local.model import check_chat_template, render_chat
+
+    tok = copy.deepcopy(smol_tokenizer)
+    tok.chat_template = LLAMA3_DATE
+    with pytest.raises(InputError, match=r"today's date into every prompt.*date_string = \"26 Jul 2024\""):
+        check_chat_template(tok, where="test")
+    pinned = {"date_string": "26 Jul 2024"}
+    check_chat_template(tok, pinned, where="test")
+    assert "Today Date: 26 Jul 2024" in render_chat(tok, MSGS[:2], pinned, add_generation_prompt=True)
+
+
 def test_generation_stops_at_the_templates_end_of_turn(smol_tokenizer):
     """The special token that closes an assistant's turn, as the template renders it: SmolLM2's <|im_end|>,
     Gemma's <end_of_turn> where the tokenizer has it as a special token; none where the marker is plain text."""

@@ -289,6 +289,7 @@ def check_chat_template(tok, template_kwargs: dict | None = None, *, where: str)
     if answer not in full or not full.startswith(prompt) or answer not in full[len(prompt):]:
         raise InputError(f"{where}: the chat template has no assistant turn that follows its generation prompt "
                          "(an answer cannot be trained or read after the prompt)")
+    _check_no_date(tok, prompt, where=where)
     between = full[len(prompt):full.index(answer, len(prompt))]
     if between.strip():
         hint = (" (a reasoning model's empty thinking block: set [local] chat_template_kwargs = "
@@ -296,6 +297,21 @@ def check_chat_template(tok, template_kwargs: dict | None = None, *, where: str)
                 " (set the template's variables with [local] chat_template_kwargs)")
         raise InputError(f"{where}: the chat template puts {between!r} between the generation prompt and the "
                          f"assistant's answer, so a choice cannot be read from the prompt's next token{hint}")
+
+
+def _check_no_date(tok, prompt: str, *, where: str) -> None:
+    """A template that writes today's date into every prompt (Llama 3's "Today Date", through transformers'
+    ``strftime_now``) would change the prompts from day to day: a resumed run would train and ask other
+    prompts than it began with, and a result would not regenerate."""
+    import datetime
+
+    if "strftime_now" not in str(tok.chat_template):
+        return
+    today = datetime.date.today()
+    if any(today.strftime(f) in prompt for f in ("%d %b %Y", "%d %B %Y", "%Y-%m-%d", "%B %d, %Y", "%b %d, %Y")):
+        raise InputError(f"{where}: the chat template writes today's date into every prompt, so the prompts would "
+                         "change from day to day; fix the date with the template's variable, e.g. for Llama 3: "
+                         '[local] chat_template_kwargs = { date_string = "26 Jul 2024" } (its own default)')
 
 
 def end_of_turn_id(tok, template_kwargs: dict | None = None) -> int | None:
