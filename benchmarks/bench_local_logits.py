@@ -64,17 +64,12 @@ def matmul_rate(torch, device: str, dtype, size: int = 2048, repeats: int = 5) -
 
 def tokens_run(seqs: list[list[int]], batch: int, share: bool) -> int:
     """Tokens the backend's batches run (each batch's distinct prefixes once, plus every suffix; no padding)."""
-    from selfinterp.llm.local.prefix import plan_prefixes
+    from selfinterp.llm.local.prefix import plan_cost, plan_prefixes
 
     if not share:
         return sum(map(len, seqs))
-    order, prefix = plan_prefixes(seqs)
-    total = 0
-    for s in range(0, len(order), batch):
-        idx = order[s:s + batch]
-        total += sum(map(len, {tuple(seqs[i][:prefix[i]]) for i in idx if prefix[i]}))
-        total += sum(len(seqs[i]) - prefix[i] for i in idx)
-    return total
+    order, prefix = plan_prefixes(seqs)  # batches cut the plan's order as Engine.iter_logprobs does
+    return sum(plan_cost(seqs, order[s:s + batch], prefix) for s in range(0, len(order), batch))
 
 
 def main() -> None:

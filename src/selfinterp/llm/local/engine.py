@@ -294,16 +294,15 @@ class Engine:
         import torch
 
         ids, mask, _ = self._batch(prompts)
-        stop = self.stop_ids
         with torch.inference_mode(), self.using(name) as model:
             out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
                                  temperature=None, top_p=None, top_k=None, pad_token_id=self.tok.pad_token_id,
-                                 eos_token_id=sorted(stop))
+                                 eos_token_id=sorted(self.stop_ids))
         res = []
         for row in out[:, ids.shape[1]:].tolist():
             toks, stopped = [], False
             for t in row:
-                if t in stop:
+                if t in self.stop_ids:
                     stopped = True
                     break
                 toks.append(t)

@@ -242,6 +242,16 @@ def load_model(src: ModelSource, *, device: str, dtype: str, where: str):
     return model.to(device).eval()
 
 
+_ANSWER = "ZQX-answer"  # the probe's answer: a string no template writes itself
+
+
+def _probe(tok, template_kwargs: dict | None) -> tuple[str, str]:
+    """(the generation prompt, the whole conversation) of a system message, a question and the answer ``_ANSWER``."""
+    msgs = [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "Which is better?"}]
+    return (render_chat(tok, msgs, template_kwargs, add_generation_prompt=True),
+            render_chat(tok, msgs + [{"role": "assistant", "content": _ANSWER}], template_kwargs))
+
+
 _REFUSES_SYSTEM: dict[tuple, bool] = {}  # (chat template, its variables) -> whether it refuses a system message
 
 
@@ -279,18 +289,15 @@ def check_chat_template(tok, template_kwargs: dict | None = None, *, where: str)
     generation prompt at once: the answer's first token is read from the prompt's next-token logits."""
     if not getattr(tok, "chat_template", None):
         raise InputError(f"{where}: the tokenizer has no chat template")
-    probe = [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "Which is better?"}]
-    answer = "ZQX-answer"
     try:
-        prompt = render_chat(tok, probe, template_kwargs, add_generation_prompt=True)
-        full = render_chat(tok, probe + [{"role": "assistant", "content": answer}], template_kwargs)
+        prompt, full = _probe(tok, template_kwargs)
     except Exception as exc:
         raise InputError(f"{where}: the chat template fails to render ({type(exc).__name__}: {exc})") from None
-    if answer not in full or not full.startswith(prompt) or answer not in full[len(prompt):]:
+    if not full.startswith(prompt) or _ANSWER not in full[len(prompt):]:
         raise InputError(f"{where}: the chat template has no assistant turn that follows its generation prompt "
                          "(an answer cannot be trained or read after the prompt)")
     _check_no_date(tok, prompt, where=where)
-    between = full[len(prompt):full.index(answer, len(prompt))]
+    between = full[len(prompt):full.index(_ANSWER, len(prompt))]
     if between.strip():
         hint = (" (a reasoning model's empty thinking block: set [local] chat_template_kwargs = "
                 "{ enable_thinking = false }, as for Qwen3)" if "think" in between else
@@ -317,9 +324,8 @@ def _check_no_date(tok, prompt: str, *, where: str) -> None:
 def end_of_turn_id(tok, template_kwargs: dict | None = None) -> int | None:
     """The special token the chat template closes an assistant's turn with (``<|im_end|>``, ``<end_of_turn>``,
     ``<|eot_id|>``), where it has one: generation stops there."""
-    probe = [{"role": "user", "content": "Which is better?"}, {"role": "assistant", "content": "ZQX-answer"}]
-    full = render_chat(tok, probe, template_kwargs)
-    after = full[full.rindex("ZQX-answer") + len("ZQX-answer"):]
+    _, full = _probe(tok, template_kwargs)
+    after = full[full.rindex(_ANSWER) + len(_ANSWER):]
     ids = tok(after, add_special_tokens=False)["input_ids"] if after else []
     return ids[0] if ids and ids[0] in set(tok.all_special_ids) | _added_special(tok) else None
 
